@@ -1,0 +1,1 @@
+"""CLI layer: the ``pxcluster``, ``pxcontroller`` and ``pxengine`` entry points."""

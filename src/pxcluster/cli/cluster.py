@@ -1,0 +1,158 @@
+"""CLI layer: ``pxcluster``, which starts, stops and lists local clusters.
+
+    pxcluster start -n 4     controller + 4 engines in the background; returns when ready
+    pxcluster -n 4           the same in the foreground; Ctrl-C stops it all
+    pxcluster stop           stop the profile's cluster, leaving no process behind
+    pxcluster list           running clusters, their engines and queue lengths
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pxcluster._errors import NoClusterRunning, PxclusterError
+from pxcluster.client import MultiEngineClient
+from pxcluster.launchers import Cluster, running_controller, stop_profile
+from pxcluster.profile import ProfilePaths, profile_root
+
+
+def _profile_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="default",
+                   help="profile name (folder ~/.pxcluster/profile_NAME; default: %(default)s)")
+    p.add_argument("--profile-dir", type=Path, default=None,
+                   help="use this profile folder instead of ~/.pxcluster/profile_NAME")
+
+
+def _start_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--n", type=int, default=None, dest="n",
+                   help="number of engines (default: the number of CPU cores, "
+                   f"{os.cpu_count()} here)")
+    p.add_argument("--ip", default=None,
+                   help="controller address (default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait for the cluster to be ready (default %(default)s)")
+    _profile_flags(p)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pxcluster",
+        description="Start, stop and list pxcluster clusters (a controller and engines). "
+        "`pxcluster -n 4` runs one in the foreground until Ctrl-C.",
+    )
+    _start_flags(p)
+    sub = p.add_subparsers(dest="command", metavar="{start,stop,list}")
+    start = sub.add_parser("start", help="start a cluster in the background; return when ready",
+                           description="Start a controller and N engines in the background "
+                           "and return once every engine is registered.")
+    _start_flags(start)
+    stop = sub.add_parser("stop", help="stop a running cluster",
+                          description="Stop the profile's controller and engines.")
+    _profile_flags(stop)
+    stop.add_argument("--timeout", type=float, default=10.0,
+                      help="seconds to wait before killing what has not stopped (default 10)")
+    sub.add_parser("list", help="list running clusters",
+                   description="List running clusters: profile, controller, engines, queues.")
+    return p
+
+
+def _cluster(args: argparse.Namespace) -> Cluster:
+    controller_args = ["--ip", args.ip] if args.ip else []
+    return Cluster(args.n, profile=args.profile, profile_dir=args.profile_dir,
+                   controller_args=controller_args, timeout=args.timeout)
+
+
+def _started(cluster: Cluster, seconds: float, foreground: bool) -> None:
+    ids = cluster.client().get_ids()
+    name = cluster.paths.name
+    flag = "" if name == "default" else f"profile={name!r}"
+    print(f"pxcluster: profile {name!r} ready in {seconds:.1f} s: controller pid "
+          f"{cluster.controller_pid}, {len(ids)} engines {ids}")
+    print("Connect from Python or IPython with:")
+    print("    from pxcluster import client")
+    print(f"    mec = client.MultiEngineClient({flag})")
+    if foreground:
+        print("Press Ctrl-C to stop the cluster.")
+    else:
+        stop = "pxcluster stop" + ("" if name == "default" else f" --profile {name}")
+        print(f"Stop it with: {stop}")
+    sys.stdout.flush()
+
+
+def cmd_start(args: argparse.Namespace, foreground: bool) -> int:
+    began = time.monotonic()
+    cluster = _cluster(args)
+    cluster.start()
+    _started(cluster, time.monotonic() - began, foreground)
+    if not foreground:
+        return 0
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while cluster._controller is not None and cluster._controller.alive():
+            time.sleep(0.2)
+        print("pxcluster: the controller exited", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\npxcluster: stopping")
+    finally:
+        cluster.stop()
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    paths = ProfilePaths.for_profile(args.profile, args.profile_dir)
+    record = stop_profile(paths, timeout=args.timeout)
+    engines = len(record.engines) if record else 0
+    print(f"pxcluster: stopped profile {paths.name!r} ({engines} engines started by pxcluster)")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    root = profile_root()
+    rows = []
+    folders = sorted(root.glob("profile_*")) if root.exists() else []
+    for folder in folders:
+        paths = ProfilePaths.for_profile(folder.name.removeprefix("profile_"), folder)
+        controller = running_controller(paths)
+        if controller is None:
+            continue
+        try:
+            with MultiEngineClient(profile_dir=paths.dir, timeout=2.0) as mec:
+                queues = mec.queue_status(timeout=2.0)
+            engines = ", ".join(f"{eid}:{q['queue']}" for eid, q in queues) or "-"
+            rows.append(f"{paths.name:<16} {controller.pid:<8} {len(queues):<8} {engines}")
+        except PxclusterError as exc:
+            rows.append(f"{paths.name:<16} {controller.pid:<8} {'?':<8} not answering: {exc}")
+    if not rows:
+        print(f"no running clusters (profiles under {root})")
+        return 0
+    print(f"{'PROFILE':<16} {'PID':<8} {'ENGINES':<8} QUEUES (engine:queued)")
+    print("\n".join(rows))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "start":
+            return cmd_start(args, foreground=False)
+        if args.command == "stop":
+            return cmd_stop(args)
+        if args.command == "list":
+            return cmd_list(args)
+        return cmd_start(args, foreground=True)
+    except NoClusterRunning as exc:
+        print(f"pxcluster: {exc}", file=sys.stderr)
+        return 1
+    except PxclusterError as exc:
+        print(f"pxcluster: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""CLI layer: ``pxcontroller``, the controller process."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+from pxcluster.cli._common import add_profile_flags, profile_from, setup_logging
+from pxcluster.controller import ControllerServer
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pxcontroller",
+        description="Run a pxcluster controller in the foreground. It binds one port for "
+        "clients and one for engines, and writes their connection files (mode 0600) into "
+        "the profile's security/ folder.",
+    )
+    add_profile_flags(p)
+    p.add_argument("--ip", default=None,
+                   help="address to listen on (default 127.0.0.1: this machine only; "
+                   "0.0.0.0: every interface)")
+    p.add_argument("--client-port", type=int, default=None, help="client port (default: any free)")
+    p.add_argument("--engine-port", type=int, default=None, help="engine port (default: any free)")
+    p.add_argument("--heartbeat-period", type=float, default=None,
+                   help="seconds between heartbeat pings (default 0.5)")
+    p.add_argument("--heartbeat-timeout", type=float, default=None,
+                   help="an engine silent this many seconds is declared dead (default 3)")
+    p.add_argument("--log-file", type=Path, default=None,
+                   help="log here (default: the profile's log/controller.log)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    paths, config = profile_from(args)
+    config = config.replace(
+        ip=args.ip, client_port=args.client_port, engine_port=args.engine_port,
+        heartbeat_period=args.heartbeat_period, heartbeat_timeout=args.heartbeat_timeout,
+    )
+    setup_logging(args.log_level, args.log_file or paths.log / "controller.log")
+    server = ControllerServer(config, paths)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: server.request_stop())
+    print(f"pxcontroller: clients at {server.client_url}, engines at {server.engine_url}",
+          flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,203 @@
+"""Client layer: the connection to the controller, owned by one background I/O thread.
+
+Theory of operation
+-------------------
+User threads never touch the controller socket. ``submit`` registers the PendingResult
+under its message ids *before* handing the encoded frames to the I/O thread through an
+in-process pipe, so a reply can never arrive for an id nobody waits on. The I/O thread
+forwards those frames, decodes every incoming message, and routes it: REPLY to its
+PendingResult, NOTIFY to the engine list, STREAM to the stream handler.
+
+If the connection to the controller drops, every pending result fails with
+``ConnectionLost`` at once rather than waiting forever; the socket reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pxcluster._errors import ConnectionLost, PxclusterTimeoutError, RemoteProtocolError
+from pxcluster.client._results import PendingResult
+from pxcluster.profile import ClientConnection
+from pxcluster.transport import Context, Monitor, Poller, connect, pipe
+from pxcluster.wire import Message, MsgType, ReplayGuard, Signer, decode, encode
+
+log = logging.getLogger("pxcluster.client")
+
+Buffer = bytes | memoryview | bytearray
+_CLOSE = b"close"
+
+
+class ClientCore:
+    """One connection to a controller, shared by every client object made from it."""
+
+    def __init__(self, connection: ClientConnection, timeout: float = 10.0) -> None:
+        self.connection = connection
+        self._signer = Signer(connection.key)
+        self._guard = ReplayGuard()
+        self._session = f"cli{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._ids = itertools.count()
+        self._ctx = Context()
+        self._user_pipe, self._io_pipe = pipe(self._ctx)
+        self._send_lock = threading.Lock()
+        self._pending: dict[str, PendingResult[Any]] = {}
+        self._engines: list[int] = []
+        self._engines_changed = threading.Condition()
+        self.stream_handler: Callable[[Message], None] | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._io_loop, name="pxcluster-client-io",
+                                        daemon=True)
+        self._thread.start()
+        try:
+            engines = self.call_controller(MsgType.CONNECT, {}, "connect", timeout=timeout)
+        except PxclusterTimeoutError:
+            self.close()
+            raise PxclusterTimeoutError(
+                f"no controller answered at {connection.url} within {timeout} s "
+                f"(profile {connection.profile!r}); is the cluster running? "
+                "Start one with `pxcluster start -n 4`."
+            ) from None
+        self._set_engines(engines.content["engines"])
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        return f"{self._session}-{next(self._ids)}"
+
+    def submit(self, msg: Message, pending: PendingResult[Any]) -> PendingResult[Any]:
+        """Send ``msg``; its replies will resolve ``pending``."""
+        return self.submit_many([msg], pending)
+
+    def submit_many(self, msgs: Sequence[Message], pending: PendingResult[Any]) -> PendingResult[Any]:
+        """Send ``msgs``, whose replies together resolve ``pending``."""
+        if self._closed:
+            raise ConnectionLost("this client is closed")
+        encoded = [encode(msg, self._signer) for msg in msgs]  # fails before anything is sent
+        for msg_id in pending.msg_ids:
+            self._pending[msg_id] = pending
+        pending.add_done_callback(self._forget)
+        with self._send_lock:
+            for frames in encoded:
+                self._user_pipe.send(frames)
+        return pending
+
+    def _forget(self, pending: concurrent.futures.Future[Any]) -> None:
+        for msg_id in getattr(pending, "msg_ids", ()):
+            self._pending.pop(msg_id, None)
+
+    def call_controller(
+        self, msg_type: MsgType, content: dict[str, Any], method: str,
+        timeout: float | None, targets: list[int] | None = None,
+    ) -> Message:
+        """Send a request the controller answers itself, and wait for the reply."""
+        msg = Message(msg_type, self.new_id(), content, targets=targets)
+        pending: PendingResult[Message] = PendingResult(method, [(msg.id, -1)], lambda r: r[0])
+        self.submit(msg, pending)
+        return pending.get_result(timeout=timeout)  # type: ignore[no-any-return]
+
+    # -- engines ---------------------------------------------------------------------------
+
+    @property
+    def engines(self) -> list[int]:
+        """Engine ids as last announced by the controller."""
+        with self._engines_changed:
+            return list(self._engines)
+
+    def _set_engines(self, engines: Sequence[int]) -> None:
+        with self._engines_changed:
+            self._engines = sorted(engines)
+            self._engines_changed.notify_all()
+
+    def wait_for_engines(self, count: int, timeout: float | None) -> list[int]:
+        """Block until at least ``count`` engines are registered; returns their ids.
+
+        Raises:
+            PxclusterTimeoutError: fewer than ``count`` engines after ``timeout`` seconds.
+        """
+        with self._engines_changed:
+            ok = self._engines_changed.wait_for(lambda: len(self._engines) >= count, timeout)
+            if not ok:
+                raise PxclusterTimeoutError(
+                    f"only {len(self._engines)} of {count} engines registered within "
+                    f"{timeout} s"
+                )
+            return list(self._engines)
+
+    # -- the I/O thread --------------------------------------------------------------------
+
+    def _io_loop(self) -> None:
+        dealer = connect(self._ctx, "dealer", self.connection.url)
+        monitor = Monitor(dealer)
+        poller = Poller([dealer, self._io_pipe, monitor])
+        try:
+            while True:
+                for chan in poller.poll(None):
+                    if chan is self._io_pipe:
+                        frames = self._io_pipe.recv()
+                        if len(frames) == 1 and bytes(frames[0]) == _CLOSE:
+                            return
+                        dealer.send(frames)
+                    elif chan is monitor:
+                        if monitor.recv_event() == "disconnected":
+                            self._fail_all(ConnectionLost(
+                                f"lost the controller at {self.connection.url}"
+                            ))
+                    else:
+                        self._receive(dealer.recv())
+        except Exception:  # pragma: no cover - a bug here must not hang every caller
+            log.exception("client I/O thread failed")
+            self._fail_all(ConnectionLost("the client's I/O thread failed; see the log"))
+        finally:
+            monitor.close()
+            dealer.close()
+
+    def _receive(self, frames: list[memoryview]) -> None:
+        try:
+            msg = decode(frames, self._signer, self._guard)
+        except RemoteProtocolError as exc:
+            log.warning("dropped a message from the controller: %s", exc)
+            return
+        if msg.type == MsgType.REPLY:
+            pending = self._pending.get(msg.parent)
+            if pending is not None:
+                pending.add_reply(msg)
+        elif msg.type == MsgType.NOTIFY:
+            self._on_notify(msg.content)
+        elif msg.type == MsgType.STREAM and self.stream_handler is not None:
+            self.stream_handler(msg)
+
+    def _on_notify(self, content: dict[str, Any]) -> None:
+        engine = content.get("engine")
+        if not isinstance(engine, int):
+            return
+        with self._engines_changed:
+            engines = set(self._engines)
+            if content.get("event") == "registered":
+                engines.add(engine)
+            elif content.get("event") == "died":
+                engines.discard(engine)
+            self._engines = sorted(engines)
+            self._engines_changed.notify_all()
+
+    def _fail_all(self, exc: Exception) -> None:
+        for pending in list(self._pending.values()):
+            pending.fail(exc)
+
+    def close(self) -> None:
+        """Stop the I/O thread and close the socket; pending results fail."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._send_lock:
+            self._user_pipe.send([_CLOSE])
+        self._thread.join(timeout=5.0)
+        self._fail_all(ConnectionLost("the client was closed"))
+        self._ctx.close()
+

@@ -1,0 +1,214 @@
+"""Client layer: PendingResult (a Future for a call on many engines) and ResultList.
+
+A PendingResult collects one reply per (request, engine) pair. The client's I/O thread feeds
+it replies; when the last one arrives it turns them into the call's value, or into a
+``CompositeError`` when any engine failed, and resolves the Future. Because it *is* a
+``concurrent.futures.Future``, it works with ``concurrent.futures.wait`` and, through
+``__await__``, in asyncio code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, Generic, TypeVar
+
+from pxcluster._errors import (
+    CompositeError,
+    EngineDied,
+    EngineError,
+    EngineNotRegistered,
+    PxclusterTimeoutError,
+    RemoteError,
+    TaskAborted,
+)
+from pxcluster.serialize import loads
+from pxcluster.wire import Message, Status
+
+T = TypeVar("T")
+
+
+def reply_error(msg: Message) -> Exception:
+    """The exception a non-OK reply stands for."""
+    content = msg.content
+    if msg.status == Status.ERROR:
+        original: BaseException | None = None
+        if msg.buffers:
+            try:
+                loaded = loads(msg.buffers)
+                original = loaded if isinstance(loaded, BaseException) else None
+            except Exception:
+                original = None
+        return RemoteError(
+            msg.engine,
+            str(content.get("ename", "Exception")),
+            str(content.get("evalue", "")),
+            str(content.get("traceback", "")),
+            original,
+        )
+    text = str(content.get("error", "request failed"))
+    if msg.status == Status.ABORTED:
+        aborted = TaskAborted(f"[engine {msg.engine}] {text}")
+        aborted.engine_id = msg.engine  # type: ignore[attr-defined]
+        return aborted
+    kind = content.get("kind")
+    if kind == "died":
+        return EngineDied(text, msg.engine)
+    if kind == "unregistered":
+        return EngineNotRegistered(text, msg.engine)
+    return EngineError(text, msg.engine)
+
+
+class PendingResult(concurrent.futures.Future[T], Generic[T]):
+    """The result of a call that has been sent and may not have finished yet.
+
+    ``get_result()`` (or ``.r``) waits for it; ``get_result(block=False)`` polls.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        keys: Sequence[tuple[str, int]],
+        finish: Callable[[list[Message]], T],
+        on_interrupt: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.method = method
+        self.keys = list(keys)
+        self._finish = finish
+        self._replies: dict[tuple[str, int], Message] = {}
+        self._lock = threading.Lock()
+        self._on_interrupt = on_interrupt
+        self.set_running_or_notify_cancel()
+
+    @property
+    def msg_ids(self) -> list[str]:
+        return list(dict.fromkeys(k[0] for k in self.keys))
+
+    def add_reply(self, msg: Message) -> None:
+        """Record a reply (I/O thread); resolve the Future once every reply is in."""
+        key = (msg.parent, msg.engine)
+        with self._lock:
+            if self.done() or key in self._replies:
+                return
+            if key not in self.keys:
+                key = self._match_unknown_engine(msg)
+                if key is None:
+                    return
+            self._replies[key] = msg
+            if len(self._replies) < len(self.keys):
+                return
+        self._resolve()
+
+    def _match_unknown_engine(self, msg: Message) -> tuple[str, int] | None:
+        # A controller reply about a target it could not resolve carries the engine id we
+        # asked for; a reply with no engine id (-1) stands for our one controller request.
+        for key in self.keys:
+            if key[0] == msg.parent and key not in self._replies and key[1] in (-1, msg.engine):
+                return key
+        return None
+
+    def _resolve(self) -> None:
+        ordered = [self._replies[k] for k in self.keys]
+        errors = [reply_error(m) for m in ordered if m.status != Status.OK]
+        if errors:
+            self.set_exception(CompositeError(self.method, errors))
+            return
+        try:
+            value = self._finish(ordered)
+        except Exception as exc:
+            self.set_exception(exc)
+        else:
+            self.set_result(value)
+
+    def fail(self, exc: BaseException) -> None:
+        """Resolve with ``exc`` unless already done (connection lost, client closed)."""
+        with self._lock:
+            if self.done():
+                return
+            self.set_exception(exc)
+
+    def get_result(
+        self, default: Any = None, block: bool = True, timeout: float | None = None
+    ) -> T | Any:
+        """The value of the call; raises what the call raised.
+
+        Args:
+            default: returned by a non-blocking poll when the result is not ready.
+            block: wait for the result (True) or return at once (False).
+            timeout: seconds to wait at most when blocking (None: no limit).
+
+        Raises:
+            CompositeError: the call failed on one or more engines.
+            PxclusterTimeoutError: ``timeout`` ran out first.
+        """
+        if not block and not self.done():
+            return default
+        try:
+            return self.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise PxclusterTimeoutError(
+                f"{self.method} did not finish within {timeout} s; it may still finish "
+                "later: get_result() again, or clear_queue()/interrupt() to stop it"
+            ) from None
+        except KeyboardInterrupt:
+            if self._on_interrupt is not None and not self.done():
+                self._on_interrupt()
+            raise
+
+    @property
+    def r(self) -> T:
+        """Shorthand for ``get_result(block=True)``."""
+        return self.get_result(block=True)  # type: ignore[no-any-return]
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until done; True if it finished within ``timeout``."""
+        done, _ = concurrent.futures.wait([self], timeout)
+        return bool(done)
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return asyncio.wrap_future(self).__await__()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "pending"
+        return f"<PendingResult {self.method} on {len(self.keys)} engine(s): {state}>"
+
+
+class ResultList(list[dict[str, Any]]):
+    """Results of ``execute`` on several engines; prints in the IPython1 layout::
+
+        <Results List>
+        [0] In [4]: print(c)
+        [0] Out[4]: 15
+    """
+
+    def __repr__(self) -> str:
+        lines = ["<Results List>"]
+        for entry in self:
+            engine, number = entry["id"], entry["number"]
+            lines.append(_block(f"[{engine}] In [{number}]: ", entry["input"]["raw"]))
+            out = (entry.get("stdout") or "").rstrip("\n")
+            if entry.get("display") is not None:
+                out = f"{out}\n{entry['display']}" if out else entry["display"]
+            err = (entry.get("stderr") or "").rstrip("\n")
+            if out:
+                lines.append(_block(f"[{engine}] Out[{number}]: ", out))
+            if err:
+                lines.append(_block(f"[{engine}] Err[{number}]: ", err))
+            if out or err:
+                lines.append("")
+        return "\n".join(lines).rstrip("\n")
+
+    __str__ = __repr__
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
+def _block(prefix: str, text: str) -> str:
+    """``prefix`` then ``text``, continuation lines indented under the first."""
+    pad = "\n" + " " * len(prefix)
+    return prefix + pad.join(text.splitlines() or [""])
+

@@ -1,0 +1,403 @@
+"""Client layer: the MultiEngine interface, where every engine is addressed by its id.
+
+Each method sends one request (fanned out by the controller to its targets) or one request
+per target (scatter, map), and returns the value, or a PendingResult when not blocking.
+``block`` and ``targets`` given as keyword arguments override the instance attributes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pxcluster._errors import EngineError, PxclusterTimeoutError
+from pxcluster.client._core import ClientCore
+from pxcluster.client._partition import as_sliceable, concatenate, partition, split_bounds
+from pxcluster.client._results import PendingResult, ResultList
+from pxcluster.profile import ProfilePaths, read_client_connection
+from pxcluster.serialize import dumps, dumps_many, loads, loads_many
+from pxcluster.wire import Message, MsgType
+
+Buffer = bytes | memoryview | bytearray
+TargetSpec = int | Sequence[int] | Literal["all"]
+T = TypeVar("T")
+Finish = Callable[[list[Message]], Any]
+
+
+class MultiEngineClient:
+    """Drives a set of engines, each by its id, from a script, IPython or a notebook.
+
+    Args:
+        connection_file: a client connection file; default: the profile's.
+        profile: the profile whose running cluster to use.
+        profile_dir: the profile folder, if not under ``~/.pxcluster``.
+        timeout: seconds to wait for the controller to answer the first time.
+        targets: the default engines: ``'all'``, an id, or a list of ids.
+        block: wait for results (True) or return PendingResults (False) by default.
+
+    Raises:
+        NoClusterRunning: there is no connection file.
+        PxclusterTimeoutError: no controller answered within ``timeout``.
+    """
+
+    _scalar = False
+
+    def __init__(
+        self,
+        connection_file: str | Path | None = None,
+        *,
+        profile: str = "default",
+        profile_dir: str | Path | None = None,
+        timeout: float = 10.0,
+        targets: TargetSpec = "all",
+        block: bool = True,
+    ) -> None:
+        paths = ProfilePaths.for_profile(profile, profile_dir)
+        path = Path(connection_file) if connection_file else paths.client_file
+        self._core = ClientCore(read_client_connection(path), timeout)
+        self._owns_core = True
+        self.targets: TargetSpec = targets
+        self.block = block
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _resolve(self, targets: TargetSpec | None) -> list[int]:
+        spec = self.targets if targets is None else targets
+        if spec == "all":
+            ids = self._core.engines
+            if not ids:
+                raise EngineError("no engines are registered with the controller")
+            return ids
+        if isinstance(spec, int):
+            return [spec]
+        if isinstance(spec, str) or not all(isinstance(t, int) for t in spec):
+            raise TypeError(f"targets must be 'all', an engine id or a list of ids, not {spec!r}")
+        if not spec:
+            raise ValueError("targets is an empty list")
+        return list(spec)
+
+    def _deliver(self, pending: PendingResult[Any], block: bool | None,
+                 timeout: float | None) -> Any:
+        if self.block if block is None else block:
+            return pending.get_result(timeout=timeout)
+        return pending
+
+    def _per_engine(self, values: list[Any]) -> Any:
+        """A list with one value per engine; a view of one engine returns the value itself."""
+        return values[0] if self._scalar else values
+
+    def _request(
+        self, method: str, msg_type: MsgType, targets: TargetSpec | None, finish: Finish,
+        block: bool | None, timeout: float | None,
+        content: dict[str, Any] | None = None, buffers: Sequence[Buffer] = (),
+    ) -> Any:
+        ids = self._resolve(targets)
+        msg = Message(msg_type, self._core.new_id(), content or {}, buffers, targets=ids)
+        pending = PendingResult(method, [(msg.id, t) for t in ids], finish,
+                                on_interrupt=lambda: self._interrupt_nowait(ids))
+        self._core.submit(msg, pending)
+        return self._deliver(pending, block, timeout)
+
+    def _request_each(
+        self, method: str, msg_type: MsgType, parts: list[tuple[int, dict[str, Any], list[Buffer]]],
+        finish: Finish, block: bool | None, timeout: float | None,
+    ) -> Any:
+        """One request per target, each with its own payload, resolved as one result."""
+        msgs = [Message(msg_type, self._core.new_id(), c, b, targets=[t]) for t, c, b in parts]
+        ids = [t for t, _, _ in parts]
+        pending = PendingResult(method, [(m.id, t) for m, t in zip(msgs, ids, strict=True)],
+                                finish, on_interrupt=lambda: self._interrupt_nowait(ids))
+        self._core.submit_many(msgs, pending)
+        return self._deliver(pending, block, timeout)
+
+    def _interrupt_nowait(self, ids: list[int]) -> None:
+        """Ctrl-C while waiting: interrupt what those engines run (nobody waits for the ack)."""
+        msg = Message(MsgType.INTERRUPT, self._core.new_id(), targets=ids)
+        self._core.submit(msg, PendingResult("interrupt", [(msg.id, t) for t in ids], list))
+
+    def _none_each(self, replies: list[Message]) -> Any:
+        return self._per_engine([None] * len(replies))
+
+    # -- engines and the queue -------------------------------------------------------------
+
+    def get_ids(self, timeout: float | None = 10.0) -> list[int]:
+        """Ids of the engines registered now, asked of the controller."""
+        reply = self._core.call_controller(MsgType.CONNECT, {}, "get_ids", timeout)
+        return sorted(reply.content["engines"])
+
+    def wait_for_engines(self, count: int, timeout: float | None = 60.0) -> list[int]:
+        """Wait until at least ``count`` engines are registered; returns their ids."""
+        return self._core.wait_for_engines(count, timeout)
+
+    def queue_status(self, timeout: float | None = 10.0) -> list[tuple[int, dict[str, int]]]:
+        """For each engine, how many requests are queued or running on it."""
+        reply = self._core.call_controller(MsgType.QUEUE_STATUS, {}, "queue_status", timeout)
+        return [(eid, {"queue": n}) for eid, n in reply.content["queues"]]
+
+    def clear_queue(self, targets: TargetSpec | None = None, block: bool | None = None,
+                    timeout: float | None = None) -> Any:
+        """Drop requests queued on the targets that have not started (they fail as aborted)."""
+        return self._request("clear_queue", MsgType.CLEAR_QUEUE, targets, self._none_each,
+                             block, timeout)
+
+    def interrupt(self, targets: TargetSpec | None = None, block: bool | None = None,
+                  timeout: float | None = None) -> Any:
+        """Raise KeyboardInterrupt in the code the targets are running now."""
+        return self._request("interrupt", MsgType.INTERRUPT, targets, self._none_each,
+                             block, timeout)
+
+    def barrier(self, pending_results: Iterable[PendingResult[Any]],
+                timeout: float | None = None) -> None:
+        """Wait until every PendingResult given is done (failed ones included).
+
+        Raises:
+            PxclusterTimeoutError: some were not done after ``timeout`` seconds.
+        """
+        waiting = list(pending_results)
+        _, not_done = concurrent.futures.wait(waiting, timeout)
+        if not_done:
+            raise PxclusterTimeoutError(
+                f"{len(not_done)} of {len(waiting)} results not done after {timeout} s"
+            )
+
+    def kill(self, targets: TargetSpec | None = None, controller: bool = False,
+             block: bool | None = None, timeout: float | None = None) -> Any:
+        """Stop the target engines (``controller=True``: the controller and every engine)."""
+        if controller:
+            self._core.call_controller(MsgType.SHUTDOWN, {}, "kill", timeout)
+            return None
+        return self._request("kill", MsgType.SHUTDOWN, targets, self._none_each, block, timeout)
+
+    # -- code ------------------------------------------------------------------------------
+
+    def execute(self, lines: str, targets: TargetSpec | None = None,
+                block: bool | None = None, timeout: float | None = None) -> Any:
+        """Run ``lines`` of Python on the targets; returns a ResultList of their output.
+
+        Raises:
+            CompositeError: the code raised on one or more engines.
+        """
+        if not isinstance(lines, str):
+            raise TypeError(f"execute needs code as a str, not {type(lines).__name__}")
+
+        def finish(replies: list[Message]) -> ResultList:
+            return ResultList(
+                {
+                    "id": r.engine,
+                    "number": r.content["n"],
+                    "input": {"raw": lines, "translated": lines},
+                    "stdout": r.content["stdout"],
+                    "stderr": r.content["stderr"],
+                    "display": r.content["display"],
+                }
+                for r in replies
+            )
+
+        return self._request("execute", MsgType.EXECUTE, targets, finish, block, timeout,
+                             {"code": lines})
+
+    def run(self, filename: str | Path, targets: TargetSpec | None = None,
+            block: bool | None = None, timeout: float | None = None) -> Any:
+        """Run the Python file ``filename`` (read here) on the targets."""
+        return self.execute(Path(filename).read_text(), targets, block, timeout)
+
+    def reset(self, targets: TargetSpec | None = None, block: bool | None = None,
+              timeout: float | None = None) -> Any:
+        """Clear the targets' namespaces."""
+        return self._request("reset", MsgType.RESET, targets, self._none_each, block, timeout)
+
+    def keys(self, targets: TargetSpec | None = None, block: bool | None = None,
+             timeout: float | None = None) -> Any:
+        """The names defined in each target's namespace."""
+        return self._request(
+            "keys", MsgType.KEYS, targets,
+            lambda rs: self._per_engine([r.content["keys"] for r in rs]), block, timeout,
+        )
+
+    # -- data ------------------------------------------------------------------------------
+
+    def push(self, namespace: dict[str, Any], targets: TargetSpec | None = None,
+             block: bool | None = None, timeout: float | None = None) -> Any:
+        """Set each name of ``namespace`` to its value on the targets.
+
+        Raises:
+            SerializationError: a value cannot be pickled; nothing was sent.
+        """
+        if not isinstance(namespace, dict) or not all(isinstance(k, str) for k in namespace):
+            raise TypeError("push needs a dict of names (str) to values")
+        counts, frames = dumps_many(namespace.items())
+        content = {"names": list(namespace), "counts": counts}
+        return self._request("push", MsgType.PUSH, targets, self._none_each, block, timeout,
+                             content, frames)
+
+    push_function = push
+
+    def pull(self, keys: str | Sequence[str], targets: TargetSpec | None = None,
+             block: bool | None = None, timeout: float | None = None) -> Any:
+        """Values of ``keys`` on each target: one value per engine for a name, a list of
+        values per engine for a tuple of names.
+
+        Raises:
+            CompositeError: a name is not defined on some engine (wrapping NameError).
+        """
+        single = isinstance(keys, str)
+        names = [keys] if isinstance(keys, str) else list(keys)
+        if not all(isinstance(n, str) for n in names):
+            raise TypeError("pull needs a name or a sequence of names")
+
+        def finish(replies: list[Message]) -> Any:
+            values = [loads_many(r.content["counts"], r.buffers) for r in replies]
+            return self._per_engine([v[0] for v in values] if single else values)
+
+        return self._request("pull", MsgType.PULL, targets, finish, block, timeout,
+                             {"names": names})
+
+    pull_function = pull
+
+    def zip_pull(self, keys: Sequence[str], targets: TargetSpec | None = None,
+                 block: bool | None = None, timeout: float | None = None) -> Any:
+        """Like ``pull`` of several names, regrouped: one tuple per name across engines."""
+        pending = self.pull(tuple(keys), targets, block=False)
+        zipped: PendingResult[Any] = _chain(pending, lambda per_engine: list(zip(*per_engine)))
+        return self._deliver(zipped, block, timeout)
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, int):
+            return EngineView(self, key)
+        return self.pull(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.push({key: value})
+
+    # -- scatter, gather, map --------------------------------------------------------------
+
+    def scatter(self, key: str, seq: Iterable[Any], targets: TargetSpec | None = None,
+                flatten: bool = False, block: bool | None = None,
+                timeout: float | None = None) -> Any:
+        """Split ``seq`` into contiguous parts, one per target, pushed as ``key``."""
+        ids = self._resolve(targets)
+        parts = []
+        for target, piece in zip(ids, partition(seq, len(ids), flatten), strict=True):
+            counts, frames = dumps_many([(key, piece)])
+            parts.append((target, {"names": [key], "counts": counts}, frames))
+        return self._request_each("scatter", MsgType.PUSH, parts, self._none_each, block, timeout)
+
+    def gather(self, key: str, targets: TargetSpec | None = None, block: bool | None = None,
+               timeout: float | None = None) -> Any:
+        """Pull ``key`` from each target and join the parts in target order."""
+        pending = self.pull(key, targets, block=False)
+        if self._scalar:
+            return self._deliver(pending, block, timeout)
+        return self._deliver(_chain(pending, concatenate), block, timeout)
+
+    def map(self, func: Callable[..., Any] | str, *sequences: Iterable[Any],
+            targets: TargetSpec | None = None, block: bool | None = None,
+            timeout: float | None = None) -> Any:
+        """Parallel ``map``: the same list as ``list(map(func, *sequences))``.
+
+        ``func`` is a callable (sent with cloudpickle) or a ``'lambda ...'`` string evaluated
+        on the engines. The sequences are split into one contiguous part per target.
+        """
+        if not sequences:
+            raise TypeError("map() needs at least one sequence")
+        ids = self._resolve(targets)
+        seqs = [as_sliceable(s) for s in sequences]
+        length = min(len(s) for s in seqs)
+        head: list[Buffer] = []
+        base: dict[str, Any] = {"mode": "map"}
+        if isinstance(func, str):
+            base["source"] = func
+        elif callable(func):
+            head = dumps(func, name="the function")
+        else:
+            raise TypeError(f"map needs a callable or a 'lambda ...' string, not {func!r}")
+        parts = []
+        for target, (lo, hi) in zip(ids, split_bounds(length, len(ids)), strict=True):
+            counts, frames = dumps_many([("args", [s[lo:hi] for s in seqs]), ("kwargs", {})])
+            if head:
+                counts = [len(head), *counts]
+            parts.append((target, {**base, "counts": counts}, [*head, *frames]))
+
+        def finish(replies: list[Message]) -> list[Any]:
+            out: list[Any] = []
+            for reply in replies:
+                out.extend(loads(reply.buffers))
+            return out
+
+        return self._request_each("map", MsgType.APPLY, parts, finish, block, timeout)
+
+    def parallelize(self, func: Callable[..., Any] | str, targets: TargetSpec | None = None,
+                    block: bool | None = None) -> ParallelFunction:
+        """A function that maps ``func`` over its sequence arguments on the engines."""
+        return ParallelFunction(self, func, targets, block)
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Disconnect from the controller (the cluster keeps running)."""
+        if self._owns_core:
+            self._core.close()
+
+    def __enter__(self) -> MultiEngineClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self._core.connection.url}: "
+            f"{len(self._core.engines)} engines, targets={self.targets!r}, block={self.block}>"
+        )
+
+
+class EngineView(MultiEngineClient):
+    """One engine of a MultiEngineClient (``mec[0]``): the same methods, scalar results."""
+
+    _scalar = True
+
+    def __init__(self, parent: MultiEngineClient, engine_id: int) -> None:
+        self._core = parent._core
+        self._owns_core = False
+        self.targets = [engine_id]
+        self.block = parent.block
+        self.engine_id = engine_id
+
+    def _resolve(self, targets: TargetSpec | None) -> list[int]:
+        return [self.engine_id]
+
+
+class ParallelFunction:
+    """``func`` mapped over sequences on the engines; made by ``parallelize``."""
+
+    def __init__(self, client: MultiEngineClient, func: Callable[..., Any] | str,
+                 targets: TargetSpec | None, block: bool | None) -> None:
+        self.client = client
+        self.func = func
+        self.targets = targets
+        self.block = block
+
+    def __call__(self, *sequences: Iterable[Any]) -> Any:
+        return self.client.map(self.func, *sequences, targets=self.targets, block=self.block)
+
+
+def _chain(pending: PendingResult[Any], then: Callable[[Any], T]) -> PendingResult[T]:
+    """A PendingResult resolving to ``then(value of pending)``, or to its error."""
+    chained: PendingResult[T] = PendingResult(
+        pending.method, [], lambda _: None, on_interrupt=pending._on_interrupt
+    )
+
+    def relay(done: concurrent.futures.Future[Any]) -> None:
+        exc = done.exception()
+        if exc is not None:
+            chained.fail(exc)
+            return
+        try:
+            chained.set_result(then(done.result()))
+        except Exception as err:
+            chained.fail(err)
+
+    pending.add_done_callback(relay)
+    return chained

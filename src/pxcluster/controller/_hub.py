@@ -1,0 +1,270 @@
+"""Controller layer: the hub state machine (engine registry, per-engine queues, liveness).
+
+Theory of operation
+-------------------
+The hub is pure: the server feeds it decoded messages and clock ticks, and it returns the
+messages to send. It never unpickles a payload; it routes on header fields only.
+
+State:
+  * ``engines``: id -> EngineRecord for every registered, live engine. Ids are handed out
+    0, 1, 2 ... in order of registration and never reused, so a result always names the
+    engine that produced it.
+  * each EngineRecord's ``outstanding``: the requests sent to that engine and not answered
+    yet, in order (the engine runs them in this order). This is the engine's queue as the
+    controller sees it: queue_status reports it, and it is what fails when the engine dies.
+  * ``clients``: routing ids of clients that said CONNECT, for engine notifications.
+
+Invariants:
+  * every request forwarded to an engine is in exactly one ``outstanding`` map until its
+    REPLY passes through, or until the engine is declared dead, when it is answered with
+    an ENGINE_ERROR reply at once: a client never waits on a dead engine;
+  * an engine is dead when nothing (heartbeat or message) came from it for
+    ``heartbeat_timeout`` seconds; it is then forgotten, and a message from it later makes
+    the hub ask it to register again (it gets a new id).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from pxcluster.wire import Message, MsgType, Status
+
+log = logging.getLogger("pxcluster.controller")
+
+Buffer = bytes | memoryview | bytearray
+
+#: Requests the hub forwards to the engines named in ``targets``.
+ENGINE_REQUESTS = frozenset(
+    {
+        MsgType.EXECUTE,
+        MsgType.PUSH,
+        MsgType.PULL,
+        MsgType.APPLY,
+        MsgType.RESET,
+        MsgType.KEYS,
+        MsgType.SHUTDOWN,
+        MsgType.CLEAR_QUEUE,
+        MsgType.INTERRUPT,
+    }
+)
+#: Requests that jump the engine's queue; they are not counted as queued work.
+CONTROL_REQUESTS = frozenset({MsgType.CLEAR_QUEUE, MsgType.INTERRUPT})
+
+
+@dataclasses.dataclass(frozen=True)
+class Outbound:
+    """A message the server must send: a fresh ``msg``, or a forwarded ``header`` + buffers."""
+
+    to: Literal["client", "engine"]
+    identity: bytes
+    msg: Message | None = None
+    header: bytes = b""
+    buffers: Sequence[Buffer] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """One request sent to an engine and not answered yet."""
+
+    client: bytes
+    type: MsgType
+
+
+@dataclasses.dataclass
+class EngineRecord:
+    """A registered engine as the hub knows it."""
+
+    id: int
+    identity: bytes
+    hostname: str
+    pid: int
+    last_seen: float
+    outstanding: dict[str, Pending] = dataclasses.field(default_factory=dict)
+
+    def queue_length(self) -> int:
+        return sum(1 for p in self.outstanding.values() if p.type not in CONTROL_REQUESTS)
+
+
+class Hub:
+    """Registry, routing and liveness of one controller; see the module docstring."""
+
+    def __init__(
+        self, heartbeat_timeout: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.heartbeat_timeout = heartbeat_timeout
+        self.engines: dict[int, EngineRecord] = {}
+        self.clients: set[bytes] = set()
+        self.shutdown_requested = False
+        self._by_identity: dict[bytes, int] = {}
+        self._next_engine_id = itertools.count()
+        self._clock = clock
+        self._session = f"ctl{os.getpid()}"
+        self._msg_ids = itertools.count()
+        self.heartbeat_info: dict[str, object] = {}
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        return f"{self._session}-{next(self._msg_ids)}"
+
+    def _reply(
+        self, client: bytes, request_id: str, content: dict[str, object], **fields: object
+    ) -> Outbound:
+        msg = Message(
+            MsgType.REPLY, self._new_id(), content, parent=request_id, **fields  # type: ignore[arg-type]
+        )
+        return Outbound("client", client, msg)
+
+    def _notify_clients(self, content: dict[str, object]) -> list[Outbound]:
+        msg = Message(MsgType.NOTIFY, self._new_id(), content)
+        return [Outbound("client", c, msg) for c in self.clients]
+
+    def engine_ids(self) -> list[int]:
+        return sorted(self.engines)
+
+    # -- events from clients ---------------------------------------------------------------
+
+    def client_message(self, client: bytes, msg: Message) -> list[Outbound]:
+        """React to a verified message from a client."""
+        if msg.type == MsgType.CONNECT:
+            self.clients.add(client)
+            return [self._reply(client, msg.id, {"engines": self.engine_ids()})]
+        if msg.type == MsgType.QUEUE_STATUS:
+            queues = [[e.id, e.queue_length()] for e in self.engines.values()]
+            return [self._reply(client, msg.id, {"queues": sorted(queues)})]
+        if msg.type == MsgType.SHUTDOWN and msg.targets is None:
+            self.shutdown_requested = True
+            out = [self._reply(client, msg.id, {"engines": self.engine_ids()})]
+            return out + self.shutdown_engines()
+        if msg.type in ENGINE_REQUESTS and msg.targets is not None:
+            return self._forward_to_engines(client, msg)
+        log.warning("dropping %s from a client: not a request the controller takes", msg.type.name)
+        return [
+            self._reply(
+                client, msg.id, {"error": f"{msg.type.name} is not a client request"},
+                status=Status.ENGINE_ERROR,
+            )
+        ]
+
+    def _forward_to_engines(self, client: bytes, msg: Message) -> list[Outbound]:
+        out: list[Outbound] = []
+        for target in msg.targets or ():
+            engine = self.engines.get(target) if isinstance(target, int) else None
+            if engine is None:
+                out.append(
+                    self._reply(
+                        client, msg.id,
+                        {"error": f"engine {target} is not registered", "kind": "unregistered"},
+                        engine=target if isinstance(target, int) else -1,
+                        status=Status.ENGINE_ERROR,
+                    )
+                )
+                continue
+            engine.outstanding[msg.id] = Pending(client, msg.type)
+            out.append(Outbound("engine", engine.identity, header=msg.header, buffers=msg.buffers))
+        return out
+
+    def shutdown_engines(self) -> list[Outbound]:
+        """SHUTDOWN messages for every engine (the controller is stopping)."""
+        msg = Message(MsgType.SHUTDOWN, self._new_id(), targets=[])
+        return [Outbound("engine", e.identity, msg) for e in self.engines.values()]
+
+    def client_gone(self, client: bytes) -> None:
+        """The server could not deliver to ``client``: stop notifying it."""
+        self.clients.discard(client)
+
+    # -- events from engines ---------------------------------------------------------------
+
+    def engine_message(self, identity: bytes, msg: Message) -> list[Outbound]:
+        """React to a verified message from an engine."""
+        now = self._clock()
+        if msg.type == MsgType.REGISTER:
+            return self._register(identity, msg, now)
+        engine_id = self._by_identity.get(identity)
+        if engine_id is None:
+            log.info("message from an unregistered engine; asking it to register")
+            ask = Message(MsgType.NOTIFY, self._new_id(), {"event": "register"})
+            return [Outbound("engine", identity, ask)]
+        engine = self.engines[engine_id]
+        engine.last_seen = now
+        if msg.type == MsgType.REPLY:
+            pending = engine.outstanding.pop(msg.parent, None)
+        elif msg.type == MsgType.STREAM:
+            pending = engine.outstanding.get(msg.parent)
+        else:
+            return []
+        if pending is None:
+            return []  # answer to a request already failed (engine was thought dead)
+        return [Outbound("client", pending.client, header=msg.header, buffers=msg.buffers)]
+
+    def _register(self, identity: bytes, msg: Message, now: float) -> list[Outbound]:
+        engine_id = self._by_identity.get(identity)
+        if engine_id is None:
+            engine_id = next(self._next_engine_id)
+            self._by_identity[identity] = engine_id
+            self.engines[engine_id] = EngineRecord(
+                engine_id,
+                identity,
+                str(msg.content.get("hostname", "?")),
+                int(msg.content.get("pid", 0)),
+                now,
+            )
+            log.info(
+                "engine %d registered (pid %s on %s)",
+                engine_id, msg.content.get("pid"), msg.content.get("hostname"),
+            )
+        reply = Message(
+            MsgType.REPLY,
+            self._new_id(),
+            {"id": engine_id, **self.heartbeat_info},
+            parent=msg.id,
+            engine=engine_id,
+        )
+        return [Outbound("engine", identity, reply), *self._notify_clients(
+            {"event": "registered", "engine": engine_id}
+        )]
+
+    def heartbeat(self, identity: bytes) -> list[Outbound]:
+        """A pong came back from ``identity``."""
+        engine_id = self._by_identity.get(identity)
+        if engine_id is None:
+            ask = Message(MsgType.NOTIFY, self._new_id(), {"event": "register"})
+            return [Outbound("engine", identity, ask)]
+        self.engines[engine_id].last_seen = self._clock()
+        return []
+
+    # -- time ------------------------------------------------------------------------------
+
+    def check_liveness(self) -> list[Outbound]:
+        """Declare silent engines dead and fail everything they had."""
+        now = self._clock()
+        out: list[Outbound] = []
+        for engine in list(self.engines.values()):
+            silent = now - engine.last_seen
+            if silent > self.heartbeat_timeout:
+                out += self.engine_died(engine.id, f"no heartbeat for {silent:.1f} s")
+        return out
+
+    def engine_died(self, engine_id: int, why: str) -> list[Outbound]:
+        """Forget engine ``engine_id`` and answer its outstanding requests with an error."""
+        engine = self.engines.pop(engine_id)
+        del self._by_identity[engine.identity]
+        log.warning(
+            "engine %d (pid %d on %s) died: %s; failing %d requests",
+            engine_id, engine.pid, engine.hostname, why, len(engine.outstanding),
+        )
+        text = f"engine {engine_id} (pid {engine.pid} on {engine.hostname}) died: {why}"
+        out = [
+            self._reply(
+                pending.client, request_id, {"error": text, "kind": "died"},
+                engine=engine_id, status=Status.ENGINE_ERROR,
+            )
+            for request_id, pending in engine.outstanding.items()
+        ]
+        return out + self._notify_clients({"event": "died", "engine": engine_id})

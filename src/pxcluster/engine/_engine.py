@@ -1,0 +1,280 @@
+"""Engine layer: the engine process, a main thread that runs user code and an I/O thread.
+
+Theory of operation
+-------------------
+Two threads share one local FIFO ``inbox``:
+
+* The **I/O thread** owns the socket to the controller. It registers, takes requests into
+  the inbox, and handles control requests itself, at once, even while user code runs:
+  CLEAR_QUEUE (abort what has not started), INTERRUPT (KeyboardInterrupt in the running
+  request) and SHUTDOWN. It also forwards the replies the main thread hands it through an
+  in-process pipe, and watches the connection: an engine cut off from its controller for
+  ``controller_timeout`` seconds exits, so engines are never left behind.
+* The **main thread** takes requests from the inbox one at a time and runs them, so user
+  code can be interrupted with a signal and can use anything that needs the main thread.
+
+Heartbeats are echoed by a separate C thread (``HeartbeatEcho``) that never needs the GIL.
+
+Invariants: every request taken from the socket gets exactly one REPLY (OK, ERROR, or
+ABORTED when a clear dropped it); requests run in arrival order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from pxcluster._errors import RemoteProtocolError
+from pxcluster.engine._execute import new_namespace
+from pxcluster.engine._handlers import RequestHandlers, error_reply
+from pxcluster.profile import EngineConnection
+from pxcluster.transport import (
+    Channel,
+    ChannelClosed,
+    Context,
+    HeartbeatEcho,
+    Monitor,
+    Poller,
+    connect,
+    pipe,
+)
+from pxcluster.wire import Message, MsgType, ReplayGuard, Signer, Status, decode, encode
+
+log = logging.getLogger("pxcluster.engine")
+
+_STOP = object()
+_CONTROL = frozenset({MsgType.CLEAR_QUEUE, MsgType.INTERRUPT, MsgType.SHUTDOWN})
+
+
+class Engine:
+    """One engine: connect, register, then serve requests until told to stop."""
+
+    def __init__(self, connection: EngineConnection, controller_timeout: float = 30.0) -> None:
+        self.connection = connection
+        self.controller_timeout = controller_timeout
+        self.id = -1
+        self.identity = uuid.uuid4().hex.encode("ascii")
+        self._session = f"eng{os.getpid()}-{self.identity[:8].decode()}"
+        self._ids = itertools.count()
+        self._signer = Signer(connection.key)
+        self._guard = ReplayGuard()
+        self._ctx = Context()
+        self._inbox: queue.Queue[Any] = queue.Queue()
+        self._registered = threading.Event()
+        self._stopping = threading.Event()
+        self._running: str | None = None  # id of the request the main thread runs now
+        self._interrupt_target: str | None = None
+        self._exit_code = 0
+        self.handlers = RequestHandlers(new_namespace(), lambda: self.id)
+        self._main_pipe, self._io_pipe = pipe(self._ctx)
+        self._pipe_lock = threading.Lock()
+
+    def _new_id(self) -> str:
+        return f"{self._session}-{next(self._ids)}"
+
+    # -- main thread -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until shut down; returns the process exit code."""
+        signal.signal(signal.SIGINT, self._on_sigint)
+        io_thread = threading.Thread(target=self._io_loop, name="pxengine-io", daemon=True)
+        io_thread.start()
+        while True:
+            try:
+                item = self._inbox.get()
+            except KeyboardInterrupt:
+                log.info("interrupted (Ctrl-C) while idle: stopping")
+                self._stopping.set()
+                break
+            if item is _STOP:
+                break
+            self._run_request(item)
+        io_thread.join(timeout=2.0)
+        self._ctx.close(linger=1.0)
+        return self._exit_code
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        """Raise KeyboardInterrupt only in the request an INTERRUPT was aimed at.
+
+        The I/O thread sets ``_interrupt_target`` before it signals; by the time the handler
+        runs (in the main thread) that request may have finished, and then the signal is
+        ignored, so an interrupt never lands between a request's end and its reply. A
+        SIGINT nobody aimed (Ctrl-C in the engine's terminal) interrupts as usual.
+        """
+        target, self._interrupt_target = self._interrupt_target, None
+        if target is None or target == self._running:
+            raise KeyboardInterrupt
+
+    def _interrupt(self, request_id: str) -> None:
+        self._interrupt_target = request_id
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def _run_request(self, msg: Message) -> None:
+        self._running = msg.id
+        status = Status.OK
+        try:
+            content, buffers = self.handlers.handle(msg, self._stream_writer(msg))
+        except BaseException as exc:  # user code may raise anything, SystemExit included
+            extra = self.handlers.captured() if msg.type == MsgType.EXECUTE else {}
+            content, buffers = error_reply(exc, extra)
+            status = Status.ERROR
+        finally:
+            self._running = None
+        self._send_from_main(
+            Message(MsgType.REPLY, self._new_id(), content, buffers,
+                    parent=msg.id, engine=self.id, status=status)
+        )
+
+    def _stream_writer(self, msg: Message) -> Any:
+        if not msg.content.get("stream"):
+            return None
+
+        def write(name: str, text: str) -> None:
+            self._send_from_main(
+                Message(MsgType.STREAM, self._new_id(), {"name": name, "text": text},
+                        parent=msg.id, engine=self.id)
+            )
+
+        return write
+
+    def _send_from_main(self, msg: Message) -> None:
+        frames = encode(msg, self._signer)
+        with self._pipe_lock:
+            self._main_pipe.send(frames)
+
+    # -- I/O thread ------------------------------------------------------------------------
+
+    def _io_loop(self) -> None:
+        dealer = connect(self._ctx, "dealer", self.connection.url, identity=self.identity)
+        monitor = Monitor(dealer)
+        poller = Poller([dealer, self._io_pipe, monitor])
+        self._register(dealer)
+        # Cut off from the controller since when (None: connected). Counts from start-up
+        # until the first registration, so an engine pointed at nothing does not wait forever.
+        self._lost_since: float | None = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                for chan in poller.poll(0.5):
+                    if chan is monitor:
+                        self._on_link_event(monitor.recv_event())
+                    elif chan is self._io_pipe:
+                        self._forward_reply(dealer)
+                    else:
+                        self._from_controller(dealer)
+                lost = self._lost_since
+                if lost is not None and time.monotonic() - lost > self.controller_timeout:
+                    log.error("no controller at %s for %.0f s: exiting",
+                              self.connection.url, self.controller_timeout)
+                    self._exit_code = 1
+                    self._stop_main()
+        finally:
+            monitor.close()
+
+    def _on_link_event(self, event: str) -> None:
+        if event == "disconnected" and self._lost_since is None:
+            log.warning("lost the controller at %s", self.connection.url)
+            self._lost_since = time.monotonic()
+        elif event == "connected" and self._registered.is_set():
+            self._lost_since = None  # back; a controller that forgot us asks us to register
+
+    def _register(self, dealer: Channel) -> None:
+        self._registered.clear()
+        content = {"hostname": socket.gethostname(), "pid": os.getpid()}
+        dealer.send(encode(Message(MsgType.REGISTER, self._new_id(), content), self._signer))
+
+    def _forward_reply(self, dealer: Channel) -> None:
+        frames = self._io_pipe.recv_nowait()
+        while frames is not None:
+            try:
+                dealer.send(frames)
+            except ChannelClosed:
+                log.warning("could not send a reply: controller socket closed")
+            frames = self._io_pipe.recv_nowait()
+
+    def _from_controller(self, dealer: Channel) -> None:
+        frames = dealer.recv_nowait()
+        while frames is not None:
+            try:
+                msg = decode(frames, self._signer, self._guard)
+            except RemoteProtocolError as exc:
+                log.warning("dropped a message from the controller: %s", exc)
+            else:
+                self._dispatch(dealer, msg)
+            frames = dealer.recv_nowait()
+
+    def _dispatch(self, dealer: Channel, msg: Message) -> None:
+        if msg.type == MsgType.REPLY and not self._registered.is_set():
+            self._on_registered(msg)
+        elif msg.type == MsgType.NOTIFY and msg.content.get("event") == "register":
+            log.warning("controller does not know this engine: registering again")
+            self._register(dealer)
+        elif msg.type in _CONTROL:
+            self._control(dealer, msg)
+        elif msg.type in (MsgType.EXECUTE, MsgType.PUSH, MsgType.PULL, MsgType.APPLY,
+                          MsgType.RESET, MsgType.KEYS):
+            self._inbox.put(msg)
+        else:
+            log.warning("ignoring unexpected %s from the controller", msg.type.name)
+
+    def _on_registered(self, msg: Message) -> None:
+        first = self.id < 0
+        self.id = int(msg.content["id"])
+        if first and "hb_ping" in msg.content:
+            HeartbeatEcho(msg.content["hb_ping"], msg.content["hb_pong"], self.identity).start()
+        self._registered.set()
+        self._lost_since = None
+        log.info("registered as engine %d", self.id)
+
+    def _reply_now(self, dealer: Channel, request: Message, content: dict[str, Any],
+                   status: Status = Status.OK) -> None:
+        reply = Message(MsgType.REPLY, self._new_id(), content, parent=request.id,
+                        engine=self.id, status=status)
+        dealer.send(encode(reply, self._signer))
+
+    def _control(self, dealer: Channel, msg: Message) -> None:
+        if msg.type == MsgType.CLEAR_QUEUE:
+            dropped = self._drain_inbox()
+            for request in dropped:
+                self._reply_now(dealer, request, {"error": "cleared from the queue"},
+                                Status.ABORTED)
+            self._reply_now(dealer, msg, {"cleared": len(dropped)})
+        elif msg.type == MsgType.INTERRUPT:
+            running = self._running
+            if running is not None:
+                self._interrupt(running)
+            self._reply_now(dealer, msg, {"interrupted": running})
+        elif msg.type == MsgType.SHUTDOWN:
+            log.info("shutdown requested")
+            for request in self._drain_inbox():
+                self._reply_now(dealer, request, {"error": "engine shut down"}, Status.ABORTED)
+            if msg.targets:  # a client's kill(); the controller's own shutdown needs no reply
+                self._reply_now(dealer, msg, {})
+            self._stop_main()
+
+    def _drain_inbox(self) -> list[Message]:
+        dropped: list[Message] = []
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return dropped
+            if item is _STOP:
+                self._inbox.put(_STOP)
+                return dropped
+            dropped.append(item)
+
+    def _stop_main(self) -> None:
+        """Make the main thread leave its loop, interrupting user code if it runs."""
+        self._stopping.set()
+        self._inbox.put(_STOP)
+        running = self._running
+        if running is not None:
+            self._interrupt(running)

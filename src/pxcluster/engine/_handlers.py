@@ -1,0 +1,122 @@
+"""Engine layer: what each request does to the namespace; runs in the engine's main thread.
+
+Each handler takes the request and returns ``(content, buffers)`` for the reply. A handler
+that raises makes an ERROR reply carrying the exception (see ``error_reply``).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from pxcluster.engine._execute import (
+    CapturedOutput,
+    reset_namespace,
+    run_cell,
+    user_keys,
+    user_traceback,
+)
+from pxcluster.serialize import dumps, dumps_many, loads_many
+from pxcluster.wire import Message, MsgType
+
+Buffer = bytes | memoryview | bytearray
+Reply = tuple[dict[str, Any], list[Buffer]]
+
+
+class RequestHandlers:
+    """The engine's namespace and the operations requests perform on it."""
+
+    def __init__(self, namespace: dict[str, Any], engine_id: Callable[[], int]) -> None:
+        self.namespace = namespace
+        self.execution_count = 0
+        self._engine_id = engine_id
+        self._table: dict[MsgType, Callable[[Message], Reply]] = {
+            MsgType.EXECUTE: self.execute,
+            MsgType.PUSH: self.push,
+            MsgType.PULL: self.pull,
+            MsgType.APPLY: self.apply,
+            MsgType.RESET: self.reset,
+            MsgType.KEYS: self.keys,
+        }
+        self.output: CapturedOutput | None = None
+
+    def handle(self, msg: Message, on_write: Callable[[str, str], None] | None) -> Reply:
+        """Run ``msg``; its stdout/stderr are captured (and passed to ``on_write``)."""
+        handler = self._table.get(msg.type)
+        if handler is None:
+            raise ValueError(f"engine cannot handle {msg.type.name}")
+        self.output = CapturedOutput(on_write)
+        with self.output:
+            return handler(msg)
+
+    def execute(self, msg: Message) -> Reply:
+        code = msg.content.get("code")
+        if not isinstance(code, str):
+            raise TypeError("execute needs code as a string")
+        self.execution_count += 1
+        filename = f"<engine {self._engine_id()} In [{self.execution_count}]>"
+        display = run_cell(code, self.namespace, filename)
+        return {**self.captured(), "display": display}, []
+
+    def captured(self) -> dict[str, Any]:
+        """Counter and output so far: part of every EXECUTE reply, errors included."""
+        out = self.output
+        return {
+            "n": self.execution_count,
+            "stdout": out.stdout.getvalue() if out else "",
+            "stderr": out.stderr.getvalue() if out else "",
+        }
+
+    def push(self, msg: Message) -> Reply:
+        names = msg.content["names"]
+        values = loads_many(msg.content["counts"], msg.buffers)
+        self.namespace.update(zip(names, values, strict=True))
+        return {}, []
+
+    def pull(self, msg: Message) -> Reply:
+        names: list[str] = msg.content["names"]
+        missing = [n for n in names if n not in self.namespace]
+        if missing:
+            raise NameError(f"name {missing[0]!r} is not defined")
+        counts, frames = dumps_many((n, self.namespace[n]) for n in names)
+        return {"counts": counts}, frames
+
+    def apply(self, msg: Message) -> Reply:
+        source = msg.content.get("source")
+        counts: list[int] = msg.content["counts"]
+        objects = loads_many(counts, msg.buffers)
+        if source is not None:
+            func = eval(source, self.namespace)
+        else:
+            func = objects.pop(0)
+        args, kwargs = objects
+        if msg.content.get("mode") == "map":
+            result: Any = list(map(func, *args))
+        else:
+            result = func(*args, **kwargs)
+        return {}, dumps(result, name="the result")
+
+    def reset(self, msg: Message) -> Reply:
+        reset_namespace(self.namespace)
+        return {}, []
+
+    def keys(self, msg: Message) -> Reply:
+        return {"keys": user_keys(self.namespace)}, []
+
+
+def error_reply(exc: BaseException, extra: dict[str, Any]) -> Reply:
+    """Content and buffers describing ``exc`` for the client to rebuild as a RemoteError."""
+    content = {
+        **extra,
+        "ename": type(exc).__name__,
+        "evalue": str(exc),
+        "traceback": user_traceback(exc),
+    }
+    try:
+        buffers: list[Buffer] = dumps(exc, name="the exception")
+        pickle.loads(buffers[0], buffers=buffers[1:])  # must also load on the other side
+    except Exception:
+        buffers = []
+    return content, buffers
+

@@ -1,0 +1,81 @@
+"""Serialize layer: pickle 5 with out-of-band buffers, cloudpickle for code."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import cloudpickle
+
+from pxcluster._errors import SerializationError
+
+Buffer = bytes | memoryview | bytearray
+
+# Buffers smaller than this stay in the pickle: a frame of its own costs more than a copy.
+OUT_OF_BAND_THRESHOLD = 64 * 1024
+
+
+def dumps(obj: object, *, name: str = "object") -> list[Buffer]:
+    """Frames for one object: the pickle stream first, then its out-of-band buffers.
+
+    Raises:
+        SerializationError: ``obj`` cannot be pickled; the message names ``name``.
+    """
+    buffers: list[Buffer] = []
+
+    def keep_large(pb: pickle.PickleBuffer) -> bool:
+        raw = pb.raw()
+        if raw.nbytes < OUT_OF_BAND_THRESHOLD:
+            return True  # true: serialize in band
+        buffers.append(raw)
+        return False
+
+    try:
+        stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=keep_large)
+    except Exception as exc:
+        raise SerializationError(f"cannot send {name!s}: {type(exc).__name__}: {exc}") from exc
+    return [stream, *buffers]
+
+
+def loads(frames: Sequence[Buffer], *, name: str = "object") -> Any:
+    """The object encoded by ``dumps``.
+
+    Raises:
+        SerializationError: the payload is malformed or refers to code missing here.
+    """
+    if not frames:
+        raise SerializationError(f"no payload for {name}")
+    try:
+        return pickle.loads(frames[0], buffers=frames[1:])
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot unpickle {name}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def dumps_many(items: Iterable[tuple[str, object]]) -> tuple[list[int], list[Buffer]]:
+    """Serialize named objects; returns the frame count of each and all frames in order."""
+    counts: list[int] = []
+    frames: list[Buffer] = []
+    for name, obj in items:
+        encoded = dumps(obj, name=repr(name))
+        counts.append(len(encoded))
+        frames.extend(encoded)
+    return counts, frames
+
+
+def loads_many(counts: Sequence[int], frames: Sequence[Buffer]) -> list[Any]:
+    """Inverse of ``dumps_many``.
+
+    Raises:
+        SerializationError: the counts do not match the frames, or a payload is bad.
+    """
+    if sum(counts) != len(frames) or any(c < 1 for c in counts):
+        raise SerializationError("frame counts do not match the payload")
+    out: list[Any] = []
+    start = 0
+    for count in counts:
+        out.append(loads(frames[start : start + count]))
+        start += count
+    return out

@@ -1,0 +1,25 @@
+"""Transport layer: the only package that imports zmq. Sockets, bind/connect, polling."""
+
+from pxcluster.transport._sockets import (
+    Channel,
+    ChannelClosed,
+    Context,
+    HeartbeatEcho,
+    Monitor,
+    Poller,
+    bind,
+    connect,
+    pipe,
+)
+
+__all__ = [
+    "Channel",
+    "ChannelClosed",
+    "Context",
+    "HeartbeatEcho",
+    "Monitor",
+    "Poller",
+    "bind",
+    "connect",
+    "pipe",
+]

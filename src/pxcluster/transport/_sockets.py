@@ -1,0 +1,174 @@
+"""Transport layer: thin typed wrappers over pyzmq sockets.
+
+Everything above this layer sees ``Channel`` (send/receive lists of frames), ``Poller`` and
+a few factories; the socket options that make delivery reliable are decided here once:
+no high-water mark (a ROUTER silently drops past it), ``ROUTER_MANDATORY`` (sending to a
+peer that left raises instead of vanishing), and ``LINGER`` 0 on close.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Literal
+
+import zmq
+import zmq.devices
+
+Buffer = bytes | memoryview | bytearray
+Kind = Literal["router", "dealer", "pub", "sub", "pair"]
+
+_KINDS: dict[str, int] = {
+    "router": zmq.ROUTER,
+    "dealer": zmq.DEALER,
+    "pub": zmq.PUB,
+    "sub": zmq.SUB,
+    "pair": zmq.PAIR,
+}
+_pipe_counter = itertools.count()
+
+
+class ChannelClosed(Exception):
+    """The peer is gone (ROUTER_MANDATORY) or the context was terminated."""
+
+
+class Context:
+    """One zmq context per process role; ``close()`` tears every socket down."""
+
+    def __init__(self) -> None:
+        self._ctx = zmq.Context()
+
+    def close(self, linger: float = 0.0) -> None:
+        """Close every socket; ``linger`` seconds are allowed to flush what is queued."""
+        self._ctx.destroy(linger=int(linger * 1000))
+
+
+class Channel:
+    """A socket that sends and receives whole multipart messages."""
+
+    def __init__(self, ctx: Context, kind: Kind, identity: bytes | None = None) -> None:
+        sock = ctx._ctx.socket(_KINDS[kind])
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        if kind == "router":
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        if kind == "sub":
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+        if identity is not None:
+            sock.setsockopt(zmq.IDENTITY, identity)
+        self._sock = sock
+        self.kind = kind
+
+    def send(self, frames: Sequence[Buffer]) -> None:
+        """Send one multipart message; big frames are not copied.
+
+        Raises:
+            ChannelClosed: the addressed peer is not connected (ROUTER) or the socket closed.
+        """
+        try:
+            self._sock.send_multipart(frames, copy=False)
+        except zmq.ZMQError as exc:
+            raise ChannelClosed(str(exc)) from exc
+
+    def recv(self) -> list[memoryview]:
+        """Receive one multipart message (blocks); frames are zero-copy views."""
+        return [frame.buffer for frame in self._sock.recv_multipart(copy=False)]
+
+    def recv_nowait(self) -> list[memoryview] | None:
+        """Receive one message if one is waiting, else None."""
+        try:
+            frames = self._sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        return [frame.buffer for frame in frames]
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+
+
+def bind(ctx: Context, kind: Kind, ip: str, port: int = 0) -> tuple[Channel, int]:
+    """A channel bound on ``tcp://ip:port`` (port 0: any free port); returns the port."""
+    chan = Channel(ctx, kind)
+    if port:
+        chan._sock.bind(f"tcp://{ip}:{port}")
+        return chan, port
+    return chan, chan._sock.bind_to_random_port(f"tcp://{ip}")
+
+
+def connect(ctx: Context, kind: Kind, url: str, identity: bytes | None = None) -> Channel:
+    """A channel connected to ``url`` (connecting never blocks; zmq retries in background)."""
+    chan = Channel(ctx, kind, identity)
+    chan._sock.connect(url)
+    return chan
+
+
+def pipe(ctx: Context) -> tuple[Channel, Channel]:
+    """Two ends of an in-process PAIR pipe, for handing frames between threads."""
+    url = f"inproc://px-pipe-{next(_pipe_counter)}"
+    a = Channel(ctx, "pair")
+    a._sock.bind(url)
+    b = Channel(ctx, "pair")
+    b._sock.connect(url)
+    return a, b
+
+
+class Poller:
+    """Waits on several channels at once."""
+
+    def __init__(self, channels: Sequence[Channel | Monitor]) -> None:
+        self._poller = zmq.Poller()
+        self._by_socket: dict[zmq.Socket[bytes], Channel | Monitor] = {}
+        for chan in channels:
+            self._poller.register(chan._sock, zmq.POLLIN)
+            self._by_socket[chan._sock] = chan
+
+    def poll(self, timeout: float | None) -> list[Channel | Monitor]:
+        """Channels with a message waiting; ``timeout`` in seconds (None: forever)."""
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        return [self._by_socket[s] for s, _ in self._poller.poll(ms)]
+
+
+class Monitor:
+    """Connection events of a channel: tells an engine its controller went away or came back."""
+
+    def __init__(self, chan: Channel) -> None:
+        self._sock = chan._sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+        )
+
+    def recv_event(self) -> Literal["connected", "disconnected", "other"]:
+        from zmq.utils.monitor import recv_monitor_message
+
+        event = recv_monitor_message(self._sock)["event"]
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            return "connected"
+        if event == zmq.EVENT_DISCONNECTED:
+            return "disconnected"
+        return "other"
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+
+
+class HeartbeatEcho:
+    """Echoes the controller's pings back from a C thread that never takes the GIL.
+
+    So an engine whose user code holds the GIL for minutes (a long C call) is still seen as
+    alive, while a killed or frozen process stops answering at once.
+    """
+
+    def __init__(self, ping_url: str, pong_url: str, identity: bytes) -> None:
+        device = zmq.devices.ThreadDevice(zmq.QUEUE, zmq.SUB, zmq.DEALER)
+        device.setsockopt_in(zmq.SUBSCRIBE, b"")
+        device.setsockopt_in(zmq.LINGER, 0)
+        device.setsockopt_out(zmq.LINGER, 0)
+        device.setsockopt_out(zmq.IDENTITY, identity)
+        device.connect_in(ping_url)
+        device.connect_out(pong_url)
+        device.daemon = True
+        self._device = device
+
+    def start(self) -> None:
+        self._device.start()
+

@@ -1,0 +1,18 @@
+"""Wire layer (bottom, sans-IO): message types, framing and signing. Never touches a socket."""
+
+from pxcluster.wire._framing import DELIMITER, Message, decode, encode, split_routing
+from pxcluster.wire._signing import ReplayGuard, Signer, new_key
+from pxcluster.wire._types import MsgType, Status
+
+__all__ = [
+    "DELIMITER",
+    "Message",
+    "MsgType",
+    "ReplayGuard",
+    "Signer",
+    "Status",
+    "decode",
+    "encode",
+    "new_key",
+    "split_routing",
+]

@@ -1,0 +1,142 @@
+"""Wire layer: a message as ZeroMQ frames, and back.
+
+Frames on the wire::
+
+    [routing ids ...] DELIMITER  signature  header  buffer0  buffer1 ...
+
+The header is a msgpack map with short keys (the hot path parses one per message):
+``t`` type, ``i`` id, ``n`` session, ``ts`` send time, ``c`` small content, and where they
+apply ``p`` parent id, ``g`` targets, ``e`` engine id, ``s`` status and ``b`` the size of each
+buffer. Buffers are opaque here: pickles and out-of-band pickle buffers from ``serialize``,
+which the controller passes along without looking inside.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from pxcluster._errors import LocalProtocolError, RemoteProtocolError
+from pxcluster.wire._signing import Buffer, ReplayGuard, Signer
+from pxcluster.wire._types import MsgType, Status
+
+DELIMITER = b"<PX|MSG>"
+
+_packer_options: dict[str, Any] = {"use_bin_type": True}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    """One protocol message: a header's fields and the payload buffers.
+
+    ``header`` keeps the exact encoded header bytes of a decoded message so that a router can
+    forward it without packing it again.
+    """
+
+    type: MsgType
+    id: str
+    content: dict[str, Any] = dataclasses.field(default_factory=dict)
+    buffers: Sequence[Buffer] = ()
+    parent: str = ""
+    targets: list[int] | None = None
+    engine: int = -1
+    status: Status = Status.OK
+    session: str = ""
+    ts: float = 0.0
+    header: bytes = dataclasses.field(default=b"", compare=False, repr=False)
+
+
+def _header_dict(msg: Message) -> dict[str, Any]:
+    head: dict[str, Any] = {"t": int(msg.type), "i": msg.id}
+    if msg.session:
+        head["n"] = msg.session
+    if msg.ts:
+        head["ts"] = msg.ts
+    if msg.content:
+        head["c"] = msg.content
+    if msg.parent:
+        head["p"] = msg.parent
+    if msg.targets is not None:
+        head["g"] = msg.targets
+    if msg.engine >= 0:
+        head["e"] = msg.engine
+    if msg.status != Status.OK:
+        head["s"] = int(msg.status)
+    if msg.buffers:
+        head["b"] = [memoryview(b).nbytes for b in msg.buffers]
+    return head
+
+
+def encode(msg: Message, signer: Signer) -> list[Buffer]:
+    """Frames for ``msg`` (without routing ids), signed with ``signer``.
+
+    Raises:
+        LocalProtocolError: the content holds something msgpack cannot carry.
+    """
+    try:
+        header = msgpack.packb(_header_dict(msg), **_packer_options)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise LocalProtocolError(f"cannot encode header of {msg.type.name}: {exc}") from exc
+    return encode_raw(header, msg.buffers, signer)
+
+
+def encode_raw(header: bytes, buffers: Sequence[Buffer], signer: Signer) -> list[Buffer]:
+    """Frames from an already-encoded header; used to forward a message under another key."""
+    signature = signer.sign([header, *buffers])
+    return [DELIMITER, signature, header, *buffers]
+
+
+def split_routing(frames: Sequence[Buffer]) -> tuple[list[bytes], Sequence[Buffer]]:
+    """Split ``frames`` received on a ROUTER into routing ids and the message proper.
+
+    Raises:
+        RemoteProtocolError: there is no delimiter frame.
+    """
+    for index, frame in enumerate(frames):
+        if bytes(frame) == DELIMITER:
+            return [bytes(f) for f in frames[:index]], frames[index:]
+    raise RemoteProtocolError("no delimiter frame")
+
+
+def decode(frames: Sequence[Buffer], signer: Signer, guard: ReplayGuard | None = None) -> Message:
+    """Verify and parse ``frames`` (starting at the delimiter) into a Message.
+
+    Raises:
+        RemoteProtocolError: bad signature, unparsable header, replayed id or wrong buffers.
+    """
+    if len(frames) < 3 or bytes(frames[0]) != DELIMITER:
+        raise RemoteProtocolError("too few frames or no delimiter")
+    signature, header_buf, *buffers = frames[1:]
+    if not signer.verify(signature, frames[2:]):
+        raise RemoteProtocolError("signature does not verify")
+    header = bytes(header_buf)
+    try:
+        head = msgpack.unpackb(header, raw=False)
+        msg = Message(
+            type=MsgType(head["t"]),
+            id=str(head["i"]),
+            content=head.get("c") or {},
+            buffers=buffers,
+            parent=head.get("p", ""),
+            targets=head.get("g"),
+            engine=head.get("e", -1),
+            status=Status(head.get("s", 0)),
+            session=head.get("n", ""),
+            ts=head.get("ts", 0.0),
+            header=header,
+        )
+    except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
+        raise RemoteProtocolError(f"header does not parse: {exc}") from exc
+    if not isinstance(msg.content, dict):
+        raise RemoteProtocolError("header content is not a map")
+    sizes = head.get("b", [])
+    if len(sizes) != len(buffers) or any(
+        memoryview(b).nbytes != n for b, n in zip(buffers, sizes, strict=True)
+    ):
+        raise RemoteProtocolError("buffer count or sizes do not match the header")
+    if guard is not None and not guard.check_and_add(msg.id):
+        raise RemoteProtocolError(f"message id {msg.id} was already seen")
+    return msg

@@ -1,0 +1,56 @@
+"""Wire layer: the catalogue of message types, one enum with one spelling each.
+
+Who sends what (C = client, K = controller, E = engine):
+
+==================  =========  ==========================================================
+type                direction  meaning
+==================  =========  ==========================================================
+CONNECT             C → K      hello; the reply lists the engines and subscribes the client
+                               to engine notifications
+REGISTER            E → K      an engine asks for an id; the reply carries it
+NOTIFY              K → C      an engine registered or died
+EXECUTE             C → K → E  run code; reply carries stdout/stderr and the display value
+PUSH / PULL         C → K → E  set / get names in the engine's namespace
+APPLY               C → K → E  call a pickled function on pickled arguments (map, tasks)
+RESET / KEYS        C → K → E  clear the namespace / list its names
+SHUTDOWN            C → K → E  stop engines (``kill``) or, with no targets, the controller
+QUEUE_STATUS        C → K      per-engine count of queued requests
+CLEAR_QUEUE         C → K → E  drop requests that have not started yet
+INTERRUPT           C → K → E  raise KeyboardInterrupt in the running request
+STREAM              E → K → C  stdout/stderr written while a request runs
+REPLY               K/E → C    the result of any request above
+==================  =========  ==========================================================
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class MsgType(enum.IntEnum):
+    """Every message type on the wire; the integer is what travels."""
+
+    CONNECT = 1
+    REGISTER = 2
+    NOTIFY = 3
+    EXECUTE = 10
+    PUSH = 11
+    PULL = 12
+    APPLY = 13
+    RESET = 14
+    KEYS = 15
+    SHUTDOWN = 16
+    QUEUE_STATUS = 20
+    CLEAR_QUEUE = 21
+    INTERRUPT = 22
+    STREAM = 30
+    REPLY = 40
+
+
+class Status(enum.IntEnum):
+    """Outcome carried by a REPLY."""
+
+    OK = 0
+    ERROR = 1  # user code raised; buffers hold the pickled error
+    ENGINE_ERROR = 2  # the engine died, is unknown, or refused the request
+    ABORTED = 3  # dropped from a queue before it ran
