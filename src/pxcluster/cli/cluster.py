@@ -69,7 +69,7 @@ def _cluster(args: argparse.Namespace) -> Cluster:
 
 
 def _started(cluster: Cluster, seconds: float, foreground: bool) -> None:
-    ids = cluster.client().get_ids()
+    ids = cluster.engine_ids()
     name = cluster.paths.name
     flag = "" if name == "default" else f"profile={name!r}"
     print(f"pxcluster: profile {name!r} ready in {seconds:.1f} s: controller pid "
@@ -94,7 +94,7 @@ def cmd_start(args: argparse.Namespace, foreground: bool) -> int:
         return 0
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        while cluster._controller is not None and cluster._controller.alive():
+        while cluster.controller_alive():
             time.sleep(0.2)
         print("pxcluster: the controller exited", file=sys.stderr)
     except KeyboardInterrupt:

@@ -98,8 +98,15 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
                 if key is None:
                     return
             self._replies[key] = msg
-            if len(self._replies) < len(self.keys):
+            engine_failed = msg.status == Status.ENGINE_ERROR
+            if len(self._replies) < len(self.keys) and not engine_failed:
                 return
+        if engine_failed:
+            # Fail fast: waiting for the other engines would tie the caller to the slowest
+            # of them while the work on the dead engine can never finish.
+            errors = [reply_error(m) for m in self._replies.values() if m.status != Status.OK]
+            self.set_exception(CompositeError(self.method, errors))
+            return
         self._resolve()
 
     def _match_unknown_engine(self, msg: Message) -> tuple[str, int] | None:

@@ -107,7 +107,8 @@ class Cluster:
         self._procs: list[subprocess.Popen[bytes]] = []
         self._controller: ProcessRef | None = None
         self._engines: list[ProcessRef] = []
-        self._client: MultiEngineClient | None = None
+        self._client: MultiEngineClient | None = None  # ours, for start and add_engines
+        self._clients: list[MultiEngineClient] = []  # handed out by client()
 
     # -- start -----------------------------------------------------------------------------
 
@@ -163,7 +164,7 @@ class Cluster:
 
     def add_engines(self, count: int, timeout: float | None = None) -> list[int]:
         """Start ``count`` more engines and wait until they are registered; returns all ids."""
-        client = self.client()
+        client = self._own_client()
         expected = len(client.get_ids()) + count
         new = []
         for _ in range(count):
@@ -203,12 +204,26 @@ class Cluster:
     # -- use -------------------------------------------------------------------------------
 
     def client(self, **kwargs: Any) -> MultiEngineClient:
-        """The cluster's MultiEngineClient (made once; ``kwargs`` make a new one)."""
-        if kwargs:
-            return MultiEngineClient(profile_dir=self.paths.dir, **kwargs)
+        """A new MultiEngineClient of this cluster (``kwargs`` as MultiEngineClient takes).
+
+        Each call connects a new client; ``stop()`` closes any still open.
+        """
+        made = MultiEngineClient(profile_dir=self.paths.dir, **kwargs)
+        self._clients.append(made)
+        return made
+
+    def _own_client(self) -> MultiEngineClient:
         if self._client is None:
             self._client = MultiEngineClient(profile_dir=self.paths.dir)
         return self._client
+
+    def engine_ids(self) -> list[int]:
+        """Ids of the engines registered with this cluster's controller now."""
+        return self._own_client().get_ids()
+
+    def controller_alive(self) -> bool:
+        """True while this cluster's controller process runs."""
+        return self._controller is not None and self._controller.alive()
 
     @property
     def engine_pids(self) -> list[int]:
@@ -222,9 +237,11 @@ class Cluster:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the engines and the controller; leaves no process behind."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        for made in [*self._clients, self._client]:
+            if made is not None:
+                made.close()
+        self._clients.clear()
+        self._client = None
         refs = [r for r in [self._controller, *self._engines] if r is not None]
         stop_processes(self.paths, refs, timeout)
         for proc in self._procs:

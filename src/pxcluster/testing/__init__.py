@@ -1,0 +1,9 @@
+"""Testing layer: start real clusters in throw-away profiles, and wait on conditions.
+
+Used by pxcluster's own tests and benchmarks, and usable by projects built on pxcluster.
+"""
+
+from pxcluster.testing._cluster import cluster_in, leftover_processes
+from pxcluster.testing._waiting import wait_for
+
+__all__ = ["cluster_in", "leftover_processes", "wait_for"]
