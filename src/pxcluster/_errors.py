@@ -124,7 +124,7 @@ def _engine_of(err: Exception) -> int:
     return int(getattr(err, "engine_id", -1))
 
 
-class CompositeError(PxclusterError, ExceptionGroup):  # type: ignore[misc]
+class CompositeError(PxclusterError, ExceptionGroup):
     """One call failed on one or more engines; holds each engine's error.
 
     Its message follows the IPython1 layout, one line per failing engine::

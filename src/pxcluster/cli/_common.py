@@ -12,13 +12,23 @@ from pxcluster.profile import ClusterConfig, ProfilePaths, load_config
 
 
 def add_profile_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="default",
-                        help="profile name (folder ~/.pxcluster/profile_NAME; default: %(default)s)")
-    parser.add_argument("--profile-dir", type=Path, default=None,
-                        help="use this profile folder instead of ~/.pxcluster/profile_NAME")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="how much to log (default: %(default)s)")
+    parser.add_argument(
+        "--profile",
+        default="default",
+        help="profile name (folder ~/.pxcluster/profile_NAME; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="use this profile folder instead of ~/.pxcluster/profile_NAME",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="how much to log (default: %(default)s)",
+    )
 
 
 def profile_from(args: argparse.Namespace) -> tuple[ProfilePaths, ClusterConfig]:

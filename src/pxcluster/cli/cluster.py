@@ -1,9 +1,9 @@
 """CLI layer: ``pxcluster``, which starts, stops and lists local clusters.
 
-    pxcluster start -n 4     controller + 4 engines in the background; returns when ready
-    pxcluster -n 4           the same in the foreground; Ctrl-C stops it all
-    pxcluster stop           stop the profile's cluster, leaving no process behind
-    pxcluster list           running clusters, their engines and queue lengths
+pxcluster start -n 4     controller + 4 engines in the background; returns when ready
+pxcluster -n 4           the same in the foreground; Ctrl-C stops it all
+pxcluster stop           stop the profile's cluster, leaving no process behind
+pxcluster list           running clusters, their engines and queue lengths
 """
 
 from __future__ import annotations
@@ -23,20 +23,39 @@ from pxcluster.profile import ProfilePaths, profile_root
 
 
 def _profile_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="default",
-                   help="profile name (folder ~/.pxcluster/profile_NAME; default: %(default)s)")
-    p.add_argument("--profile-dir", type=Path, default=None,
-                   help="use this profile folder instead of ~/.pxcluster/profile_NAME")
+    p.add_argument(
+        "--profile",
+        default="default",
+        help="profile name (folder ~/.pxcluster/profile_NAME; default: %(default)s)",
+    )
+    p.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="use this profile folder instead of ~/.pxcluster/profile_NAME",
+    )
 
 
 def _start_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-n", "--n", type=int, default=None, dest="n",
-                   help="number of engines (default: the number of CPU cores, "
-                   f"{os.cpu_count()} here)")
-    p.add_argument("--ip", default=None,
-                   help="controller address (default 127.0.0.1; 0.0.0.0 for every interface)")
-    p.add_argument("--timeout", type=float, default=60.0,
-                   help="seconds to wait for the cluster to be ready (default %(default)s)")
+    p.add_argument(
+        "-n",
+        "--n",
+        type=int,
+        default=None,
+        dest="n",
+        help=f"number of engines (default: the number of CPU cores, {os.cpu_count()} here)",
+    )
+    p.add_argument(
+        "--ip",
+        default=None,
+        help="controller address (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for the cluster to be ready (default %(default)s)",
+    )
     _profile_flags(p)
 
 
@@ -48,32 +67,52 @@ def parser() -> argparse.ArgumentParser:
     )
     _start_flags(p)
     sub = p.add_subparsers(dest="command", metavar="{start,stop,list}")
-    start = sub.add_parser("start", help="start a cluster in the background; return when ready",
-                           description="Start a controller and N engines in the background "
-                           "and return once every engine is registered.")
+    start = sub.add_parser(
+        "start",
+        help="start a cluster in the background; return when ready",
+        description="Start a controller and N engines in the background "
+        "and return once every engine is registered.",
+    )
     _start_flags(start)
-    stop = sub.add_parser("stop", help="stop a running cluster",
-                          description="Stop the profile's controller and engines.")
+    stop = sub.add_parser(
+        "stop",
+        help="stop a running cluster",
+        description="Stop the profile's controller and engines.",
+    )
     _profile_flags(stop)
-    stop.add_argument("--timeout", type=float, default=10.0,
-                      help="seconds to wait before killing what has not stopped (default 10)")
-    sub.add_parser("list", help="list running clusters",
-                   description="List running clusters: profile, controller, engines, queues.")
+    stop.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait before killing what has not stopped (default 10)",
+    )
+    sub.add_parser(
+        "list",
+        help="list running clusters",
+        description="List running clusters: profile, controller, engines, queues.",
+    )
     return p
 
 
 def _cluster(args: argparse.Namespace) -> Cluster:
     controller_args = ["--ip", args.ip] if args.ip else []
-    return Cluster(args.n, profile=args.profile, profile_dir=args.profile_dir,
-                   controller_args=controller_args, timeout=args.timeout)
+    return Cluster(
+        args.n,
+        profile=args.profile,
+        profile_dir=args.profile_dir,
+        controller_args=controller_args,
+        timeout=args.timeout,
+    )
 
 
 def _started(cluster: Cluster, seconds: float, foreground: bool) -> None:
     ids = cluster.engine_ids()
     name = cluster.paths.name
     flag = "" if name == "default" else f"profile={name!r}"
-    print(f"pxcluster: profile {name!r} ready in {seconds:.1f} s: controller pid "
-          f"{cluster.controller_pid}, {len(ids)} engines {ids}")
+    print(
+        f"pxcluster: profile {name!r} ready in {seconds:.1f} s: controller pid "
+        f"{cluster.controller_pid}, {len(ids)} engines {ids}"
+    )
     print("Connect from Python or IPython with:")
     print("    from pxcluster import client")
     print(f"    mec = client.MultiEngineClient({flag})")

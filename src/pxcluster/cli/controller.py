@@ -19,17 +19,32 @@ def parser() -> argparse.ArgumentParser:
         "the profile's security/ folder.",
     )
     add_profile_flags(p)
-    p.add_argument("--ip", default=None,
-                   help="address to listen on (default 127.0.0.1: this machine only; "
-                   "0.0.0.0: every interface)")
+    p.add_argument(
+        "--ip",
+        default=None,
+        help="address to listen on (default 127.0.0.1: this machine only; "
+        "0.0.0.0: every interface)",
+    )
     p.add_argument("--client-port", type=int, default=None, help="client port (default: any free)")
     p.add_argument("--engine-port", type=int, default=None, help="engine port (default: any free)")
-    p.add_argument("--heartbeat-period", type=float, default=None,
-                   help="seconds between heartbeat pings (default 0.5)")
-    p.add_argument("--heartbeat-timeout", type=float, default=None,
-                   help="an engine silent this many seconds is declared dead (default 3)")
-    p.add_argument("--log-file", type=Path, default=None,
-                   help="log here (default: the profile's log/controller.log)")
+    p.add_argument(
+        "--heartbeat-period",
+        type=float,
+        default=None,
+        help="seconds between heartbeat pings (default 0.5)",
+    )
+    p.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=None,
+        help="an engine silent this many seconds is declared dead (default 3)",
+    )
+    p.add_argument(
+        "--log-file",
+        type=Path,
+        default=None,
+        help="log here (default: the profile's log/controller.log)",
+    )
     return p
 
 
@@ -37,15 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     paths, config = profile_from(args)
     config = config.replace(
-        ip=args.ip, client_port=args.client_port, engine_port=args.engine_port,
-        heartbeat_period=args.heartbeat_period, heartbeat_timeout=args.heartbeat_timeout,
+        ip=args.ip,
+        client_port=args.client_port,
+        engine_port=args.engine_port,
+        heartbeat_period=args.heartbeat_period,
+        heartbeat_timeout=args.heartbeat_timeout,
     )
     setup_logging(args.log_level, args.log_file or paths.log / "controller.log")
     server = ControllerServer(config, paths)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: server.request_stop())
-    print(f"pxcontroller: clients at {server.client_url}, engines at {server.engine_url}",
-          flush=True)
+    print(
+        f"pxcontroller: clients at {server.client_url}, engines at {server.engine_url}", flush=True
+    )
     server.serve_forever()
     return 0
 

@@ -21,20 +21,41 @@ def parser() -> argparse.ArgumentParser:
         "the code clients send, until the controller stops it.",
     )
     add_profile_flags(p)
-    p.add_argument("--file", type=Path, default=None,
-                   help="the controller's engine connection file "
-                   "(default: the profile's security/engine.json)")
-    p.add_argument("--controller-ip", default=None,
-                   help="controller address, overriding the one in the connection file")
-    p.add_argument("--controller-port", type=int, default=None,
-                   help="controller engine port, overriding the one in the connection file")
-    p.add_argument("--controller-timeout", type=float, default=None,
-                   help="exit after this many seconds without a controller (default 30)")
-    p.add_argument("--log-file", type=Path, default=None,
-                   help="log to this file (default: stderr, or log/engine-PID.log "
-                   "with --log-to-file)")
-    p.add_argument("--log-to-file", action="store_true",
-                   help="send log, stdout and stderr to the profile's log/engine-PID.log")
+    p.add_argument(
+        "--file",
+        type=Path,
+        default=None,
+        help="the controller's engine connection file "
+        "(default: the profile's security/engine.json)",
+    )
+    p.add_argument(
+        "--controller-ip",
+        default=None,
+        help="controller address, overriding the one in the connection file",
+    )
+    p.add_argument(
+        "--controller-port",
+        type=int,
+        default=None,
+        help="controller engine port, overriding the one in the connection file",
+    )
+    p.add_argument(
+        "--controller-timeout",
+        type=float,
+        default=None,
+        help="exit after this many seconds without a controller (default 30)",
+    )
+    p.add_argument(
+        "--log-file",
+        type=Path,
+        default=None,
+        help="log to this file (default: stderr, or log/engine-PID.log with --log-to-file)",
+    )
+    p.add_argument(
+        "--log-to-file",
+        action="store_true",
+        help="send log, stdout and stderr to the profile's log/engine-PID.log",
+    )
     return p
 
 
@@ -43,15 +64,18 @@ def connection_from(args: argparse.Namespace, default_file: Path) -> EngineConne
     try:
         conn = read_engine_connection(args.file or default_file)
     except NoClusterRunning as exc:
-        sys.exit(f"pxengine: {exc}\n(the engine needs the key in that file; "
-                 "pass --file with a copy of the controller's security/engine.json)")
+        sys.exit(
+            f"pxengine: {exc}\n(the engine needs the key in that file; "
+            "pass --file with a copy of the controller's security/engine.json)"
+        )
     if args.controller_ip or args.controller_port:
         scheme, rest = conn.url.split("://", 1)
         host, port = rest.rsplit(":", 1)
         host = args.controller_ip or host
         port = str(args.controller_port or port)
-        conn = EngineConnection(f"{scheme}://{host}:{port}", conn.key, conn.controller_pid,
-                                conn.profile)
+        conn = EngineConnection(
+            f"{scheme}://{host}:{port}", conn.key, conn.controller_pid, conn.profile
+        )
     return conn
 
 

@@ -52,8 +52,9 @@ class ClientCore:
         self._engines_changed = threading.Condition()
         self.stream_handler: Callable[[Message], None] | None = None
         self._closed = False
-        self._thread = threading.Thread(target=self._io_loop, name="pxcluster-client-io",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._io_loop, name="pxcluster-client-io", daemon=True
+        )
         self._thread.start()
         try:
             engines = self.call_controller(MsgType.CONNECT, {}, "connect", timeout=timeout)
@@ -75,7 +76,9 @@ class ClientCore:
         """Send ``msg``; its replies will resolve ``pending``."""
         return self.submit_many([msg], pending)
 
-    def submit_many(self, msgs: Sequence[Message], pending: PendingResult[Any]) -> PendingResult[Any]:
+    def submit_many(
+        self, msgs: Sequence[Message], pending: PendingResult[Any]
+    ) -> PendingResult[Any]:
         """Send ``msgs``, whose replies together resolve ``pending``."""
         if self._closed:
             raise ConnectionLost("this client is closed")
@@ -93,14 +96,19 @@ class ClientCore:
             self._pending.pop(msg_id, None)
 
     def call_controller(
-        self, msg_type: MsgType, content: dict[str, Any], method: str,
-        timeout: float | None, targets: list[int] | None = None,
+        self,
+        msg_type: MsgType,
+        content: dict[str, Any],
+        method: str,
+        timeout: float | None,
+        targets: list[int] | None = None,
     ) -> Message:
         """Send a request the controller answers itself, and wait for the reply."""
         msg = Message(msg_type, self.new_id(), content, targets=targets)
         pending: PendingResult[Message] = PendingResult(method, [(msg.id, -1)], lambda r: r[0])
         self.submit(msg, pending)
-        return pending.get_result(timeout=timeout)  # type: ignore[no-any-return]
+        reply: Message = pending.get_result(timeout=timeout)
+        return reply
 
     # -- engines ---------------------------------------------------------------------------
 
@@ -125,8 +133,7 @@ class ClientCore:
             ok = self._engines_changed.wait_for(lambda: len(self._engines) >= count, timeout)
             if not ok:
                 raise PxclusterTimeoutError(
-                    f"only {len(self._engines)} of {count} engines registered within "
-                    f"{timeout} s"
+                    f"only {len(self._engines)} of {count} engines registered within {timeout} s"
                 )
             return list(self._engines)
 
@@ -146,9 +153,9 @@ class ClientCore:
                         dealer.send(frames)
                     elif chan is monitor:
                         if monitor.recv_event() == "disconnected":
-                            self._fail_all(ConnectionLost(
-                                f"lost the controller at {self.connection.url}"
-                            ))
+                            self._fail_all(
+                                ConnectionLost(f"lost the controller at {self.connection.url}")
+                            )
                     else:
                         self._receive(dealer.recv())
         except Exception:  # pragma: no cover - a bug here must not hang every caller
@@ -200,4 +207,3 @@ class ClientCore:
         self._thread.join(timeout=5.0)
         self._fail_all(ConnectionLost("the client was closed"))
         self._ctx.close()
-

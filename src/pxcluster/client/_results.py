@@ -71,7 +71,7 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         self,
         method: str,
         keys: Sequence[tuple[str, int]],
-        finish: Callable[[list[Message]], T],
+        finish: Callable[[list[Message]], T] | None,
         on_interrupt: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
@@ -94,9 +94,10 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
             if self.done() or key in self._replies:
                 return
             if key not in self.keys:
-                key = self._match_unknown_engine(msg)
-                if key is None:
+                matched = self._match_unknown_engine(msg)
+                if matched is None:
                     return
+                key = matched
             self._replies[key] = msg
             engine_failed = msg.status == Status.ENGINE_ERROR
             if len(self._replies) < len(self.keys) and not engine_failed:
@@ -123,6 +124,7 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         if errors:
             self.set_exception(CompositeError(self.method, errors))
             return
+        assert self._finish is not None, "a PendingResult with replies needs a finish"
         try:
             value = self._finish(ordered)
         except Exception as exc:
@@ -168,7 +170,7 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
     @property
     def r(self) -> T:
         """Shorthand for ``get_result(block=True)``."""
-        return self.get_result(block=True)  # type: ignore[no-any-return]
+        return self.get_result(block=True)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until done; True if it finished within ``timeout``."""
@@ -186,9 +188,9 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
 class ResultList(list[dict[str, Any]]):
     """Results of ``execute`` on several engines; prints in the IPython1 layout::
 
-        <Results List>
-        [0] In [4]: print(c)
-        [0] Out[4]: 15
+    <Results List>
+    [0] In [4]: print(c)
+    [0] Out[4]: 15
     """
 
     def __repr__(self) -> str:
@@ -218,4 +220,3 @@ def _block(prefix: str, text: str) -> str:
     """``prefix`` then ``text``, continuation lines indented under the first."""
     pad = "\n" + " " * len(prefix)
     return prefix + pad.join(text.splitlines() or [""])
-

@@ -78,8 +78,9 @@ class MultiEngineClient:
             raise ValueError("targets is an empty list")
         return list(spec)
 
-    def _deliver(self, pending: PendingResult[Any], block: bool | None,
-                 timeout: float | None) -> Any:
+    def _deliver(
+        self, pending: PendingResult[Any], block: bool | None, timeout: float | None
+    ) -> Any:
         if self.block if block is None else block:
             return pending.get_result(timeout=timeout)
         return pending
@@ -89,26 +90,45 @@ class MultiEngineClient:
         return values[0] if self._scalar else values
 
     def _request(
-        self, method: str, msg_type: MsgType, targets: TargetSpec | None, finish: Finish,
-        block: bool | None, timeout: float | None,
-        content: dict[str, Any] | None = None, buffers: Sequence[Buffer] = (),
+        self,
+        method: str,
+        msg_type: MsgType,
+        targets: TargetSpec | None,
+        finish: Finish,
+        block: bool | None,
+        timeout: float | None,
+        content: dict[str, Any] | None = None,
+        buffers: Sequence[Buffer] = (),
     ) -> Any:
         ids = self._resolve(targets)
         msg = Message(msg_type, self._core.new_id(), content or {}, buffers, targets=ids)
-        pending = PendingResult(method, [(msg.id, t) for t in ids], finish,
-                                on_interrupt=lambda: self._interrupt_nowait(ids))
+        pending = PendingResult(
+            method,
+            [(msg.id, t) for t in ids],
+            finish,
+            on_interrupt=lambda: self._interrupt_nowait(ids),
+        )
         self._core.submit(msg, pending)
         return self._deliver(pending, block, timeout)
 
     def _request_each(
-        self, method: str, msg_type: MsgType, parts: list[tuple[int, dict[str, Any], list[Buffer]]],
-        finish: Finish, block: bool | None, timeout: float | None,
+        self,
+        method: str,
+        msg_type: MsgType,
+        parts: list[tuple[int, dict[str, Any], list[Buffer]]],
+        finish: Finish,
+        block: bool | None,
+        timeout: float | None,
     ) -> Any:
         """One request per target, each with its own payload, resolved as one result."""
         msgs = [Message(msg_type, self._core.new_id(), c, b, targets=[t]) for t, c, b in parts]
         ids = [t for t, _, _ in parts]
-        pending = PendingResult(method, [(m.id, t) for m, t in zip(msgs, ids, strict=True)],
-                                finish, on_interrupt=lambda: self._interrupt_nowait(ids))
+        pending = PendingResult(
+            method,
+            [(m.id, t) for m, t in zip(msgs, ids, strict=True)],
+            finish,
+            on_interrupt=lambda: self._interrupt_nowait(ids),
+        )
         self._core.submit_many(msgs, pending)
         return self._deliver(pending, block, timeout)
 
@@ -136,20 +156,31 @@ class MultiEngineClient:
         reply = self._core.call_controller(MsgType.QUEUE_STATUS, {}, "queue_status", timeout)
         return [(eid, {"queue": n}) for eid, n in reply.content["queues"]]
 
-    def clear_queue(self, targets: TargetSpec | None = None, block: bool | None = None,
-                    timeout: float | None = None) -> Any:
+    def clear_queue(
+        self,
+        targets: TargetSpec | None = None,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Drop requests queued on the targets that have not started (they fail as aborted)."""
-        return self._request("clear_queue", MsgType.CLEAR_QUEUE, targets, self._none_each,
-                             block, timeout)
+        return self._request(
+            "clear_queue", MsgType.CLEAR_QUEUE, targets, self._none_each, block, timeout
+        )
 
-    def interrupt(self, targets: TargetSpec | None = None, block: bool | None = None,
-                  timeout: float | None = None) -> Any:
+    def interrupt(
+        self,
+        targets: TargetSpec | None = None,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Raise KeyboardInterrupt in the code the targets are running now."""
-        return self._request("interrupt", MsgType.INTERRUPT, targets, self._none_each,
-                             block, timeout)
+        return self._request(
+            "interrupt", MsgType.INTERRUPT, targets, self._none_each, block, timeout
+        )
 
-    def barrier(self, pending_results: Iterable[PendingResult[Any]],
-                timeout: float | None = None) -> None:
+    def barrier(
+        self, pending_results: Iterable[PendingResult[Any]], timeout: float | None = None
+    ) -> None:
         """Wait until every PendingResult given is done (failed ones included).
 
         Raises:
@@ -162,8 +193,13 @@ class MultiEngineClient:
                 f"{len(not_done)} of {len(waiting)} results not done after {timeout} s"
             )
 
-    def kill(self, targets: TargetSpec | None = None, controller: bool = False,
-             block: bool | None = None, timeout: float | None = None) -> Any:
+    def kill(
+        self,
+        targets: TargetSpec | None = None,
+        controller: bool = False,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Stop the target engines (``controller=True``: the controller and every engine)."""
         if controller:
             self._core.call_controller(MsgType.SHUTDOWN, {}, "kill", timeout)
@@ -172,8 +208,13 @@ class MultiEngineClient:
 
     # -- code ------------------------------------------------------------------------------
 
-    def execute(self, lines: str, targets: TargetSpec | None = None,
-                block: bool | None = None, timeout: float | None = None) -> Any:
+    def execute(
+        self,
+        lines: str,
+        targets: TargetSpec | None = None,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Run ``lines`` of Python on the targets; returns a ResultList of their output.
 
         Raises:
@@ -195,31 +236,54 @@ class MultiEngineClient:
                 for r in replies
             )
 
-        return self._request("execute", MsgType.EXECUTE, targets, finish, block, timeout,
-                             {"code": lines})
+        return self._request(
+            "execute", MsgType.EXECUTE, targets, finish, block, timeout, {"code": lines}
+        )
 
-    def run(self, filename: str | Path, targets: TargetSpec | None = None,
-            block: bool | None = None, timeout: float | None = None) -> Any:
+    def run(
+        self,
+        filename: str | Path,
+        targets: TargetSpec | None = None,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Run the Python file ``filename`` (read here) on the targets."""
         return self.execute(Path(filename).read_text(), targets, block, timeout)
 
-    def reset(self, targets: TargetSpec | None = None, block: bool | None = None,
-              timeout: float | None = None) -> Any:
+    def reset(
+        self,
+        targets: TargetSpec | None = None,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Clear the targets' namespaces."""
         return self._request("reset", MsgType.RESET, targets, self._none_each, block, timeout)
 
-    def keys(self, targets: TargetSpec | None = None, block: bool | None = None,
-             timeout: float | None = None) -> Any:
+    def keys(
+        self,
+        targets: TargetSpec | None = None,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """The names defined in each target's namespace."""
         return self._request(
-            "keys", MsgType.KEYS, targets,
-            lambda rs: self._per_engine([r.content["keys"] for r in rs]), block, timeout,
+            "keys",
+            MsgType.KEYS,
+            targets,
+            lambda rs: self._per_engine([r.content["keys"] for r in rs]),
+            block,
+            timeout,
         )
 
     # -- data ------------------------------------------------------------------------------
 
-    def push(self, namespace: dict[str, Any], targets: TargetSpec | None = None,
-             block: bool | None = None, timeout: float | None = None) -> Any:
+    def push(
+        self,
+        namespace: dict[str, Any],
+        targets: TargetSpec | None = None,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Set each name of ``namespace`` to its value on the targets.
 
         Raises:
@@ -229,13 +293,19 @@ class MultiEngineClient:
             raise TypeError("push needs a dict of names (str) to values")
         counts, frames = dumps_many(namespace.items())
         content = {"names": list(namespace), "counts": counts}
-        return self._request("push", MsgType.PUSH, targets, self._none_each, block, timeout,
-                             content, frames)
+        return self._request(
+            "push", MsgType.PUSH, targets, self._none_each, block, timeout, content, frames
+        )
 
     push_function = push
 
-    def pull(self, keys: str | Sequence[str], targets: TargetSpec | None = None,
-             block: bool | None = None, timeout: float | None = None) -> Any:
+    def pull(
+        self,
+        keys: str | Sequence[str],
+        targets: TargetSpec | None = None,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Values of ``keys`` on each target: one value per engine for a name, a list of
         values per engine for a tuple of names.
 
@@ -251,16 +321,24 @@ class MultiEngineClient:
             values = [loads_many(r.content["counts"], r.buffers) for r in replies]
             return self._per_engine([v[0] for v in values] if single else values)
 
-        return self._request("pull", MsgType.PULL, targets, finish, block, timeout,
-                             {"names": names})
+        return self._request(
+            "pull", MsgType.PULL, targets, finish, block, timeout, {"names": names}
+        )
 
     pull_function = pull
 
-    def zip_pull(self, keys: Sequence[str], targets: TargetSpec | None = None,
-                 block: bool | None = None, timeout: float | None = None) -> Any:
+    def zip_pull(
+        self,
+        keys: Sequence[str],
+        targets: TargetSpec | None = None,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Like ``pull`` of several names, regrouped: one tuple per name across engines."""
         pending = self.pull(tuple(keys), targets, block=False)
-        zipped: PendingResult[Any] = _chain(pending, lambda per_engine: list(zip(*per_engine)))
+        zipped: PendingResult[Any] = _chain(
+            pending, lambda per_engine: list(zip(*per_engine, strict=False))
+        )
         return self._deliver(zipped, block, timeout)
 
     def __getitem__(self, key: int | str) -> Any:
@@ -273,9 +351,15 @@ class MultiEngineClient:
 
     # -- scatter, gather, map --------------------------------------------------------------
 
-    def scatter(self, key: str, seq: Iterable[Any], targets: TargetSpec | None = None,
-                flatten: bool = False, block: bool | None = None,
-                timeout: float | None = None) -> Any:
+    def scatter(
+        self,
+        key: str,
+        seq: Iterable[Any],
+        targets: TargetSpec | None = None,
+        flatten: bool = False,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Split ``seq`` into contiguous parts, one per target, pushed as ``key``."""
         ids = self._resolve(targets)
         parts = []
@@ -284,17 +368,27 @@ class MultiEngineClient:
             parts.append((target, {"names": [key], "counts": counts}, frames))
         return self._request_each("scatter", MsgType.PUSH, parts, self._none_each, block, timeout)
 
-    def gather(self, key: str, targets: TargetSpec | None = None, block: bool | None = None,
-               timeout: float | None = None) -> Any:
+    def gather(
+        self,
+        key: str,
+        targets: TargetSpec | None = None,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Pull ``key`` from each target and join the parts in target order."""
         pending = self.pull(key, targets, block=False)
         if self._scalar:
             return self._deliver(pending, block, timeout)
         return self._deliver(_chain(pending, concatenate), block, timeout)
 
-    def map(self, func: Callable[..., Any] | str, *sequences: Iterable[Any],
-            targets: TargetSpec | None = None, block: bool | None = None,
-            timeout: float | None = None) -> Any:
+    def map(
+        self,
+        func: Callable[..., Any] | str,
+        *sequences: Iterable[Any],
+        targets: TargetSpec | None = None,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Parallel ``map``: the same list as ``list(map(func, *sequences))``.
 
         ``func`` is a callable (sent with cloudpickle) or a ``'lambda ...'`` string evaluated
@@ -328,8 +422,12 @@ class MultiEngineClient:
 
         return self._request_each("map", MsgType.APPLY, parts, finish, block, timeout)
 
-    def parallelize(self, func: Callable[..., Any] | str, targets: TargetSpec | None = None,
-                    block: bool | None = None) -> ParallelFunction:
+    def parallelize(
+        self,
+        func: Callable[..., Any] | str,
+        targets: TargetSpec | None = None,
+        block: bool | None = None,
+    ) -> ParallelFunction:
         """A function that maps ``func`` over its sequence arguments on the engines."""
         return ParallelFunction(self, func, targets, block)
 
@@ -372,8 +470,13 @@ class EngineView(MultiEngineClient):
 class ParallelFunction:
     """``func`` mapped over sequences on the engines; made by ``parallelize``."""
 
-    def __init__(self, client: MultiEngineClient, func: Callable[..., Any] | str,
-                 targets: TargetSpec | None, block: bool | None) -> None:
+    def __init__(
+        self,
+        client: MultiEngineClient,
+        func: Callable[..., Any] | str,
+        targets: TargetSpec | None,
+        block: bool | None,
+    ) -> None:
         self.client = client
         self.func = func
         self.targets = targets
@@ -386,7 +489,7 @@ class ParallelFunction:
 def _chain(pending: PendingResult[Any], then: Callable[[Any], T]) -> PendingResult[T]:
     """A PendingResult resolving to ``then(value of pending)``, or to its error."""
     chained: PendingResult[T] = PendingResult(
-        pending.method, [], lambda _: None, on_interrupt=pending._on_interrupt
+        pending.method, [], None, on_interrupt=pending._on_interrupt
     )
 
     def relay(done: concurrent.futures.Future[Any]) -> None:

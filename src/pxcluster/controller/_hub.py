@@ -117,7 +117,11 @@ class Hub:
         self, client: bytes, request_id: str, content: dict[str, object], **fields: object
     ) -> Outbound:
         msg = Message(
-            MsgType.REPLY, self._new_id(), content, parent=request_id, **fields  # type: ignore[arg-type]
+            MsgType.REPLY,
+            self._new_id(),
+            content,
+            parent=request_id,
+            **fields,  # type: ignore[arg-type]
         )
         return Outbound("client", client, msg)
 
@@ -147,7 +151,9 @@ class Hub:
         log.warning("dropping %s from a client: not a request the controller takes", msg.type.name)
         return [
             self._reply(
-                client, msg.id, {"error": f"{msg.type.name} is not a client request"},
+                client,
+                msg.id,
+                {"error": f"{msg.type.name} is not a client request"},
                 status=Status.ENGINE_ERROR,
             )
         ]
@@ -159,7 +165,8 @@ class Hub:
             if engine is None:
                 out.append(
                     self._reply(
-                        client, msg.id,
+                        client,
+                        msg.id,
                         {"error": f"engine {target} is not registered", "kind": "unregistered"},
                         engine=target if isinstance(target, int) else -1,
                         status=Status.ENGINE_ERROR,
@@ -217,7 +224,9 @@ class Hub:
             )
             log.info(
                 "engine %d registered (pid %s on %s)",
-                engine_id, msg.content.get("pid"), msg.content.get("hostname"),
+                engine_id,
+                msg.content.get("pid"),
+                msg.content.get("hostname"),
             )
         reply = Message(
             MsgType.REPLY,
@@ -226,9 +235,10 @@ class Hub:
             parent=msg.id,
             engine=engine_id,
         )
-        return [Outbound("engine", identity, reply), *self._notify_clients(
-            {"event": "registered", "engine": engine_id}
-        )]
+        return [
+            Outbound("engine", identity, reply),
+            *self._notify_clients({"event": "registered", "engine": engine_id}),
+        ]
 
     def heartbeat(self, identity: bytes) -> list[Outbound]:
         """A pong came back from ``identity``."""
@@ -257,13 +267,20 @@ class Hub:
         del self._by_identity[engine.identity]
         log.warning(
             "engine %d (pid %d on %s) died: %s; failing %d requests",
-            engine_id, engine.pid, engine.hostname, why, len(engine.outstanding),
+            engine_id,
+            engine.pid,
+            engine.hostname,
+            why,
+            len(engine.outstanding),
         )
         text = f"engine {engine_id} (pid {engine.pid} on {engine.hostname}) died: {why}"
         out = [
             self._reply(
-                pending.client, request_id, {"error": text, "kind": "died"},
-                engine=engine_id, status=Status.ENGINE_ERROR,
+                pending.client,
+                request_id,
+                {"error": text, "kind": "died"},
+                engine=engine_id,
+                status=Status.ENGINE_ERROR,
             )
             for request_id, pending in engine.outstanding.items()
         ]

@@ -101,7 +101,9 @@ class ControllerServer:
         self.write_connection_files()
         log.info(
             "controller pid %d: clients at %s, engines at %s",
-            os.getpid(), self.client_url, self.engine_url,
+            os.getpid(),
+            self.client_url,
+            self.engine_url,
         )
         period = self.config.heartbeat_period
         poller = Poller([self.clients, self.engines, self._pong])

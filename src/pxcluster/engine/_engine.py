@@ -129,8 +129,15 @@ class Engine:
         finally:
             self._running = None
         self._send_from_main(
-            Message(MsgType.REPLY, self._new_id(), content, buffers,
-                    parent=msg.id, engine=self.id, status=status)
+            Message(
+                MsgType.REPLY,
+                self._new_id(),
+                content,
+                buffers,
+                parent=msg.id,
+                engine=self.id,
+                status=status,
+            )
         )
 
     def _stream_writer(self, msg: Message) -> Any:
@@ -139,8 +146,13 @@ class Engine:
 
         def write(name: str, text: str) -> None:
             self._send_from_main(
-                Message(MsgType.STREAM, self._new_id(), {"name": name, "text": text},
-                        parent=msg.id, engine=self.id)
+                Message(
+                    MsgType.STREAM,
+                    self._new_id(),
+                    {"name": name, "text": text},
+                    parent=msg.id,
+                    engine=self.id,
+                )
             )
 
         return write
@@ -171,8 +183,11 @@ class Engine:
                         self._from_controller(dealer)
                 lost = self._lost_since
                 if lost is not None and time.monotonic() - lost > self.controller_timeout:
-                    log.error("no controller at %s for %.0f s: exiting",
-                              self.connection.url, self.controller_timeout)
+                    log.error(
+                        "no controller at %s for %.0f s: exiting",
+                        self.connection.url,
+                        self.controller_timeout,
+                    )
                     self._exit_code = 1
                     self._stop_main()
         finally:
@@ -218,8 +233,14 @@ class Engine:
             self._register(dealer)
         elif msg.type in _CONTROL:
             self._control(dealer, msg)
-        elif msg.type in (MsgType.EXECUTE, MsgType.PUSH, MsgType.PULL, MsgType.APPLY,
-                          MsgType.RESET, MsgType.KEYS):
+        elif msg.type in (
+            MsgType.EXECUTE,
+            MsgType.PUSH,
+            MsgType.PULL,
+            MsgType.APPLY,
+            MsgType.RESET,
+            MsgType.KEYS,
+        ):
             self._inbox.put(msg)
         else:
             log.warning("ignoring unexpected %s from the controller", msg.type.name)
@@ -233,18 +254,21 @@ class Engine:
         self._lost_since = None
         log.info("registered as engine %d", self.id)
 
-    def _reply_now(self, dealer: Channel, request: Message, content: dict[str, Any],
-                   status: Status = Status.OK) -> None:
-        reply = Message(MsgType.REPLY, self._new_id(), content, parent=request.id,
-                        engine=self.id, status=status)
+    def _reply_now(
+        self, dealer: Channel, request: Message, content: dict[str, Any], status: Status = Status.OK
+    ) -> None:
+        reply = Message(
+            MsgType.REPLY, self._new_id(), content, parent=request.id, engine=self.id, status=status
+        )
         dealer.send(encode(reply, self._signer))
 
     def _control(self, dealer: Channel, msg: Message) -> None:
         if msg.type == MsgType.CLEAR_QUEUE:
             dropped = self._drain_inbox()
             for request in dropped:
-                self._reply_now(dealer, request, {"error": "cleared from the queue"},
-                                Status.ABORTED)
+                self._reply_now(
+                    dealer, request, {"error": "cleared from the queue"}, Status.ABORTED
+                )
             self._reply_now(dealer, msg, {"cleared": len(dropped)})
         elif msg.type == MsgType.INTERRUPT:
             running = self._running

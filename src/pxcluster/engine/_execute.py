@@ -35,7 +35,8 @@ def new_namespace() -> dict[str, Any]:
 def user_keys(namespace: dict[str, Any]) -> list[str]:
     """Names the user defined (dunder names and modules left out)."""
     return sorted(
-        k for k, v in namespace.items()
+        k
+        for k, v in namespace.items()
         if not k.startswith("__") and not isinstance(v, types.ModuleType)
     )
 

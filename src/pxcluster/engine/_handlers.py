@@ -86,10 +86,7 @@ class RequestHandlers:
         source = msg.content.get("source")
         counts: list[int] = msg.content["counts"]
         objects = loads_many(counts, msg.buffers)
-        if source is not None:
-            func = eval(source, self.namespace)
-        else:
-            func = objects.pop(0)
+        func = eval(source, self.namespace) if source is not None else objects.pop(0)
         args, kwargs = objects
         if msg.content.get("mode") == "map":
             result: Any = list(map(func, *args))
@@ -119,4 +116,3 @@ def error_reply(exc: BaseException, extra: dict[str, Any]) -> Reply:
     except Exception:
         buffers = []
     return content, buffers
-

@@ -135,8 +135,9 @@ class Cluster:
         deadline = time.monotonic() + self.timeout
         try:
             self._start_controller(deadline)
-            self._client = MultiEngineClient(profile_dir=self.paths.dir,
-                                             timeout=max(1.0, deadline - time.monotonic()))
+            self._client = MultiEngineClient(
+                profile_dir=self.paths.dir, timeout=max(1.0, deadline - time.monotonic())
+            )
             self.add_engines(self.n, deadline - time.monotonic())
         except BaseException:
             self.stop()
@@ -145,8 +146,11 @@ class Cluster:
 
     def _start_controller(self, deadline: float) -> None:
         log = self.paths.log / "controller.log"
-        proc = spawn("pxcluster.cli.controller",
-                     [*self._common_args(), "--log-file", str(log), *self.controller_args], log)
+        proc = spawn(
+            "pxcluster.cli.controller",
+            [*self._common_args(), "--log-file", str(log), *self.controller_args],
+            log,
+        )
         self._procs.append(proc)
         self._controller = ProcessRef.of(proc.pid)
         self._write_record()
@@ -168,8 +172,9 @@ class Cluster:
         expected = len(client.get_ids()) + count
         new = []
         for _ in range(count):
-            proc = spawn("pxcluster.cli.engine", [*self._common_args(), "--log-to-file",
-                                                  *self.engine_args])
+            proc = spawn(
+                "pxcluster.cli.engine", [*self._common_args(), "--log-to-file", *self.engine_args]
+            )
             self._procs.append(proc)
             new.append(proc)
             self._engines.append(ProcessRef.of(proc.pid))

@@ -8,6 +8,7 @@ is never mistaken for one of ours.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -37,19 +38,21 @@ class ProcessRef:
     def alive(self) -> bool:
         try:
             proc = psutil.Process(self.pid)
-            return proc.create_time() == self.started and proc.status() != psutil.STATUS_ZOMBIE
+            return bool(
+                proc.create_time() == self.started and proc.status() != psutil.STATUS_ZOMBIE
+            )
         except psutil.Error:
             return False
 
     def signal(self, signum: int) -> None:
         if self.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
 
 
-def spawn(module: str, args: Sequence[str], log_file: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    module: str, args: Sequence[str], log_file: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Run ``python -m module args`` detached from our terminal, output to ``log_file``."""
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     try:

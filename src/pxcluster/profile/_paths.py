@@ -25,7 +25,9 @@ class ProfilePaths:
     dir: Path
 
     @classmethod
-    def for_profile(cls, name: str = "default", profile_dir: str | Path | None = None) -> ProfilePaths:
+    def for_profile(
+        cls, name: str = "default", profile_dir: str | Path | None = None
+    ) -> ProfilePaths:
         """Paths of profile ``name``; ``profile_dir`` overrides where its folder is."""
         folder = Path(profile_dir) if profile_dir else profile_root() / f"profile_{name}"
         return cls(name=name, dir=folder.expanduser().resolve())

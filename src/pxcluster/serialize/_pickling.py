@@ -49,9 +49,7 @@ def loads(frames: Sequence[Buffer], *, name: str = "object") -> Any:
     try:
         return pickle.loads(frames[0], buffers=frames[1:])
     except Exception as exc:
-        raise SerializationError(
-            f"cannot unpickle {name}: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise SerializationError(f"cannot unpickle {name}: {type(exc).__name__}: {exc}") from exc
 
 
 def dumps_many(items: Iterable[tuple[str, object]]) -> tuple[list[int], list[Buffer]]:

@@ -25,8 +25,13 @@ def leftover_processes(pids: Sequence[int]) -> list[int]:
 
 @contextlib.contextmanager
 def cluster_in(
-    profile_dir: Path, n: int = 2, *, heartbeat_timeout: float | None = None,
-    controller_args: Sequence[str] = (), engine_args: Sequence[str] = (), timeout: float = 30.0,
+    profile_dir: Path,
+    n: int = 2,
+    *,
+    heartbeat_timeout: float | None = None,
+    controller_args: Sequence[str] = (),
+    engine_args: Sequence[str] = (),
+    timeout: float = 30.0,
 ) -> Iterator[Cluster]:
     """A started ``Cluster`` of ``n`` engines whose profile lives in ``profile_dir``.
 
@@ -35,10 +40,20 @@ def cluster_in(
     """
     args = list(controller_args)
     if heartbeat_timeout is not None:
-        args += ["--heartbeat-period", str(min(0.5, heartbeat_timeout / 4)),
-                 "--heartbeat-timeout", str(heartbeat_timeout)]
-    cluster = Cluster(n, profile="test", profile_dir=profile_dir, controller_args=args,
-                      engine_args=engine_args, timeout=timeout)
+        args += [
+            "--heartbeat-period",
+            str(min(0.5, heartbeat_timeout / 4)),
+            "--heartbeat-timeout",
+            str(heartbeat_timeout),
+        ]
+    cluster = Cluster(
+        n,
+        profile="test",
+        profile_dir=profile_dir,
+        controller_args=args,
+        engine_args=engine_args,
+        timeout=timeout,
+    )
     cluster.start()
     pids: list[int] = []
     try:

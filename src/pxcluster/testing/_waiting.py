@@ -10,7 +10,9 @@ T = TypeVar("T")
 
 
 def wait_for(
-    condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
+    condition: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.02,
     message: str = "condition",
 ) -> T:
     """Poll ``condition`` until it returns something true; return that value.

@@ -171,4 +171,3 @@ class HeartbeatEcho:
 
     def start(self) -> None:
         self._device.start()
-

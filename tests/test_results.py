@@ -1,0 +1,130 @@
+"""Client layer: ResultList layout, CompositeError, PendingResult and partitioning."""
+
+import asyncio
+import pickle
+
+import pytest
+
+from pxcluster._errors import CompositeError, EngineDied, PxclusterTimeoutError, RemoteError
+from pxcluster.client._partition import concatenate, partition
+from pxcluster.client._results import PendingResult, ResultList
+from pxcluster.wire import Message, MsgType, Status
+
+
+def entry(engine, number, code, stdout="", display=None, stderr=""):
+    return {"id": engine, "number": number, "input": {"raw": code, "translated": code},
+            "stdout": stdout, "stderr": stderr, "display": display}
+
+
+def test_result_list_prints_like_the_seeds():
+    results = ResultList([entry(0, 4, "print(c)", "15\n"), entry(1, 4, "print(c)", "-5\n")])
+    assert repr(results) == (
+        "<Results List>\n[0] In [4]: print(c)\n[0] Out[4]: 15\n\n"
+        "[1] In [4]: print(c)\n[1] Out[4]: -5"
+    )
+    silent = ResultList([entry(0, 1, "a=5"), entry(1, 1, "a=5")])
+    assert repr(silent) == "<Results List>\n[0] In [1]: a=5\n[1] In [1]: a=5"
+
+
+def test_result_list_multiline_display_and_stderr():
+    out = repr(ResultList([entry(2, 7, "x\ny", "a\nb\n", display="3", stderr="warn\n")]))
+    assert out == ("<Results List>\n[2] In [7]: x\n            y\n[2] Out[7]: a\n"
+                   "            b\n            3\n[2] Err[7]: warn")
+
+
+def remote(engine):
+    return RemoteError(engine, "ZeroDivisionError", "division by zero",
+                       "Traceback ...\n  1/0\nZeroDivisionError: division by zero\n",
+                       ZeroDivisionError("division by zero"))
+
+
+def test_composite_error_message_and_reraise():
+    err = CompositeError("execute", [remote(0), remote(1)])
+    assert str(err) == (
+        "one or more exceptions from call to method: execute\n"
+        "[0:execute]: ZeroDivisionError: division by zero\n"
+        "[1:execute]: ZeroDivisionError: division by zero"
+    )
+    with pytest.raises(ZeroDivisionError):
+        err.raise_exception(1)
+    with pytest.raises(IndexError):
+        err.raise_exception(5)
+
+
+def test_composite_error_is_an_exception_group():
+    caught = []
+    try:
+        raise CompositeError("execute", [remote(0), EngineDied("engine 1 died", 1)])
+    except* RemoteError as group:
+        caught.append(("remote", len(group.exceptions)))
+    except* EngineDied as group:
+        caught.append(("died", group.exceptions[0].engine_id))
+    assert caught == [("remote", 1), ("died", 1)]
+
+
+def test_composite_error_pickles(capsys):
+    err = pickle.loads(pickle.dumps(CompositeError("pull", [remote(3)])))
+    assert "[3:pull]: ZeroDivisionError" in str(err)
+    err.print_tracebacks()
+    assert "[3:pull]: \nTraceback ...\n  1/0" in capsys.readouterr().out
+
+
+def reply(parent, engine, status=Status.OK, **content):
+    return Message(MsgType.REPLY, f"r-{parent}-{engine}", content, parent=parent,
+                   engine=engine, status=status)
+
+
+def test_pending_result_waits_for_every_engine():
+    pr = PendingResult("keys", [("m", 0), ("m", 1)], lambda rs: [r.engine for r in rs])
+    pr.add_reply(reply("m", 1))
+    assert pr.get_result(block=False, default="not yet") == "not yet"
+    with pytest.raises(PxclusterTimeoutError):
+        pr.get_result(timeout=0.01)
+    pr.add_reply(reply("m", 0))
+    assert pr.r == [0, 1]
+
+
+def test_pending_result_fails_fast_when_an_engine_dies():
+    pr = PendingResult("execute", [("m", 0), ("m", 1)], list)
+    pr.add_reply(reply("m", 1, Status.ENGINE_ERROR, error="engine 1 died", kind="died"))
+    with pytest.raises(CompositeError) as info:
+        pr.get_result(timeout=1)
+    assert isinstance(info.value.elist[0], EngineDied)
+    assert info.value.elist[0].engine_id == 1
+
+
+def test_pending_result_can_be_awaited():
+    pr = PendingResult("get", [("m", 0)], lambda rs: "done")
+
+    async def main():
+        asyncio.get_running_loop().call_soon(pr.add_reply, reply("m", 0))
+        return await pr
+
+    assert asyncio.run(main()) == "done"
+
+
+@pytest.mark.parametrize(
+    ("seq", "parts", "expected"),
+    [
+        (range(10), 4, [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]),
+        (range(2), 4, [[0], [1], [], []]),
+        ((1, 2, 3), 2, [(1, 2), (3,)]),
+    ],
+)
+def test_partition(seq, parts, expected):
+    assert partition(seq, parts) == expected
+    assert concatenate(partition(seq, parts)) == list(seq)
+
+
+def test_partition_flatten_and_numpy():
+    import numpy as np
+
+    assert partition(range(2), 2, flatten=True) == [0, 1]
+    arr = np.arange(9)
+    pieces = partition(arr, 2)
+    assert np.shares_memory(pieces[0], arr)
+    assert np.array_equal(concatenate(pieces), arr)
+
+
+def test_timeout_is_also_the_builtin_timeout_error():
+    assert issubclass(PxclusterTimeoutError, TimeoutError)

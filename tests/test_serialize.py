@@ -1,0 +1,48 @@
+"""Serialize layer: pickle 5 with out-of-band buffers, cloudpickle for code."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from pxcluster._errors import SerializationError
+from pxcluster.serialize import OUT_OF_BAND_THRESHOLD, dumps, dumps_many, loads, loads_many
+
+
+def test_numpy_array_travels_out_of_band_without_copy():
+    arr = np.arange(1_000_000, dtype=np.float64)
+    frames = dumps(arr)
+    assert len(frames) == 2
+    assert len(frames[0]) < 1000  # the pickle holds no data
+    assert np.shares_memory(np.frombuffer(frames[1], dtype=np.float64), arr)
+    back = loads(frames)
+    assert np.array_equal(back, arr)
+
+
+def test_small_buffers_stay_in_band():
+    assert len(dumps(np.arange(10))) == 1
+    assert len(dumps(b"x" * (OUT_OF_BAND_THRESHOLD - 1))) == 1
+
+
+def test_lambda_and_closure_roundtrip():
+    k = 7
+    frames = dumps(lambda x: x * k)
+    assert loads(frames)(6) == 42
+
+
+def test_unpicklable_names_the_object():
+    with pytest.raises(SerializationError, match="'lock'.*_thread.lock"):
+        dumps(threading.Lock(), name="'lock'")
+
+
+def test_garbage_payload_is_a_serialization_error():
+    with pytest.raises(SerializationError, match="cannot unpickle"):
+        loads([b"not a pickle"])
+
+
+def test_many_roundtrip_and_count_mismatch():
+    counts, frames = dumps_many([("a", 1), ("b", np.ones(100_000))])
+    a, b = loads_many(counts, frames)
+    assert a == 1 and b.sum() == 100_000
+    with pytest.raises(SerializationError, match="counts"):
+        loads_many([1], frames)

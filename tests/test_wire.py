@@ -1,0 +1,74 @@
+"""Wire layer: framing, signatures and the replay guard, without sockets."""
+
+import msgpack
+import pytest
+
+from pxcluster._errors import RemoteProtocolError
+from pxcluster.wire import DELIMITER, Message, MsgType, ReplayGuard, Signer, Status, decode, encode
+from pxcluster.wire import new_key
+
+
+@pytest.fixture
+def signer():
+    return Signer(new_key())
+
+
+def test_roundtrip_keeps_every_field(signer):
+    msg = Message(MsgType.REPLY, "s-1", {"n": 3, "text": "é"}, [b"abc", memoryview(b"de")],
+                  parent="s-0", targets=[0, 2], engine=2, status=Status.ERROR, session="s")
+    got = decode(encode(msg, signer), signer)
+    assert (got.type, got.id, got.content, got.parent, got.targets, got.engine, got.status) == (
+        MsgType.REPLY, "s-1", {"n": 3, "text": "é"}, "s-0", [0, 2], 2, Status.ERROR)
+    assert [bytes(b) for b in got.buffers] == [b"abc", b"de"]
+
+
+def test_wrong_key_is_rejected(signer):
+    frames = encode(Message(MsgType.EXECUTE, "x-1", {"code": "1"}), Signer(new_key()))
+    with pytest.raises(RemoteProtocolError, match="signature"):
+        decode(frames, signer)
+
+
+def test_tampered_buffer_is_rejected(signer):
+    frames = encode(Message(MsgType.PUSH, "x-1", {}, [b"payload"]), signer)
+    frames[-1] = b"paYload"
+    with pytest.raises(RemoteProtocolError, match="signature"):
+        decode(frames, signer)
+
+
+def test_replayed_id_is_rejected(signer):
+    guard = ReplayGuard()
+    frames = encode(Message(MsgType.EXECUTE, "x-1"), signer)
+    decode(frames, signer, guard)
+    with pytest.raises(RemoteProtocolError, match="already seen"):
+        decode(frames, signer, guard)
+
+
+def test_replay_guard_forgets_beyond_its_window():
+    guard = ReplayGuard(capacity=2)
+    assert all(guard.check_and_add(i) for i in ("a", "b", "c"))
+    assert guard.check_and_add("a")  # fell out of the window
+    assert not guard.check_and_add("c")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"\xc1", msgpack.packb({"t": 999, "i": "x"}), msgpack.packb({"i": "x"}),
+     msgpack.packb([1, 2]), msgpack.packb({"t": 10, "i": "x", "c": [1]})],
+)
+def test_signed_garbage_header_is_rejected(signer, header):
+    frames = [DELIMITER, signer.sign([header]), header]
+    with pytest.raises(RemoteProtocolError):
+        decode(frames, signer)
+
+
+def test_buffer_sizes_must_match_header(signer):
+    frames = encode(Message(MsgType.PUSH, "x-1", {}, [b"ab"]), signer)
+    frames = frames[:-1]
+    frames[1] = signer.sign(frames[2:])
+    with pytest.raises(RemoteProtocolError, match="buffer"):
+        decode(frames, signer)
+
+
+def test_too_few_frames(signer):
+    with pytest.raises(RemoteProtocolError):
+        decode([DELIMITER], signer)
