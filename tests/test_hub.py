@@ -40,14 +40,16 @@ def test_request_goes_to_each_target_and_reply_back_to_its_client():
         "queues": [[0, 1], [1, 1]]}
     back = hub.engine_message(b"e1", Message(MsgType.REPLY, "e-1", parent="c-1", header=b"R"))
     assert [(o.to, o.identity, o.header) for o in back] == [("client", b"client", b"R")]
-    assert hub.engines[1].queue_length() == 0 and hub.engines[0].queue_length() == 1
+    assert hub.engines[1].queue_length() == 0
+    assert hub.engines[0].queue_length() == 1
 
 
 def test_unknown_target_is_answered_at_once():
     hub = Hub(heartbeat_timeout=3.0, clock=Clock())
     out = hub.client_message(b"c", Message(MsgType.PULL, "c-1", targets=[5]))
     assert out[0].msg.status == Status.ENGINE_ERROR
-    assert out[0].msg.engine == 5 and "not registered" in out[0].msg.content["error"]
+    assert out[0].msg.engine == 5
+    assert "not registered" in out[0].msg.content["error"]
 
 
 def test_silent_engine_dies_and_its_requests_fail():
@@ -62,14 +64,16 @@ def test_silent_engine_dies_and_its_requests_fail():
     hub.heartbeat(b"e1")
     clock.now += 2.0
     out = hub.check_liveness()
-    failed = [(o.msg.parent, o.msg.engine, o.msg.status) for o in out if o.msg.type == MsgType.REPLY]
+    replies = [o.msg for o in out if o.msg.type == MsgType.REPLY]
+    failed = [(m.parent, m.engine, m.status) for m in replies]
     assert failed == [("c-1", 0, Status.ENGINE_ERROR), ("c-2", 0, Status.ENGINE_ERROR)]
     assert [o.msg.content for o in out if o.msg.type == MsgType.NOTIFY] == [
         {"event": "died", "engine": 0}]
     assert hub.engine_ids() == [1]
     # a late message from the dead engine is not routed; it is asked to register again
     late = hub.engine_message(b"e0", Message(MsgType.REPLY, "e-9", parent="c-2"))
-    assert late[0].to == "engine" and late[0].msg.content == {"event": "register"}
+    assert late[0].to == "engine"
+    assert late[0].msg.content == {"event": "register"}
 
 
 def test_shutdown_without_targets_stops_the_controller_and_engines():

@@ -31,7 +31,7 @@ def test_lambda_and_closure_roundtrip():
 
 
 def test_unpicklable_names_the_object():
-    with pytest.raises(SerializationError, match="'lock'.*_thread.lock"):
+    with pytest.raises(SerializationError, match=r"'lock'.*_thread\.lock"):
         dumps(threading.Lock(), name="'lock'")
 
 
@@ -43,6 +43,7 @@ def test_garbage_payload_is_a_serialization_error():
 def test_many_roundtrip_and_count_mismatch():
     counts, frames = dumps_many([("a", 1), ("b", np.ones(100_000))])
     a, b = loads_many(counts, frames)
-    assert a == 1 and b.sum() == 100_000
+    assert a == 1
+    assert b.sum() == 100_000
     with pytest.raises(SerializationError, match="counts"):
         loads_many([1], frames)

@@ -4,8 +4,17 @@ import msgpack
 import pytest
 
 from pxcluster._errors import RemoteProtocolError
-from pxcluster.wire import DELIMITER, Message, MsgType, ReplayGuard, Signer, Status, decode, encode
-from pxcluster.wire import new_key
+from pxcluster.wire import (
+    DELIMITER,
+    Message,
+    MsgType,
+    ReplayGuard,
+    Signer,
+    Status,
+    decode,
+    encode,
+    new_key,
+)
 
 
 @pytest.fixture
