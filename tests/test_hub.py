@@ -83,3 +83,15 @@ def test_shutdown_without_targets_stops_the_controller_and_engines():
     assert hub.shutdown_requested
     assert [(o.to, o.msg.type) for o in out] == [("client", MsgType.REPLY),
                                                  ("engine", MsgType.SHUTDOWN)]
+
+
+def test_engine_confirming_a_kill_is_forgotten_at_once():
+    hub = Hub(heartbeat_timeout=3.0, clock=Clock())
+    hub.client_message(b"c", Message(MsgType.CONNECT, "c-0"))
+    register(hub, b"e0")
+    register(hub, b"e1")
+    hub.client_message(b"c", Message(MsgType.SHUTDOWN, "c-1", targets=[1]))
+    out = hub.engine_message(b"e1", Message(MsgType.REPLY, "e-1", parent="c-1", header=b"R"))
+    assert out[0].header == b"R"
+    assert [o.msg.content for o in out[1:]] == [{"event": "stopped", "engine": 1}]
+    assert hub.engine_ids() == [0]

@@ -188,7 +188,7 @@ class ClientCore:
             engines = set(self._engines)
             if content.get("event") == "registered":
                 engines.add(engine)
-            elif content.get("event") == "died":
+            elif content.get("event") in ("died", "stopped"):
                 engines.discard(engine)
             self._engines = sorted(engines)
             self._engines_changed.notify_all()

@@ -208,7 +208,12 @@ class Hub:
             return []
         if pending is None:
             return []  # answer to a request already failed (engine was thought dead)
-        return [Outbound("client", pending.client, header=msg.header, buffers=msg.buffers)]
+        out = [Outbound("client", pending.client, header=msg.header, buffers=msg.buffers)]
+        if pending.type == MsgType.SHUTDOWN and msg.type == MsgType.REPLY:
+            # The engine confirmed a kill: forget it now, not a heartbeat timeout later,
+            # so 'all' stops including it at once.
+            out += self.remove_engine(engine_id, "it was shut down by a client", "stopped")
+        return out
 
     def _register(self, identity: bytes, msg: Message, now: float) -> list[Outbound]:
         engine_id = self._by_identity.get(identity)
@@ -258,30 +263,35 @@ class Hub:
         for engine in list(self.engines.values()):
             silent = now - engine.last_seen
             if silent > self.heartbeat_timeout:
-                out += self.engine_died(engine.id, f"no heartbeat for {silent:.1f} s")
+                out += self.remove_engine(engine.id, f"no heartbeat for {silent:.1f} s")
         return out
 
-    def engine_died(self, engine_id: int, why: str) -> list[Outbound]:
-        """Forget engine ``engine_id`` and answer its outstanding requests with an error."""
+    def remove_engine(self, engine_id: int, why: str, event: str = "died") -> list[Outbound]:
+        """Forget engine ``engine_id``, fail its outstanding requests, and tell the clients.
+
+        ``event`` is ``"died"`` (it stopped heartbeating) or ``"stopped"`` (a client killed it).
+        """
         engine = self.engines.pop(engine_id)
         del self._by_identity[engine.identity]
-        log.warning(
-            "engine %d (pid %d on %s) died: %s; failing %d requests",
+        log.log(
+            logging.WARNING if event == "died" else logging.INFO,
+            "engine %d (pid %d on %s) %s: %s; failing %d requests",
             engine_id,
             engine.pid,
             engine.hostname,
+            event,
             why,
             len(engine.outstanding),
         )
-        text = f"engine {engine_id} (pid {engine.pid} on {engine.hostname}) died: {why}"
+        text = f"engine {engine_id} (pid {engine.pid} on {engine.hostname}) {event}: {why}"
         out = [
             self._reply(
                 pending.client,
                 request_id,
-                {"error": text, "kind": "died"},
+                {"error": text, "kind": event},
                 engine=engine_id,
                 status=Status.ENGINE_ERROR,
             )
             for request_id, pending in engine.outstanding.items()
         ]
-        return out + self._notify_clients({"event": "died", "engine": engine_id})
+        return out + self._notify_clients({"event": event, "engine": engine_id})
