@@ -81,3 +81,14 @@ def test_buffer_sizes_must_match_header(signer):
 def test_too_few_frames(signer):
     with pytest.raises(RemoteProtocolError):
         decode([DELIMITER], signer)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"b": 3}, {"b": ["x"]}, {"g": "all"}, {"g": [0, "1"]}, {"e": "0"}, {"c": "code"},
+     {"i": 5}, {"p": 1}, {"ts": "now"}, {"s": 99}, {"t": True}],
+)
+def test_signed_header_with_wrongly_typed_field_is_rejected(signer, fields):
+    header = msgpack.packb({"t": 10, "i": "x-1", **fields})
+    with pytest.raises(RemoteProtocolError):
+        decode([DELIMITER, signer.sign([header]), header], signer)

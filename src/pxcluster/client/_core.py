@@ -171,14 +171,17 @@ class ClientCore:
         except RemoteProtocolError as exc:
             log.warning("dropped a message from the controller: %s", exc)
             return
-        if msg.type == MsgType.REPLY:
-            pending = self._pending.get(msg.parent)
-            if pending is not None:
-                pending.add_reply(msg)
-        elif msg.type == MsgType.NOTIFY:
-            self._on_notify(msg.content)
-        elif msg.type == MsgType.STREAM and self.stream_handler is not None:
-            self.stream_handler(msg)
+        try:
+            if msg.type == MsgType.REPLY:
+                pending = self._pending.get(msg.parent)
+                if pending is not None:
+                    pending.add_reply(msg)
+            elif msg.type == MsgType.NOTIFY:
+                self._on_notify(msg.content)
+            elif msg.type == MsgType.STREAM and self.stream_handler is not None:
+                self.stream_handler(msg)
+        except Exception:
+            log.exception("could not handle %s from the controller; dropped it", msg.type.name)
 
     def _on_notify(self, content: dict[str, Any]) -> None:
         engine = content.get("engine")

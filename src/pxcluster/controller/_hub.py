@@ -201,7 +201,7 @@ class Hub:
         engine = self.engines[engine_id]
         engine.last_seen = now
         if msg.type == MsgType.REPLY:
-            pending = engine.outstanding.pop(msg.parent, None)
+            pending = engine.outstanding.pop(msg.parent, None)  # parent: a str, wire checks
         elif msg.type == MsgType.STREAM:
             pending = engine.outstanding.get(msg.parent)
         else:
@@ -220,11 +220,12 @@ class Hub:
         if engine_id is None:
             engine_id = next(self._next_engine_id)
             self._by_identity[identity] = engine_id
+            pid = msg.content.get("pid")
             self.engines[engine_id] = EngineRecord(
                 engine_id,
                 identity,
-                str(msg.content.get("hostname", "?")),
-                int(msg.content.get("pid", 0)),
+                str(msg.content.get("hostname", "?"))[:256],
+                pid if type(pid) is int else 0,
                 now,
             )
             log.info(

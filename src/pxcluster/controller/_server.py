@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from pxcluster._errors import RemoteProtocolError
 from pxcluster.controller._hub import Hub, Outbound
@@ -22,7 +23,7 @@ from pxcluster.profile import (
     write_connection,
 )
 from pxcluster.transport import Channel, ChannelClosed, Context, Poller, bind
-from pxcluster.wire import ReplayGuard, Signer, decode, encode, new_key, split_routing
+from pxcluster.wire import Message, ReplayGuard, Signer, decode, encode, new_key, split_routing
 from pxcluster.wire._framing import encode_raw
 
 log = logging.getLogger("pxcluster.controller")
@@ -138,28 +139,43 @@ class ControllerServer:
                 self._from_engine(frames)
 
     def _from_client(self, frames: list[memoryview]) -> None:
-        try:
-            routing, rest = split_routing(frames)
-            msg = decode(rest, self._client_signer, self._client_guard)
-        except RemoteProtocolError as exc:
-            log.warning("dropped a message on the client port: %s", exc)
-            return
-        if len(routing) != 1:
-            log.warning("dropped a client message with %d routing frames", len(routing))
-            return
-        self._send_all(self.hub.client_message(routing[0], msg))
+        self._receive(
+            frames, "client", self._client_signer, self._client_guard, self.hub.client_message
+        )
 
     def _from_engine(self, frames: list[memoryview]) -> None:
+        self._receive(
+            frames, "engine", self._engine_signer, self._engine_guard, self.hub.engine_message
+        )
+
+    def _receive(
+        self,
+        frames: list[memoryview],
+        port: str,
+        signer: Signer,
+        guard: ReplayGuard,
+        handle: Callable[[bytes, Message], list[Outbound]],
+    ) -> None:
+        """Verify, decode and hand one message to the hub; a bad one is dropped and logged.
+
+        Nothing a peer sends may stop the loop: an error in handling a message that did
+        verify is a bug, logged with its traceback, and the controller goes on.
+        """
         try:
             routing, rest = split_routing(frames)
-            msg = decode(rest, self._engine_signer, self._engine_guard)
+            msg = decode(rest, signer, guard)
         except RemoteProtocolError as exc:
-            log.warning("dropped a message on the engine port: %s", exc)
+            log.warning("dropped a message on the %s port: %s", port, exc)
             return
         if len(routing) != 1:
-            log.warning("dropped an engine message with %d routing frames", len(routing))
+            log.warning("dropped a %s message with %d routing frames", port, len(routing))
             return
-        self._send_all(self.hub.engine_message(routing[0], msg))
+        try:
+            outbound = handle(routing[0], msg)
+        except Exception:
+            log.exception("could not handle %s from a %s; dropped it", msg.type.name, port)
+            return
+        self._send_all(outbound)
 
     def _send_all(self, outbound: list[Outbound]) -> None:
         for out in outbound:

@@ -222,7 +222,10 @@ class Engine:
             except RemoteProtocolError as exc:
                 log.warning("dropped a message from the controller: %s", exc)
             else:
-                self._dispatch(dealer, msg)
+                try:
+                    self._dispatch(dealer, msg)
+                except Exception:
+                    log.exception("could not handle %s; dropped it", msg.type.name)
             frames = dealer.recv_nowait()
 
     def _dispatch(self, dealer: Channel, msg: Message) -> None:
@@ -247,7 +250,11 @@ class Engine:
 
     def _on_registered(self, msg: Message) -> None:
         first = self.id < 0
-        self.id = int(msg.content["id"])
+        engine_id = msg.content.get("id")
+        if type(engine_id) is not int:
+            log.warning("ignoring a registration reply without an engine id")
+            return
+        self.id = engine_id
         if first and "hb_ping" in msg.content:
             HeartbeatEcho(msg.content["hb_ping"], msg.content["hb_pong"], self.identity).start()
         self._registered.set()

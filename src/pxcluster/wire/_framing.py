@@ -95,10 +95,50 @@ def split_routing(frames: Sequence[Buffer]) -> tuple[list[bytes], Sequence[Buffe
     Raises:
         RemoteProtocolError: there is no delimiter frame.
     """
+    size = len(DELIMITER)
     for index, frame in enumerate(frames):
-        if bytes(frame) == DELIMITER:
+        if memoryview(frame).nbytes == size and bytes(frame) == DELIMITER:
             return [bytes(f) for f in frames[:index]], frames[index:]
     raise RemoteProtocolError("no delimiter frame")
+
+
+def _field(head: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = head.get(key, default)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise RemoteProtocolError(f"header field {key!r} is missing or has the wrong type")
+    return value
+
+
+def _message_from(head: object, header: bytes, buffers: Sequence[Buffer]) -> Message:
+    """Build a Message from a parsed header, checking the type of every field it reads."""
+    if not isinstance(head, dict):
+        raise RemoteProtocolError("header is not a map")
+    targets = _field(head, "g", (list, type(None)), None)
+    if targets is not None and not all(type(t) is int for t in targets):
+        raise RemoteProtocolError("header targets are not engine ids")
+    sizes = _field(head, "b", list, [])
+    if len(sizes) != len(buffers) or any(
+        type(n) is not int or memoryview(b).nbytes != n for b, n in zip(buffers, sizes, strict=True)
+    ):
+        raise RemoteProtocolError("buffer count or sizes do not match the header")
+    try:
+        msg_type = MsgType(_field(head, "t", int, None))
+        status = Status(_field(head, "s", int, 0))
+    except ValueError as exc:
+        raise RemoteProtocolError(f"header names an unknown type or status: {exc}") from exc
+    return Message(
+        type=msg_type,
+        id=_field(head, "i", str, None),
+        content=_field(head, "c", dict, {}),
+        buffers=buffers,
+        parent=_field(head, "p", str, ""),
+        targets=targets,
+        engine=_field(head, "e", int, -1),
+        status=status,
+        session=_field(head, "n", str, ""),
+        ts=_field(head, "ts", (int, float), 0.0),
+        header=header,
+    )
 
 
 def decode(frames: Sequence[Buffer], signer: Signer, guard: ReplayGuard | None = None) -> Message:
@@ -107,7 +147,11 @@ def decode(frames: Sequence[Buffer], signer: Signer, guard: ReplayGuard | None =
     Raises:
         RemoteProtocolError: bad signature, unparsable header, replayed id or wrong buffers.
     """
-    if len(frames) < 3 or bytes(frames[0]) != DELIMITER:
+    if (
+        len(frames) < 3
+        or memoryview(frames[0]).nbytes != len(DELIMITER)
+        or bytes(frames[0]) != DELIMITER
+    ):
         raise RemoteProtocolError("too few frames or no delimiter")
     signature, header_buf, *buffers = frames[1:]
     if not signer.verify(signature, frames[2:]):
@@ -115,28 +159,9 @@ def decode(frames: Sequence[Buffer], signer: Signer, guard: ReplayGuard | None =
     header = bytes(header_buf)
     try:
         head = msgpack.unpackb(header, raw=False)
-        msg = Message(
-            type=MsgType(head["t"]),
-            id=str(head["i"]),
-            content=head.get("c") or {},
-            buffers=buffers,
-            parent=head.get("p", ""),
-            targets=head.get("g"),
-            engine=head.get("e", -1),
-            status=Status(head.get("s", 0)),
-            session=head.get("n", ""),
-            ts=head.get("ts", 0.0),
-            header=header,
-        )
-    except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
+    except Exception as exc:  # msgpack raises several types on malformed input
         raise RemoteProtocolError(f"header does not parse: {exc}") from exc
-    if not isinstance(msg.content, dict):
-        raise RemoteProtocolError("header content is not a map")
-    sizes = head.get("b", [])
-    if len(sizes) != len(buffers) or any(
-        memoryview(b).nbytes != n for b, n in zip(buffers, sizes, strict=True)
-    ):
-        raise RemoteProtocolError("buffer count or sizes do not match the header")
+    msg = _message_from(head, header, buffers)
     if guard is not None and not guard.check_and_add(msg.id):
         raise RemoteProtocolError(f"message id {msg.id} was already seen")
     return msg
