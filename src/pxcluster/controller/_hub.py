@@ -33,28 +33,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from pxcluster.wire import Message, MsgType, Status
+from pxcluster.wire import CONTROL_REQUESTS, QUEUED_REQUESTS, Message, MsgType, Status
 
 log = logging.getLogger("pxcluster.controller")
 
 Buffer = bytes | memoryview | bytearray
 
-#: Requests the hub forwards to the engines named in ``targets``.
-ENGINE_REQUESTS = frozenset(
-    {
-        MsgType.EXECUTE,
-        MsgType.PUSH,
-        MsgType.PULL,
-        MsgType.APPLY,
-        MsgType.RESET,
-        MsgType.KEYS,
-        MsgType.SHUTDOWN,
-        MsgType.CLEAR_QUEUE,
-        MsgType.INTERRUPT,
-    }
-)
-#: Requests that jump the engine's queue; they are not counted as queued work.
-CONTROL_REQUESTS = frozenset({MsgType.CLEAR_QUEUE, MsgType.INTERRUPT})
+#: Requests the hub forwards to the engines named in ``targets``; control requests jump the
+#: engine's queue and are not counted in its length.
+ENGINE_REQUESTS = QUEUED_REQUESTS | CONTROL_REQUESTS
 
 
 @dataclasses.dataclass(frozen=True)

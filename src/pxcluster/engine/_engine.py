@@ -46,12 +46,21 @@ from pxcluster.transport import (
     connect,
     pipe,
 )
-from pxcluster.wire import Message, MsgType, ReplayGuard, Signer, Status, decode, encode
+from pxcluster.wire import (
+    CONTROL_REQUESTS,
+    QUEUED_REQUESTS,
+    Message,
+    MsgType,
+    ReplayGuard,
+    Signer,
+    Status,
+    decode,
+    encode,
+)
 
 log = logging.getLogger("pxcluster.engine")
 
 _STOP = object()
-_CONTROL = frozenset({MsgType.CLEAR_QUEUE, MsgType.INTERRUPT, MsgType.SHUTDOWN})
 
 
 class Engine:
@@ -234,16 +243,9 @@ class Engine:
         elif msg.type == MsgType.NOTIFY and msg.content.get("event") == "register":
             log.warning("controller does not know this engine: registering again")
             self._register(dealer)
-        elif msg.type in _CONTROL:
+        elif msg.type in CONTROL_REQUESTS:
             self._control(dealer, msg)
-        elif msg.type in (
-            MsgType.EXECUTE,
-            MsgType.PUSH,
-            MsgType.PULL,
-            MsgType.APPLY,
-            MsgType.RESET,
-            MsgType.KEYS,
-        ):
+        elif msg.type in QUEUED_REQUESTS:
             self._inbox.put(msg)
         else:
             log.warning("ignoring unexpected %s from the controller", msg.type.name)

@@ -2,10 +2,12 @@
 
 from pxcluster.wire._framing import DELIMITER, Message, decode, encode, split_routing
 from pxcluster.wire._signing import ReplayGuard, Signer, new_key
-from pxcluster.wire._types import MsgType, Status
+from pxcluster.wire._types import CONTROL_REQUESTS, QUEUED_REQUESTS, MsgType, Status
 
 __all__ = [
+    "CONTROL_REQUESTS",
     "DELIMITER",
+    "QUEUED_REQUESTS",
     "Message",
     "MsgType",
     "ReplayGuard",

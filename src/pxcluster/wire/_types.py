@@ -47,6 +47,14 @@ class MsgType(enum.IntEnum):
     REPLY = 40
 
 
+#: Requests an engine runs one at a time, in arrival order, in its main thread.
+QUEUED_REQUESTS = frozenset(
+    {MsgType.EXECUTE, MsgType.PUSH, MsgType.PULL, MsgType.APPLY, MsgType.RESET, MsgType.KEYS}
+)
+#: Requests an engine's I/O thread handles at once, even while user code runs.
+CONTROL_REQUESTS = frozenset({MsgType.CLEAR_QUEUE, MsgType.INTERRUPT, MsgType.SHUTDOWN})
+
+
 class Status(enum.IntEnum):
     """Outcome carried by a REPLY."""
 
