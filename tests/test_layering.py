@@ -55,6 +55,7 @@ def test_imports_point_downwards(layer, path):
 
 def test_public_surface():
     assert sorted(pxcluster.__all__) == [
-        "Cluster", "CompositeError", "EngineError", "MultiEngineClient", "PendingResult",
-        "PxclusterError", "PxclusterTimeoutError", "RemoteError", "ResultList", "__version__",
+        "Cluster", "CompositeError", "EngineError", "MapTask", "MultiEngineClient",
+        "PendingResult", "PxclusterError", "PxclusterTimeoutError", "RemoteError", "ResultList",
+        "StringTask", "TaskClient", "TaskResult", "__version__",
     ]

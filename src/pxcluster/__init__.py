@@ -15,7 +15,15 @@ from pxcluster._errors import (
     PxclusterTimeoutError,
     RemoteError,
 )
-from pxcluster.client import MultiEngineClient, PendingResult, ResultList
+from pxcluster.client import (
+    MapTask,
+    MultiEngineClient,
+    PendingResult,
+    ResultList,
+    StringTask,
+    TaskClient,
+    TaskResult,
+)
 from pxcluster.launchers import Cluster
 
 __version__ = "0.1.0"
@@ -24,11 +32,15 @@ __all__ = [
     "Cluster",
     "CompositeError",
     "EngineError",
+    "MapTask",
     "MultiEngineClient",
     "PendingResult",
     "PxclusterError",
     "PxclusterTimeoutError",
     "RemoteError",
     "ResultList",
+    "StringTask",
+    "TaskClient",
+    "TaskResult",
     "__version__",
 ]

@@ -9,7 +9,7 @@
       EngineError → EngineDied, EngineNotRegistered
       RemoteError (engine id, remote type name, message, traceback)
       CompositeError (also an ExceptionGroup of RemoteError and EngineError)
-      TaskError → TaskAborted, UnmetDependency
+      TaskError → TaskAborted, TaskTimeout, UnmetDependency, UnknownTask
       LauncherError → LaunchFailed, ClusterAlreadyRunning, NoClusterRunning
 """
 
@@ -190,11 +190,22 @@ class TaskError(PxclusterError):
 
 
 class TaskAborted(TaskError):
-    """The task was aborted by a client before it finished."""
+    """The task (or a queued request) was aborted or cleared before it finished."""
+
+
+class TaskTimeout(TaskError, TimeoutError):
+    """The task ran longer than its own ``timeout`` and was interrupted on its engine."""
 
 
 class UnmetDependency(TaskError):
-    """The task's dependencies failed or no engine accepted it."""
+    """A task in the task's ``after`` failed, or no engine's ``depend`` check accepted it."""
+
+
+class UnknownTask(TaskError, KeyError):
+    """No task with that id is known to the controller (never submitted, or cleared)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown task"
 
 
 class LauncherError(PxclusterError):

@@ -13,9 +13,16 @@ from pxcluster._errors import (
     PxclusterTimeoutError,
     RemoteError,
     SerializationError,
+    TaskAborted,
+    TaskError,
+    TaskTimeout,
+    UnknownTask,
+    UnmetDependency,
 )
 from pxcluster.client._results import PendingResult, ResultList
+from pxcluster.client._tasks import MapTask, Namespace, StringTask, TaskResult
 from pxcluster.client.multiengine import EngineView, MultiEngineClient, ParallelFunction
+from pxcluster.client.task import LoadBalancedFunction, PendingTask, TaskClient
 
 __all__ = [
     "CompositeError",
@@ -23,13 +30,25 @@ __all__ = [
     "EngineError",
     "EngineNotRegistered",
     "EngineView",
+    "LoadBalancedFunction",
+    "MapTask",
     "MultiEngineClient",
+    "Namespace",
     "NoClusterRunning",
     "ParallelFunction",
     "PendingResult",
+    "PendingTask",
     "PxclusterError",
     "PxclusterTimeoutError",
     "RemoteError",
     "ResultList",
     "SerializationError",
+    "StringTask",
+    "TaskAborted",
+    "TaskClient",
+    "TaskError",
+    "TaskResult",
+    "TaskTimeout",
+    "UnknownTask",
+    "UnmetDependency",
 ]

@@ -72,6 +72,11 @@ class ClientCore:
     def new_id(self) -> str:
         return f"{self._session}-{next(self._ids)}"
 
+    @property
+    def session(self) -> str:
+        """This connection's session name; every id it makes starts with it."""
+        return self._session
+
     def submit(self, msg: Message, pending: PendingResult[Any]) -> PendingResult[Any]:
         """Send ``msg``; its replies will resolve ``pending``."""
         return self.submit_many([msg], pending)

@@ -30,9 +30,12 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Callable
 
+from pxcluster.controller._outbound import Outbound
+from pxcluster.controller._scheduler import Scheduler
+from pxcluster.controller._store import RecordStore
+from pxcluster.controller._taskboard import TaskBoard
 from pxcluster.wire import CONTROL_REQUESTS, QUEUED_REQUESTS, Message, MsgType, Status
 
 log = logging.getLogger("pxcluster.controller")
@@ -41,18 +44,11 @@ Buffer = bytes | memoryview | bytearray
 
 #: Requests the hub forwards to the engines named in ``targets``; control requests jump the
 #: engine's queue and are not counted in its length.
-ENGINE_REQUESTS = QUEUED_REQUESTS | CONTROL_REQUESTS
-
-
-@dataclasses.dataclass(frozen=True)
-class Outbound:
-    """A message the server must send: a fresh ``msg``, or a forwarded ``header`` + buffers."""
-
-    to: Literal["client", "engine"]
-    identity: bytes
-    msg: Message | None = None
-    header: bytes = b""
-    buffers: Sequence[Buffer] = ()
+ENGINE_REQUESTS = (QUEUED_REQUESTS | CONTROL_REQUESTS) - {MsgType.TASK}
+#: Task-interface requests the controller answers itself.
+TASK_REQUESTS = frozenset(
+    {MsgType.TASK_RESULT, MsgType.TASK_ABORT, MsgType.TASK_STATUS, MsgType.TASK_CLEAR}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,10 +78,21 @@ class Hub:
     """Registry, routing and liveness of one controller; see the module docstring."""
 
     def __init__(
-        self, heartbeat_timeout: float, clock: Callable[[], float] = time.monotonic
+        self,
+        heartbeat_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        store: RecordStore | None = None,
+        task_prefetch: int = 2,
     ) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         self.engines: dict[int, EngineRecord] = {}
+        self.tasks = TaskBoard(
+            Scheduler(task_prefetch),
+            store if store is not None else RecordStore(":memory:"),
+            self.engines,
+            self._new_id,
+            self._task_dispatched,
+        )
         self.clients: set[bytes] = set()
         self.shutdown_requested = False
         self._by_identity: dict[bytes, int] = {}
@@ -119,6 +126,9 @@ class Hub:
     def engine_ids(self) -> list[int]:
         return sorted(self.engines)
 
+    def _task_dispatched(self, engine_id: int, task_id: str, client: bytes) -> None:
+        self.engines[engine_id].outstanding[task_id] = Pending(client, MsgType.TASK)
+
     # -- events from clients ---------------------------------------------------------------
 
     def client_message(self, client: bytes, msg: Message) -> list[Outbound]:
@@ -135,6 +145,10 @@ class Hub:
             return out + self.shutdown_engines()
         if msg.type in ENGINE_REQUESTS and msg.targets is not None:
             return self._forward_to_engines(client, msg)
+        if msg.type == MsgType.TASK:
+            return self.tasks.submit(client, msg) + self.tasks.dispatch()
+        if msg.type in TASK_REQUESTS:
+            return self.tasks.request(client, msg)
         log.warning("dropping %s from a client: not a request the controller takes", msg.type.name)
         return [
             self._reply(
@@ -195,11 +209,17 @@ class Hub:
             return []
         if pending is None:
             return []  # answer to a request already failed (engine was thought dead)
+        if pending.type == MsgType.TASK:
+            if msg.type == MsgType.STREAM:
+                return []  # task output arrives with the task's result
+            return self.tasks.on_reply(engine_id, msg, set(self.engines)) + self.tasks.dispatch()
         out = [Outbound("client", pending.client, header=msg.header, buffers=msg.buffers)]
         if pending.type == MsgType.SHUTDOWN and msg.type == MsgType.REPLY:
             # The engine confirmed a kill: forget it now, not a heartbeat timeout later,
             # so 'all' stops including it at once.
             out += self.remove_engine(engine_id, "it was shut down by a client", "stopped")
+        if msg.type == MsgType.REPLY:
+            out += self.tasks.dispatch()  # the engine has room for a task again
         return out
 
     def _register(self, identity: bytes, msg: Message, now: float) -> list[Outbound]:
@@ -231,6 +251,7 @@ class Hub:
         return [
             Outbound("engine", identity, reply),
             *self._notify_clients({"event": "registered", "engine": engine_id}),
+            *self.tasks.dispatch(),
         ]
 
     def heartbeat(self, identity: bytes) -> list[Outbound]:
@@ -272,14 +293,20 @@ class Hub:
             len(engine.outstanding),
         )
         text = f"engine {engine_id} (pid {engine.pid} on {engine.hostname}) {event}: {why}"
-        out = [
-            self._reply(
-                pending.client,
-                request_id,
-                {"error": text, "kind": event},
-                engine=engine_id,
-                status=Status.ENGINE_ERROR,
+        out: list[Outbound] = []
+        for request_id, pending in engine.outstanding.items():
+            if pending.type == MsgType.TASK:
+                out += self.tasks.on_engine_lost(engine_id, request_id, f"{event}: {why}")
+                continue
+            out.append(
+                self._reply(
+                    pending.client,
+                    request_id,
+                    {"error": text, "kind": event},
+                    engine=engine_id,
+                    status=Status.ENGINE_ERROR,
+                )
             )
-            for request_id, pending in engine.outstanding.items()
-        ]
+        out += self.tasks.engines_changed(set(self.engines), gone=engine_id)
+        out += self.tasks.dispatch()
         return out + self._notify_clients({"event": event, "engine": engine_id})

@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable
 
 from pxcluster._errors import RemoteProtocolError
-from pxcluster.controller._hub import Hub, Outbound
+from pxcluster.controller._hub import Hub
+from pxcluster.controller._outbound import Outbound
+from pxcluster.controller._store import RecordStore, Retention
 from pxcluster.profile import (
     ClientConnection,
     ClusterConfig,
@@ -30,6 +32,8 @@ log = logging.getLogger("pxcluster.controller")
 
 #: Messages taken from one socket before the others get a turn, so no side starves.
 _BATCH = 256
+#: Seconds between writes of finished tasks to the record store.
+_FLUSH_PERIOD = 0.2
 
 
 def _reachable_ip(ip: str) -> str:
@@ -48,7 +52,13 @@ class ControllerServer:
     def __init__(self, config: ClusterConfig, paths: ProfilePaths) -> None:
         self.config = config
         self.paths = paths.ensure()
-        self.hub = Hub(config.heartbeat_timeout)
+        self.store = RecordStore(
+            self.paths.dir / "db.sqlite3",
+            Retention(config.retention_records, config.retention_bytes, config.result_cap),
+        )
+        self.hub = Hub(
+            config.heartbeat_timeout, store=self.store, task_prefetch=config.task_prefetch
+        )
         self._ctx = Context()
         self._client_key, self._engine_key = new_key(), new_key()
         self._client_signer = Signer(self._client_key)
@@ -108,13 +118,17 @@ class ControllerServer:
         )
         period = self.config.heartbeat_period
         poller = Poller([self.clients, self.engines, self._pong])
-        next_beat = time.monotonic()
+        next_beat = next_flush = time.monotonic()
         try:
             while not (self.hub.shutdown_requested or self._stop_requested):
-                for chan in poller.poll(max(0.0, next_beat - time.monotonic())):
+                wake = min(next_beat, next_flush)
+                for chan in poller.poll(max(0.0, wake - time.monotonic())):
                     assert isinstance(chan, Channel)
                     self._drain(chan)
                 now = time.monotonic()
+                if now >= next_flush:
+                    self.store.flush()  # batched: one transaction for many finished tasks
+                    next_flush = now + _FLUSH_PERIOD
                 if now >= next_beat:
                     self._ping.send([b"ping"])
                     self._send_all(self.hub.check_liveness())
@@ -123,6 +137,7 @@ class ControllerServer:
                 self._send_all(self.hub.shutdown_engines())
         finally:
             log.info("controller stopping")
+            self.store.close()
             self.remove_connection_files()
             self._ctx.close(linger=1.0)
 

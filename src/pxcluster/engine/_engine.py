@@ -35,6 +35,7 @@ from typing import Any
 from pxcluster._errors import RemoteProtocolError
 from pxcluster.engine._execute import new_namespace
 from pxcluster.engine._handlers import RequestHandlers, error_reply
+from pxcluster.engine._tasks import TaskRefused
 from pxcluster.profile import EngineConnection
 from pxcluster.transport import (
     Channel,
@@ -81,6 +82,8 @@ class Engine:
         self._stopping = threading.Event()
         self._running: str | None = None  # id of the request the main thread runs now
         self._interrupt_target: str | None = None
+        self._deadline: float | None = None  # when the running task's own timeout expires
+        self._timed_out: str | None = None  # the request the I/O thread interrupted for it
         self._exit_code = 0
         self.handlers = RequestHandlers(new_namespace(), lambda: self.id)
         self._main_pipe, self._io_pipe = pipe(self._ctx)
@@ -127,16 +130,23 @@ class Engine:
         os.kill(os.getpid(), signal.SIGINT)
 
     def _run_request(self, msg: Message) -> None:
+        timeout = msg.content.get("timeout") if msg.type == MsgType.TASK else None
+        self._deadline = time.monotonic() + timeout if isinstance(timeout, int | float) else None
         self._running = msg.id
         status = Status.OK
         try:
             content, buffers = self.handlers.handle(msg, self._stream_writer(msg))
+        except TaskRefused:
+            content, buffers, status = self.handlers.reply_extra(msg), [], Status.REFUSED
         except BaseException as exc:  # user code may raise anything, SystemExit included
-            extra = self.handlers.captured() if msg.type == MsgType.EXECUTE else {}
+            extra = self.handlers.reply_extra(msg)
+            if isinstance(exc, KeyboardInterrupt) and self._timed_out == msg.id:
+                extra["timed_out"] = timeout
             content, buffers = error_reply(exc, extra)
             status = Status.ERROR
         finally:
             self._running = None
+            self._deadline = None
         self._send_from_main(
             Message(
                 MsgType.REPLY,
@@ -183,13 +193,14 @@ class Engine:
         self._lost_since: float | None = time.monotonic()
         try:
             while not self._stopping.is_set():
-                for chan in poller.poll(0.5):
+                for chan in poller.poll(self._poll_timeout()):
                     if chan is monitor:
                         self._on_link_event(monitor.recv_event())
                     elif chan is self._io_pipe:
                         self._forward_reply(dealer)
                     else:
                         self._from_controller(dealer)
+                self._enforce_deadline()
                 lost = self._lost_since
                 if lost is not None and time.monotonic() - lost > self.controller_timeout:
                     log.error(
@@ -201,6 +212,21 @@ class Engine:
                     self._stop_main()
         finally:
             monitor.close()
+
+    def _poll_timeout(self) -> float:
+        deadline = self._deadline
+        if deadline is None:
+            return 0.5
+        return min(0.5, max(0.0, deadline - time.monotonic()))
+
+    def _enforce_deadline(self) -> None:
+        """Interrupt the running task once its own timeout has passed."""
+        deadline, running = self._deadline, self._running
+        if deadline is not None and running is not None and time.monotonic() >= deadline:
+            self._deadline = None
+            self._timed_out = running
+            log.info("task %s ran past its timeout: interrupting it", running)
+            self._interrupt(running)
 
     def _on_link_event(self, event: str) -> None:
         if event == "disconnected" and self._lost_since is None:
@@ -280,8 +306,13 @@ class Engine:
                 )
             self._reply_now(dealer, msg, {"cleared": len(dropped)})
         elif msg.type == MsgType.INTERRUPT:
+            # Aimed at one request (a task's abort) or at whatever runs now (Ctrl-C).
+            wanted = msg.content.get("request")
             running = self._running
-            if running is not None:
+            if wanted is not None and wanted != running:
+                for request in self._remove_queued(wanted):
+                    self._reply_now(dealer, request, {"error": "aborted"}, Status.ABORTED)
+            elif running is not None:
                 self._interrupt(running)
             self._reply_now(dealer, msg, {"interrupted": running})
         elif msg.type == MsgType.SHUTDOWN:
@@ -291,6 +322,14 @@ class Engine:
             if msg.targets:  # a client's kill(); the controller's own shutdown needs no reply
                 self._reply_now(dealer, msg, {})
             self._stop_main()
+
+    def _remove_queued(self, request_id: object) -> list[Message]:
+        """Take the queued request ``request_id`` out of the inbox (if it is still there)."""
+        with self._inbox.mutex:
+            found = [m for m in self._inbox.queue if m is not _STOP and m.id == request_id]
+            for item in found:
+                self._inbox.queue.remove(item)
+        return found
 
     def _drain_inbox(self) -> list[Message]:
         dropped: list[Message] = []

@@ -7,6 +7,7 @@ that raises makes an ERROR reply carrying the exception (see ``error_reply``).
 from __future__ import annotations
 
 import pickle
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from pxcluster.engine._execute import (
     user_keys,
     user_traceback,
 )
+from pxcluster.engine._tasks import TaskRunner
 from pxcluster.serialize import dumps, dumps_many, loads_many
 from pxcluster.wire import Message, MsgType
 
@@ -38,7 +40,9 @@ class RequestHandlers:
             MsgType.APPLY: self.apply,
             MsgType.RESET: self.reset,
             MsgType.KEYS: self.keys,
+            MsgType.TASK: self.task,
         }
+        self.tasks = TaskRunner(namespace, engine_id)
         self.output: CapturedOutput | None = None
 
     def handle(self, msg: Message, on_write: Callable[[str, str], None] | None) -> Reply:
@@ -67,6 +71,24 @@ class RequestHandlers:
             "stdout": out.stdout.getvalue() if out else "",
             "stderr": out.stderr.getvalue() if out else "",
         }
+
+    def reply_extra(self, msg: Message) -> dict[str, Any]:
+        """What a reply to ``msg`` carries besides the result, failures included."""
+        if msg.type == MsgType.EXECUTE:
+            return self.captured()
+        if msg.type == MsgType.TASK:
+            out = self.output
+            return {
+                "started": self.tasks.started,
+                "completed": time.time(),
+                "stdout": out.stdout.getvalue() if out else "",
+                "stderr": out.stderr.getvalue() if out else "",
+            }
+        return {}
+
+    def task(self, msg: Message) -> Reply:
+        content, frames = self.tasks.run(msg.content, msg.buffers)
+        return {**content, **self.reply_extra(msg)}, frames
 
     def push(self, msg: Message) -> Reply:
         names = msg.content["names"]

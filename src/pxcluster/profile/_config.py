@@ -10,6 +10,10 @@ Precedence: command-line flags override the file, the file overrides these defau
     engine_port = 0
     heartbeat_period = 0.5   # seconds between pings
     heartbeat_timeout = 3.0  # an engine silent this long is declared dead
+    task_prefetch = 2        # tasks an engine may hold at once (running + waiting)
+    retention_records = 100000       # finished tasks kept in the record store
+    retention_bytes = 268435456      # ... and at most this many bytes of them
+    result_cap = 16777216            # a bigger task result is not kept, only its status
 
     [engine]
     controller_timeout = 30.0  # an engine cut off from its controller this long exits
@@ -37,6 +41,10 @@ class ClusterConfig:
     engine_port: int = 0
     heartbeat_period: float = 0.5
     heartbeat_timeout: float = 3.0
+    task_prefetch: int = 2
+    retention_records: int = 100_000
+    retention_bytes: int = 256 * 1024 * 1024
+    result_cap: int = 16 * 1024 * 1024
     controller_timeout: float = 30.0
 
     def replace(self, **changes: Any) -> ClusterConfig:

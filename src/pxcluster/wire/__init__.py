@@ -1,6 +1,15 @@
 """Wire layer (bottom, sans-IO): message types, framing and signing. Never touches a socket."""
 
-from pxcluster.wire._framing import DELIMITER, Message, decode, encode, split_routing
+from pxcluster.wire._framing import (
+    DELIMITER,
+    Message,
+    decode,
+    encode,
+    encode_raw,
+    pack_header,
+    split_routing,
+    unpack_header,
+)
 from pxcluster.wire._signing import ReplayGuard, Signer, new_key
 from pxcluster.wire._types import CONTROL_REQUESTS, QUEUED_REQUESTS, MsgType, Status
 
@@ -15,6 +24,9 @@ __all__ = [
     "Status",
     "decode",
     "encode",
+    "encode_raw",
     "new_key",
+    "pack_header",
     "split_routing",
+    "unpack_header",
 ]

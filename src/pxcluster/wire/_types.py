@@ -14,6 +14,11 @@ PUSH / PULL         C → K → E  set / get names in the engine's namespace
 APPLY               C → K → E  call a pickled function on pickled arguments (map, tasks)
 RESET / KEYS        C → K → E  clear the namespace / list its names
 SHUTDOWN            C → K → E  stop engines (``kill``) or, with no targets, the controller
+TASK                C → K → E  a load-balanced task; the controller picks the engine
+TASK_RESULT         C → K      results of tasks by id (waits for unfinished ones if asked)
+TASK_ABORT          C → K      drop a queued task, or interrupt it where it runs
+TASK_STATUS         C → K      counts of queued, running and finished tasks
+TASK_CLEAR          C → K      forget a session's finished task results
 QUEUE_STATUS        C → K      per-engine count of queued requests
 CLEAR_QUEUE         C → K → E  drop requests that have not started yet
 INTERRUPT           C → K → E  raise KeyboardInterrupt in the running request
@@ -40,16 +45,29 @@ class MsgType(enum.IntEnum):
     RESET = 14
     KEYS = 15
     SHUTDOWN = 16
+    TASK = 17
     QUEUE_STATUS = 20
     CLEAR_QUEUE = 21
     INTERRUPT = 22
+    TASK_RESULT = 23
+    TASK_ABORT = 24
+    TASK_STATUS = 25
+    TASK_CLEAR = 26
     STREAM = 30
     REPLY = 40
 
 
 #: Requests an engine runs one at a time, in arrival order, in its main thread.
 QUEUED_REQUESTS = frozenset(
-    {MsgType.EXECUTE, MsgType.PUSH, MsgType.PULL, MsgType.APPLY, MsgType.RESET, MsgType.KEYS}
+    {
+        MsgType.EXECUTE,
+        MsgType.PUSH,
+        MsgType.PULL,
+        MsgType.APPLY,
+        MsgType.RESET,
+        MsgType.KEYS,
+        MsgType.TASK,
+    }
 )
 #: Requests an engine's I/O thread handles at once, even while user code runs.
 CONTROL_REQUESTS = frozenset({MsgType.CLEAR_QUEUE, MsgType.INTERRUPT, MsgType.SHUTDOWN})
@@ -61,4 +79,5 @@ class Status(enum.IntEnum):
     OK = 0
     ERROR = 1  # user code raised; buffers hold the pickled error
     ENGINE_ERROR = 2  # the engine died, is unknown, or refused the request
-    ABORTED = 3  # dropped from a queue before it ran
+    ABORTED = 3  # dropped from a queue before it ran, or interrupted by an abort
+    REFUSED = 4  # a task's ``depend`` predicate said no on this engine

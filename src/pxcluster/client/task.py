@@ -1,0 +1,302 @@
+"""Client layer: the Task interface, where engines are anonymous and the controller balances.
+
+``run`` returns a task id at once (ids are made here, so submitting costs no round trip);
+the controller sends the result to this client when the task finishes, and keeps it in its
+record store, where any client can fetch it by id later with ``get_task_result``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from pxcluster._errors import PxclusterTimeoutError, TaskError, UnknownTask
+from pxcluster.client._core import ClientCore
+from pxcluster.client._partition import as_sliceable
+from pxcluster.client._results import PendingResult
+from pxcluster.client._tasks import MapTask, StringTask, TaskResult, chunked, task_result
+from pxcluster.profile import ProfilePaths, read_client_connection
+from pxcluster.serialize import dumps, dumps_many
+from pxcluster.wire import Message, MsgType, unpack_header
+
+Buffer = bytes | memoryview | bytearray
+
+
+class PendingTask(PendingResult[TaskResult]):
+    """Resolves with the TaskResult of one task, whether the task succeeded or failed."""
+
+    def __init__(self, task_id: str, submitted: float) -> None:
+        super().__init__("task", [(task_id, -1)], None)
+        self.task_id = task_id
+        self.submitted = submitted
+
+    def add_reply(self, msg: Message) -> None:
+        if msg.parent != self.task_id or self.done():
+            return
+        try:
+            value = task_result(msg, self.submitted)
+        except Exception as exc:  # e.g. the result does not unpickle here
+            value = TaskResult(msg.parent, msg.engine, failure=exc, submitted=self.submitted)
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            self.set_result(value)  # unless resolved meanwhile (the client was closed)
+
+
+class TaskClient:
+    """Runs tasks on whichever engine is free (load balancing in the controller).
+
+    Args:
+        connection_file: a client connection file; default: the profile's.
+        profile: the profile whose running cluster to use.
+        profile_dir: the profile folder, if not under ``~/.pxcluster``.
+        timeout: seconds to wait for the controller to answer the first time.
+    """
+
+    def __init__(
+        self,
+        connection_file: str | Path | None = None,
+        *,
+        profile: str = "default",
+        profile_dir: str | Path | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        paths = ProfilePaths.for_profile(profile, profile_dir)
+        path = Path(connection_file) if connection_file else paths.client_file
+        self._core = ClientCore(read_client_connection(path), timeout)
+        self._tasks: dict[str, PendingTask] = {}
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def run(
+        self, task: MapTask | StringTask, block: bool = False, timeout: float | None = None
+    ) -> Any:
+        """Queue ``task``; returns its id (or, with ``block``, its TaskResult).
+
+        Raises:
+            SerializationError: the task's function or data cannot be pickled; nothing queued.
+        """
+        if not isinstance(task, MapTask | StringTask):
+            raise TypeError(f"run needs a MapTask or a StringTask, not {type(task).__name__}")
+        spec, frames = task.encode()
+        task_id = self._send(spec, frames)
+        if block:
+            return self.get_task_result(task_id, block=True, timeout=timeout)
+        return task_id
+
+    def _send(self, spec: dict[str, Any], frames: Sequence[Buffer]) -> str:
+        task_id = self._core.new_id()
+        now = time.time()
+        msg = Message(MsgType.TASK, task_id, spec, frames, session=self._core.session, ts=now)
+        pending = PendingTask(task_id, now)
+        self._tasks[task_id] = pending
+        self._core.submit(msg, pending)
+        return task_id
+
+    # -- results -----------------------------------------------------------------------------
+
+    def get_task_result(
+        self, taskid: str, block: bool = False, timeout: float | None = None
+    ) -> TaskResult | None:
+        """The TaskResult of a task (of any client), or None if not finished and not ``block``.
+
+        Raises:
+            UnknownTask: the controller knows no task with that id.
+            PxclusterTimeoutError: ``block`` and not finished within ``timeout``.
+        """
+        pending = self._tasks.get(taskid)
+        if pending is not None:
+            if not block and not pending.done():
+                return None
+            return pending.get_result(timeout=timeout)
+        return self._fetch(taskid, block, timeout)
+
+    def _fetch(self, taskid: str, block: bool, timeout: float | None) -> TaskResult | None:
+        """Ask the controller's record store for a task this client did not submit."""
+        if not isinstance(taskid, str):
+            raise UnknownTask(f"task ids are str (as run() returns them), not {taskid!r}")
+        reply = self._core.call_controller(
+            MsgType.TASK_RESULT, {"id": taskid, "block": block}, "get_task_result", timeout
+        )
+        state = reply.content.get("state")
+        if state == "unknown":
+            raise UnknownTask(f"no task with id {taskid!r} is known (never run, or cleared)")
+        if state != "done":
+            return None
+        inner = unpack_header(
+            bytes(reply.buffers[0]),
+            list(reply.buffers[1:]),
+            check_sizes=not reply.content.get("dropped"),
+        )
+        result = task_result(inner)
+        if reply.content.get("dropped") and result.failure is None:
+            result.failure = TaskError(
+                f"task {taskid}'s result was bigger than the controller's result_cap and was "
+                "not kept; fetch it with the client that ran it"
+            )
+        return result
+
+    def barrier(
+        self, taskids: Iterable[str], timeout: float | None = None, progress: bool = False
+    ) -> None:
+        """Wait until every task in ``taskids`` has finished (failed ones included).
+
+        Raises:
+            PxclusterTimeoutError: some were still running after ``timeout`` seconds.
+            UnknownTask: an id is not known.
+        """
+        ids = list(taskids)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        mine = [self._tasks[t] for t in ids if t in self._tasks]
+        _wait_all(mine, timeout, progress)
+        for taskid in ids:
+            if taskid not in self._tasks:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                self._fetch(taskid, block=True, timeout=left)
+
+    # -- control -----------------------------------------------------------------------------
+
+    def abort(self, taskid: str, timeout: float | None = 10.0) -> None:
+        """Drop a queued task, or interrupt it where it runs; it then fails with TaskAborted.
+
+        A task that already finished keeps its result.
+
+        Raises:
+            UnknownTask: the controller knows no task with that id.
+        """
+        reply = self._core.call_controller(MsgType.TASK_ABORT, {"id": taskid}, "abort", timeout)
+        if reply.content.get("state") == "unknown":
+            raise UnknownTask(f"no task with id {taskid!r} is known (never run, or cleared)")
+
+    def queue_status(self, timeout: float | None = 10.0) -> dict[str, int]:
+        """Counts of tasks: queued, waiting (on ``after``), running, and records kept."""
+        reply = self._core.call_controller(MsgType.TASK_STATUS, {}, "queue_status", timeout)
+        return dict(reply.content)
+
+    def clear(self, timeout: float | None = 10.0) -> int:
+        """Forget the finished results of this client's tasks, here and in the controller."""
+        reply = self._core.call_controller(
+            MsgType.TASK_CLEAR, {"session": self._core.session}, "clear", timeout
+        )
+        for taskid in [t for t, p in self._tasks.items() if p.done()]:
+            del self._tasks[taskid]
+        return int(reply.content.get("cleared", 0))
+
+    # -- map ---------------------------------------------------------------------------------
+
+    def map(
+        self,
+        func: Callable[..., Any],
+        *sequences: Iterable[Any],
+        chunksize: int | None = None,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """``list(map(func, *sequences))``, load-balanced in chunks of ``chunksize`` items."""
+        return list(self.imap(func, *sequences, chunksize=chunksize, timeout=timeout))
+
+    def imap(
+        self,
+        func: Callable[..., Any],
+        *sequences: Iterable[Any],
+        chunksize: int | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[Any]:
+        """Like ``map``, but yields results in order as they arrive (all tasks are queued now).
+
+        Raises (while iterating):
+            RemoteError or another task failure: the first chunk that failed.
+        """
+        if not sequences:
+            raise TypeError("map() needs at least one sequence")
+        if not callable(func):
+            raise TypeError(f"map needs a callable, not {func!r}")
+        seqs = [as_sliceable(s) for s in sequences]
+        length = min(len(s) for s in seqs)
+        if chunksize is None:
+            chunksize = max(1, math.ceil(length / (4 * max(1, len(self._core.engines)))))
+        head = dumps(func, name="the function")
+        ids = []
+        for chunk in chunked(seqs, chunksize):
+            counts, frames = dumps_many([("args", chunk), ("kwargs", {})])
+            spec = {
+                "kind": "map",
+                "chunk": True,
+                "counts": [len(head), *counts],
+                "retries": 0,
+                "after": [],
+            }
+            ids.append(self._send(spec, [*head, *frames]))
+        return self._ordered_results(ids, timeout)
+
+    def _ordered_results(self, ids: list[str], timeout: float | None) -> Iterator[Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for taskid in ids:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            result = self.get_task_result(taskid, block=True, timeout=left)
+            assert result is not None
+            self._tasks.pop(taskid, None)
+            yield from result.r
+
+    def parallel(
+        self, chunksize: int | None = None
+    ) -> Callable[[Callable[..., Any]], LoadBalancedFunction]:
+        """Decorator: calling the function on sequences maps it over them as tasks."""
+
+        def decorate(func: Callable[..., Any]) -> LoadBalancedFunction:
+            return LoadBalancedFunction(self, func, chunksize)
+
+        return decorate
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Disconnect from the controller; queued tasks still run and their results are kept."""
+        self._core.close()
+
+    def __enter__(self) -> TaskClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<TaskClient {self._core.connection.url}: {len(self._core.engines)} engines>"
+
+
+class LoadBalancedFunction:
+    """A function whose call on sequences maps it over them as tasks (``parallel()``)."""
+
+    def __init__(self, client: TaskClient, func: Callable[..., Any], chunksize: int | None) -> None:
+        self.client = client
+        self.func = func
+        self.chunksize = chunksize
+
+    def __call__(self, *sequences: Iterable[Any]) -> list[Any]:
+        return self.client.map(self.func, *sequences, chunksize=self.chunksize)
+
+
+def _wait_all(pending: list[PendingTask], timeout: float | None, progress: bool) -> None:
+    """Wait for every future, with a tqdm bar when asked and tqdm is installed."""
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(pending), desc="tasks", unit="task")
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            bar = None
+    try:
+        for _ in concurrent.futures.as_completed(pending, timeout):
+            if bar is not None:
+                bar.update(1)
+    except concurrent.futures.TimeoutError:
+        left = sum(1 for p in pending if not p.done())
+        raise PxclusterTimeoutError(
+            f"{left} of {len(pending)} tasks not finished after {timeout} s"
+        ) from None
+    finally:
+        if bar is not None:
+            bar.close()

@@ -1,0 +1,172 @@
+"""Controller layer: the load-balancing policy for anonymous tasks (pure, no messages).
+
+Theory of operation
+-------------------
+States of a task the scheduler holds::
+
+    WAITING ──(every ``after`` task succeeded)──> QUEUED ──(assigned)──> RUNNING
+       │                                            ▲                       │
+       └──(an ``after`` task failed)──> failed      └──(retry / refused)────┘
+
+A task leaves the scheduler when it finishes (the board records it); the scheduler only
+keeps unfinished ones, so its memory is bounded by the work in flight.
+
+Assignment: the oldest queued task goes to the least-loaded live engine whose load is below
+``prefetch`` and that has not refused it. The load counts every request outstanding on the
+engine (MultiEngine work too), so the prefetch bounds how much can wait behind a long task:
+with the default of 2, an engine holds the task it runs and at most one more.
+
+Invariants: a task is in exactly one of ``_queue`` (QUEUED), ``_waiting_on`` (WAITING) or
+running on one engine; ``tasks`` holds all of them by id.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+from collections.abc import Sequence
+
+Buffer = bytes | memoryview | bytearray
+
+
+class TaskState(enum.Enum):
+    WAITING = "waiting"
+    QUEUED = "queued"
+    RUNNING = "running"
+
+
+@dataclasses.dataclass(eq=False)
+class Task:
+    """A task as the controller holds it: its routing facts and its untouched payload."""
+
+    id: str
+    client: bytes
+    session: str
+    header: bytes
+    buffers: Sequence[Buffer]
+    retries: int
+    after: list[str]
+    submitted: float
+    state: TaskState = TaskState.QUEUED
+    engine: int = -1
+    refused_by: set[int] = dataclasses.field(default_factory=set)
+    abort_requested: bool = False
+    unmet: set[str] = dataclasses.field(default_factory=set)
+
+
+class Scheduler:
+    """Queue, dependencies and engine choice for tasks; see the module docstring."""
+
+    def __init__(self, prefetch: int = 2) -> None:
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        self.prefetch = prefetch
+        self.tasks: dict[str, Task] = {}
+        self._queue: collections.deque[Task] = collections.deque()
+        self._waiting_on: dict[str, list[Task]] = {}
+
+    # -- entering ----------------------------------------------------------------------------
+
+    def add(self, task: Task, pending_after: set[str]) -> None:
+        """Take ``task``; it waits for the ids in ``pending_after`` (unfinished tasks)."""
+        self.tasks[task.id] = task
+        if pending_after:
+            task.state = TaskState.WAITING
+            task.unmet = set(pending_after)
+            for dep in pending_after:
+                self._waiting_on.setdefault(dep, []).append(task)
+        else:
+            self._enqueue(task)
+
+    def _enqueue(self, task: Task, front: bool = False) -> None:
+        task.state = TaskState.QUEUED
+        task.engine = -1
+        if front:
+            self._queue.appendleft(task)
+        else:
+            self._queue.append(task)
+
+    def requeue(self, task: Task) -> None:
+        """Put a task back at the head of the queue (a retry, or a refusal)."""
+        self._enqueue(task, front=True)
+
+    # -- assigning ---------------------------------------------------------------------------
+
+    def assign(self, loads: dict[int, int]) -> list[tuple[int, Task]]:
+        """Pair queued tasks with engines that have room; ``loads`` is updated in place."""
+        out: list[tuple[int, Task]] = []
+        skipped: list[Task] = []
+        while self._queue:
+            room = [e for e, n in loads.items() if n < self.prefetch]
+            if not room:
+                break
+            task = self._queue.popleft()
+            allowed = [e for e in room if e not in task.refused_by]
+            if not allowed:
+                skipped.append(task)  # only engines that refused it have room now
+                if len(skipped) > 64:
+                    break  # bounded scan: the rest wait for the next turn
+                continue
+            engine = min(allowed, key=loads.__getitem__)
+            loads[engine] += 1
+            task.state = TaskState.RUNNING
+            task.engine = engine
+            out.append((engine, task))
+        self._queue.extendleft(reversed(skipped))
+        return out
+
+    def refused(self, task: Task, engine: int, live_engines: set[int]) -> bool:
+        """Note that ``engine`` refused ``task``; True when every live engine has refused it."""
+        task.refused_by.add(engine)
+        if live_engines <= task.refused_by:
+            return True
+        self.requeue(task)
+        return False
+
+    # -- leaving -----------------------------------------------------------------------------
+
+    def finish(self, task_id: str) -> Task | None:
+        """Forget a task that finished (or failed for good); returns it."""
+        task = self.tasks.pop(task_id, None)
+        if task is None:
+            return None
+        if task.state == TaskState.QUEUED:
+            self._queue.remove(task)
+        elif task.state == TaskState.WAITING:
+            for dep in task.unmet:
+                waiting = self._waiting_on.get(dep, [])
+                if task in waiting:
+                    waiting.remove(task)
+        return task
+
+    def dependency_done(self, task_id: str, succeeded: bool) -> list[Task]:
+        """Release the tasks waiting on ``task_id``; returns those that now cannot run."""
+        doomed: list[Task] = []
+        for task in self._waiting_on.pop(task_id, []):
+            if not succeeded:
+                doomed.append(task)
+                continue
+            task.unmet.discard(task_id)
+            if not task.unmet and task.id in self.tasks:
+                self._enqueue(task)
+        return doomed
+
+    def engine_gone(self, engine: int) -> None:
+        """An engine left: it can no longer refuse anything."""
+        for task in self.tasks.values():
+            task.refused_by.discard(engine)
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        running = sum(1 for t in self.tasks.values() if t.state == TaskState.RUNNING)
+        return {
+            "queued": len(self._queue),
+            "waiting": sum(1 for t in self.tasks.values() if t.state == TaskState.WAITING),
+            "running": running,
+        }
+
+    def unplaceable(self, live_engines: set[int]) -> list[Task]:
+        """Queued tasks every live engine has refused (e.g. after the others left)."""
+        return [t for t in self._queue if t.refused_by and live_engines <= t.refused_by]

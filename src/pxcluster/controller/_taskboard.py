@@ -1,0 +1,297 @@
+"""Controller layer: the Task interface, between clients, the scheduler and the store.
+
+The board takes TASK messages from clients, asks the scheduler where to run them, sends
+them to engines, and settles every outcome exactly once:
+
+* an engine's OK reply: recorded, forwarded to the submitting client, dependents released;
+* an engine's ERROR reply: retried elsewhere while ``retries`` last, else final;
+* REFUSED (the task's ``depend`` said no): tried on another engine; failed with
+  UnmetDependency once every live engine refused;
+* the engine died: retried while ``retries`` last, else failed with EngineDied;
+* an abort: dropped from the queue, or interrupted where it runs, and reported ABORTED.
+
+A finished task's result message (header + frames) goes into the record store, where any
+client can fetch it by id with TASK_RESULT; clients waiting on an unfinished task are
+answered when it finishes.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from pxcluster.controller._outbound import Outbound
+from pxcluster.controller._scheduler import Scheduler, Task, TaskState
+from pxcluster.controller._store import RecordStore, TaskRecord
+from pxcluster.wire import Message, MsgType, Status, pack_header
+
+log = logging.getLogger("pxcluster.controller")
+
+Buffer = bytes | memoryview | bytearray
+
+
+class RegisteredEngine(Protocol):
+    """What the board needs to know of a registered engine."""
+
+    identity: bytes
+
+    def queue_length(self) -> int: ...
+
+
+class TaskBoard:
+    """Task traffic of one controller; see the module docstring."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        store: RecordStore,
+        engines: Mapping[int, RegisteredEngine],
+        new_id: Callable[[], str],
+        on_dispatch: Callable[[int, str, bytes], None],
+    ) -> None:
+        self.scheduler = scheduler
+        self.store = store
+        self._engines = engines  # the hub's live registry, read only here
+        self._new_id = new_id
+        self._on_dispatch = on_dispatch  # the hub records the task as outstanding there
+        self._waiters: dict[str, list[tuple[bytes, str]]] = collections.defaultdict(list)
+
+    # -- from clients ------------------------------------------------------------------------
+
+    def submit(self, client: bytes, msg: Message) -> list[Outbound]:
+        """A client's TASK: queue it, or fail it at once if it can never run."""
+        spec = msg.content
+        retries = spec.get("retries", 0)
+        after = spec.get("after", [])
+        if msg.id in self.scheduler.tasks or self.store.get(msg.id) is not None:
+            return [
+                self._reply(
+                    client,
+                    msg.id,
+                    {"error": f"task id {msg.id} is already taken", "kind": "duplicate"},
+                )
+            ]
+        if (
+            type(retries) is not int
+            or retries < 0
+            or not isinstance(after, list)
+            or not all(isinstance(a, str) for a in after)
+        ):
+            return [
+                self._reply(
+                    client,
+                    msg.id,
+                    {
+                        "error": "retries must be a count and after a list of task ids",
+                        "kind": "invalid",
+                    },
+                )
+            ]
+        task = Task(
+            msg.id,
+            client,
+            msg.session,
+            msg.header,
+            msg.buffers,
+            retries,
+            after,
+            msg.ts or time.time(),
+        )
+        pending: set[str] = set()
+        for dep in after:
+            if dep in self.scheduler.tasks:
+                pending.add(dep)
+                continue
+            record = self.store.get(dep)
+            if record is None:
+                return self._settle_controller(
+                    task, f"task {dep!r} in after= is not known", "unmet", Status.ERROR
+                )
+            if record.status != Status.OK:
+                return self._settle_controller(
+                    task, f"task {dep!r} in after= failed", "unmet", Status.ERROR
+                )
+        self.scheduler.add(task, pending)
+        return []
+
+    def request(self, client: bytes, msg: Message) -> list[Outbound]:
+        """TASK_RESULT, TASK_ABORT, TASK_STATUS or TASK_CLEAR from a client."""
+        if msg.type == MsgType.TASK_STATUS:
+            counts = self.scheduler.counts()
+            counts.update(self.store.stats())
+            return [self._reply(client, msg.id, counts)]
+        if msg.type == MsgType.TASK_CLEAR:
+            cleared = self.store.clear_session(str(msg.content.get("session", msg.session)))
+            return [self._reply(client, msg.id, {"cleared": cleared})]
+        task_id = msg.content.get("id")
+        if not isinstance(task_id, str):
+            return [self._reply(client, msg.id, {"state": "unknown", "id": repr(task_id)})]
+        if msg.type == MsgType.TASK_ABORT:
+            return self._abort(client, msg.id, task_id)
+        return self._result(client, msg.id, task_id, bool(msg.content.get("block")))
+
+    def _result(self, client: bytes, request_id: str, task_id: str, block: bool) -> list[Outbound]:
+        record = self.store.get(task_id)
+        if record is not None:
+            return [self._record_reply(client, request_id, record)]
+        if task_id not in self.scheduler.tasks:
+            return [self._reply(client, request_id, {"state": "unknown", "id": task_id})]
+        if block:
+            self._waiters[task_id].append((client, request_id))
+            return []
+        state = self.scheduler.tasks[task_id].state.value
+        return [self._reply(client, request_id, {"state": state, "id": task_id})]
+
+    def _abort(self, client: bytes, request_id: str, task_id: str) -> list[Outbound]:
+        task = self.scheduler.tasks.get(task_id)
+        if task is None:
+            state = "done" if self.store.get(task_id) is not None else "unknown"
+            return [self._reply(client, request_id, {"state": state, "id": task_id})]
+        if task.state != TaskState.RUNNING:
+            out = self._settle_controller(task, "aborted before it ran", "aborted", Status.ABORTED)
+            return [*out, self._reply(client, request_id, {"state": "aborted", "id": task_id})]
+        task.abort_requested = True
+        out = [self._reply(client, request_id, {"state": "aborting", "id": task_id})]
+        engine = self._engines.get(task.engine)
+        if engine is not None:
+            interrupt = Message(
+                MsgType.INTERRUPT, self._new_id(), {"request": task_id}, targets=[task.engine]
+            )
+            out.append(Outbound("engine", engine.identity, interrupt))
+        return out
+
+    # -- from engines ------------------------------------------------------------------------
+
+    def on_reply(self, engine: int, msg: Message, live: set[int]) -> list[Outbound]:
+        """An engine's reply to a task it was given."""
+        task = self.scheduler.tasks.get(msg.parent)
+        if task is None or task.state != TaskState.RUNNING or task.engine != engine:
+            return []  # settled already (e.g. the engine was declared dead meanwhile)
+        if msg.status == Status.REFUSED:
+            if self.scheduler.refused(task, engine, live):
+                return self._settle_controller(
+                    task,
+                    f"no engine accepted the task (refused by {sorted(task.refused_by)})",
+                    "unmet",
+                    Status.ERROR,
+                )
+            return []
+        failed = msg.status != Status.OK
+        if task.abort_requested and failed:
+            return self._settle_controller(task, "aborted while it ran", "aborted", Status.ABORTED)
+        if failed and task.retries > 0 and msg.status == Status.ERROR:
+            task.retries -= 1
+            log.info(
+                "task %s failed on engine %d; retrying (%d left)", task.id, engine, task.retries
+            )
+            self.scheduler.requeue(task)
+            return []
+        return self._settle(task, msg.status, msg.header, msg.buffers, engine)
+
+    def on_engine_lost(self, engine: int, task_id: str, why: str) -> list[Outbound]:
+        """The engine running ``task_id`` died: retry elsewhere, or fail the task."""
+        task = self.scheduler.tasks.get(task_id)
+        if task is None:
+            return []
+        if task.abort_requested:
+            return self._settle_controller(
+                task, "aborted (its engine died)", "aborted", Status.ABORTED
+            )
+        if task.retries > 0:
+            task.retries -= 1
+            log.info(
+                "engine %d lost task %s; resubmitting (%d retries left)",
+                engine,
+                task.id,
+                task.retries,
+            )
+            self.scheduler.requeue(task)
+            return []
+        return self._settle_controller(
+            task, f"engine {engine} {why}", "died", Status.ENGINE_ERROR, engine
+        )
+
+    def engines_changed(self, live: set[int], gone: int | None = None) -> list[Outbound]:
+        """After an engine left: fail tasks that every remaining engine refused."""
+        if gone is not None:
+            self.scheduler.engine_gone(gone)
+        out: list[Outbound] = []
+        for task in self.scheduler.unplaceable(live):
+            out += self._settle_controller(
+                task,
+                f"no engine accepted the task (refused by {sorted(task.refused_by)})",
+                "unmet",
+                Status.ERROR,
+            )
+        return out
+
+    def dispatch(self) -> list[Outbound]:
+        """Send queued tasks to engines with room."""
+        if not self.scheduler.tasks:
+            return []
+        loads = {eid: e.queue_length() for eid, e in self._engines.items()}
+        out: list[Outbound] = []
+        for engine_id, task in self.scheduler.assign(loads):
+            self._on_dispatch(engine_id, task.id, task.client)
+            identity = self._engines[engine_id].identity
+            out.append(Outbound("engine", identity, header=task.header, buffers=task.buffers))
+        return out
+
+    # -- settling ----------------------------------------------------------------------------
+
+    def _settle_controller(
+        self, task: Task, text: str, kind: str, status: Status, engine: int = -1
+    ) -> list[Outbound]:
+        """Finish ``task`` with an outcome the controller decided (no engine reply)."""
+        msg = Message(
+            MsgType.REPLY,
+            self._new_id(),
+            {"error": f"task {task.id}: {text}", "kind": kind},
+            parent=task.id,
+            engine=engine,
+            status=status,
+            ts=time.time(),
+        )
+        return self._settle(task, status, pack_header(msg), (), engine)
+
+    def _settle(
+        self, task: Task, status: Status, header: bytes, buffers: Sequence[Buffer], engine: int
+    ) -> list[Outbound]:
+        self.scheduler.finish(task.id)
+        record = self.store.make_record(
+            task.id,
+            task.session,
+            engine,
+            task.submitted,
+            time.time(),
+            int(status),
+            header,
+            tuple(buffers),
+        )
+        self.store.add(record)
+        out = [Outbound("client", task.client, header=header, buffers=buffers)]
+        for client, request_id in self._waiters.pop(task.id, []):
+            out.append(self._record_reply(client, request_id, record))
+        for doomed in self.scheduler.dependency_done(task.id, status == Status.OK):
+            out += self._settle_controller(
+                doomed, f"task {task.id!r} in after= failed", "unmet", Status.ERROR
+            )
+        return out
+
+    # -- replies -----------------------------------------------------------------------------
+
+    def _reply(
+        self, client: bytes, parent: str, content: dict[str, Any], buffers: Sequence[Buffer] = ()
+    ) -> Outbound:
+        msg = Message(MsgType.REPLY, self._new_id(), content, buffers, parent=parent)
+        return Outbound("client", client, msg)
+
+    def _record_reply(self, client: bytes, parent: str, record: TaskRecord) -> Outbound:
+        """A TASK_RESULT answer: the stored result message, nested in the buffers."""
+        content: dict[str, Any] = {"state": "done", "id": record.id}
+        if record.frames is None:
+            content["dropped"] = True  # the result was over the store's size cap
+        return self._reply(client, parent, content, [record.header, *(record.frames or ())])

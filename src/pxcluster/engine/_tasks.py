@@ -1,0 +1,104 @@
+"""Engine layer: running one load-balanced task (MapTask or StringTask) in the namespace.
+
+A task's header content is its spec::
+
+    kind          "map" (call a function) or "string" (push, run code, pull)
+    counts        frame counts of the pickled objects that follow, in order:
+                  [depend predicate] then, for "map": func, args, kwargs (``chunk``: args
+                  are sequences to zip and call func on item by item); for "string": the
+                  pushed values; then the recovery task's objects
+    depend        the first object is a predicate called with the engine's properties; a
+                  false answer refuses the task here (the scheduler tries another engine)
+    clear_before / clear_after   reset the namespace around the task
+    code, push, pull             the StringTask's code and names
+    recovery      a nested spec run on this engine when the task fails
+    timeout       seconds the task may run (enforced by the engine's I/O thread)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pxcluster.engine._execute import reset_namespace, run_cell
+from pxcluster.serialize import dumps, dumps_many, loads_many
+
+Buffer = bytes | memoryview | bytearray
+Reply = tuple[dict[str, Any], list[Buffer]]
+
+
+class TaskRefused(Exception):
+    """The task's ``depend`` predicate refused this engine."""
+
+
+class TaskRunner:
+    """Runs task specs against a namespace."""
+
+    def __init__(self, namespace: dict[str, Any], engine_id: Callable[[], int]) -> None:
+        self.namespace = namespace
+        self._engine_id = engine_id
+        self.started = 0.0
+
+    def properties(self) -> dict[str, Any]:
+        """What a ``depend`` predicate sees: who this engine is and what it holds."""
+        return {
+            "engine_id": self._engine_id(),
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "namespace": types.MappingProxyType(self.namespace),
+        }
+
+    def run(self, spec: dict[str, Any], buffers: Sequence[Buffer]) -> Reply:
+        """Run the task in ``spec``; on failure run its recovery task, then re-raise."""
+        self.started = time.time()
+        objects = loads_many(spec["counts"], buffers)
+        recovery = spec.get("recovery")
+        cut = len(objects) - (len(recovery["counts"]) if recovery else 0)
+        try:
+            return self._run_one(spec, objects[:cut])
+        except TaskRefused:
+            raise
+        except BaseException:
+            if recovery:
+                # The task's own error is what the user needs to see, not the recovery's.
+                with contextlib.suppress(Exception):
+                    self._run_one(recovery, objects[cut:])
+            raise
+
+    def _run_one(self, spec: dict[str, Any], objects: list[Any]) -> Reply:
+        if spec.get("depend"):
+            predicate = objects.pop(0)
+            if not predicate(self.properties()):
+                raise TaskRefused
+        if spec.get("clear_before"):
+            reset_namespace(self.namespace)
+        try:
+            if spec["kind"] == "map":
+                return self._map_task(spec, objects)
+            return self._string_task(spec, objects)
+        finally:
+            if spec.get("clear_after"):
+                reset_namespace(self.namespace)
+
+    def _map_task(self, spec: dict[str, Any], objects: list[Any]) -> Reply:
+        func, args, kwargs = objects
+        if spec.get("chunk"):
+            result: Any = [func(*items) for items in zip(*args, strict=False)]
+        else:
+            result = func(*args, **kwargs)
+        return {}, dumps(result, name="the task's result")
+
+    def _string_task(self, spec: dict[str, Any], objects: list[Any]) -> Reply:
+        self.namespace.update(zip(spec.get("push", []), objects, strict=True))
+        run_cell(spec["code"], self.namespace, f"<engine {self._engine_id()} task>")
+        names: list[str] = spec.get("pull", [])
+        missing = [n for n in names if n not in self.namespace]
+        if missing:
+            raise NameError(f"name {missing[0]!r} is not defined")
+        counts, frames = dumps_many((n, self.namespace[n]) for n in names)
+        return {"counts": counts, "names": names}, frames
