@@ -57,6 +57,7 @@ class Pending:
 
     client: bytes
     type: MsgType
+    since: float = 0.0  # when it was sent (the clock's time)
 
 
 @dataclasses.dataclass
@@ -127,7 +128,7 @@ class Hub:
         return sorted(self.engines)
 
     def _task_dispatched(self, engine_id: int, task_id: str, client: bytes) -> None:
-        self.engines[engine_id].outstanding[task_id] = Pending(client, MsgType.TASK)
+        self.engines[engine_id].outstanding[task_id] = Pending(client, MsgType.TASK, self._clock())
 
     # -- events from clients ---------------------------------------------------------------
 
@@ -174,7 +175,7 @@ class Hub:
                     )
                 )
                 continue
-            engine.outstanding[msg.id] = Pending(client, msg.type)
+            engine.outstanding[msg.id] = Pending(client, msg.type, self._clock())
             out.append(Outbound("engine", engine.identity, header=msg.header, buffers=msg.buffers))
         return out
 
@@ -273,7 +274,7 @@ class Hub:
             silent = now - engine.last_seen
             if silent > self.heartbeat_timeout:
                 out += self.remove_engine(engine.id, f"no heartbeat for {silent:.1f} s")
-        return out
+        return out + self.tasks.rebalance(now)
 
     def remove_engine(self, engine_id: int, why: str, event: str = "died") -> list[Outbound]:
         """Forget engine ``engine_id``, fail its outstanding requests, and tell the clients.

@@ -52,7 +52,15 @@ class Task:
     engine: int = -1
     refused_by: set[int] = dataclasses.field(default_factory=set)
     abort_requested: bool = False
+    withdrawing: bool = False  # asked its engine to hand it back unstarted
     unmet: set[str] = dataclasses.field(default_factory=set)
+    sends: int = 0  # how many times it was sent to an engine (retries and refusals count)
+
+    @property
+    def wire_id(self) -> str:
+        """The message id of the latest send: receivers drop a repeated id as a replay, so
+        each send after the first travels under a new one."""
+        return self.id if self.sends <= 1 else f"{self.id}~{self.sends - 1}"
 
 
 class Scheduler:
@@ -82,6 +90,7 @@ class Scheduler:
     def _enqueue(self, task: Task, front: bool = False) -> None:
         task.state = TaskState.QUEUED
         task.engine = -1
+        task.withdrawing = False
         if front:
             self._queue.appendleft(task)
         else:
@@ -160,11 +169,13 @@ class Scheduler:
     # -- reporting ---------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        running = sum(1 for t in self.tasks.values() if t.state == TaskState.RUNNING)
+        """Tasks queued here, waiting on ``after``, and assigned to engines (running there or
+        next in line: the controller does not see when an engine starts one)."""
+        assigned = sum(1 for t in self.tasks.values() if t.state == TaskState.RUNNING)
         return {
             "queued": len(self._queue),
             "waiting": sum(1 for t in self.tasks.values() if t.state == TaskState.WAITING),
-            "running": running,
+            "assigned": assigned,
         }
 
     def unplaceable(self, live_engines: set[int]) -> list[Task]:

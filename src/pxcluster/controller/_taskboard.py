@@ -18,6 +18,7 @@ answered when it finishes.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,11 +27,21 @@ from typing import Any, Protocol
 from pxcluster.controller._outbound import Outbound
 from pxcluster.controller._scheduler import Scheduler, Task, TaskState
 from pxcluster.controller._store import RecordStore, TaskRecord
-from pxcluster.wire import Message, MsgType, Status, pack_header
+from pxcluster.wire import Message, MsgType, Status, pack_header, unpack_header
 
 log = logging.getLogger("pxcluster.controller")
 
 Buffer = bytes | memoryview | bytearray
+
+
+class SentRequest(Protocol):
+    """What the board reads of a request outstanding on an engine."""
+
+    @property
+    def type(self) -> MsgType: ...
+
+    @property
+    def since(self) -> float: ...
 
 
 class RegisteredEngine(Protocol):
@@ -38,7 +49,15 @@ class RegisteredEngine(Protocol):
 
     identity: bytes
 
+    @property
+    def outstanding(self) -> Mapping[str, SentRequest]: ...
+
     def queue_length(self) -> int: ...
+
+
+#: A task waits at most about this long (plus a heartbeat period) behind a longer one on a
+#: busy engine while another engine is idle: then it is withdrawn and sent there.
+STEAL_AFTER = 0.2
 
 
 class TaskBoard:
@@ -58,6 +77,7 @@ class TaskBoard:
         self._new_id = new_id
         self._on_dispatch = on_dispatch  # the hub records the task as outstanding there
         self._waiters: dict[str, list[tuple[bytes, str]]] = collections.defaultdict(list)
+        self._wire: dict[str, str] = {}  # wire id of a retry -> its task id
 
     # -- from clients ------------------------------------------------------------------------
 
@@ -158,18 +178,31 @@ class TaskBoard:
         engine = self._engines.get(task.engine)
         if engine is not None:
             interrupt = Message(
-                MsgType.INTERRUPT, self._new_id(), {"request": task_id}, targets=[task.engine]
+                MsgType.INTERRUPT, self._new_id(), {"request": task.wire_id}, targets=[task.engine]
             )
             out.append(Outbound("engine", engine.identity, interrupt))
         return out
 
     # -- from engines ------------------------------------------------------------------------
 
+    def _running_task(self, wire_id: str, engine: int) -> Task | None:
+        task = self.scheduler.tasks.get(self._wire.pop(wire_id, wire_id))
+        if task is None or task.state != TaskState.RUNNING or task.engine != engine:
+            return None  # settled already (e.g. the engine was declared dead meanwhile)
+        return task
+
     def on_reply(self, engine: int, msg: Message, live: set[int]) -> list[Outbound]:
         """An engine's reply to a task it was given."""
-        task = self.scheduler.tasks.get(msg.parent)
-        if task is None or task.state != TaskState.RUNNING or task.engine != engine:
-            return []  # settled already (e.g. the engine was declared dead meanwhile)
+        task = self._running_task(msg.parent, engine)
+        if task is None:
+            return []
+        if msg.status == Status.ABORTED and msg.content.get("withdrawn"):
+            if task.abort_requested:
+                return self._settle_controller(
+                    task, "aborted before it ran", "aborted", Status.ABORTED
+                )
+            self.scheduler.requeue(task)  # taken back unstarted: not a retry
+            return []
         if msg.status == Status.REFUSED:
             if self.scheduler.refused(task, engine, live):
                 return self._settle_controller(
@@ -191,9 +224,9 @@ class TaskBoard:
             return []
         return self._settle(task, msg.status, msg.header, msg.buffers, engine)
 
-    def on_engine_lost(self, engine: int, task_id: str, why: str) -> list[Outbound]:
-        """The engine running ``task_id`` died: retry elsewhere, or fail the task."""
-        task = self.scheduler.tasks.get(task_id)
+    def on_engine_lost(self, engine: int, wire_id: str, why: str) -> list[Outbound]:
+        """The engine running a task died: retry it elsewhere, or fail it."""
+        task = self._running_task(wire_id, engine)
         if task is None:
             return []
         if task.abort_requested:
@@ -235,9 +268,47 @@ class TaskBoard:
         loads = {eid: e.queue_length() for eid, e in self._engines.items()}
         out: list[Outbound] = []
         for engine_id, task in self.scheduler.assign(loads):
-            self._on_dispatch(engine_id, task.id, task.client)
+            task.sends += 1
+            header = task.header
+            if task.sends > 1:
+                header = _with_fields(header, task.buffers, id=task.wire_id)
+                self._wire[task.wire_id] = task.id
+            self._on_dispatch(engine_id, task.wire_id, task.client)
             identity = self._engines[engine_id].identity
-            out.append(Outbound("engine", identity, header=task.header, buffers=task.buffers))
+            out.append(Outbound("engine", identity, header=header, buffers=task.buffers))
+        return out
+
+    def rebalance(self, now: float) -> list[Outbound]:
+        """Withdraw tasks waiting behind long requests on busy engines while others idle.
+
+        Prefetch keeps engines fed between messages, but a task sent to an engine that then
+        runs something long would wait for it; if another engine is idle and nothing is
+        queued, the task is taken back (only if it has not started) and sent again.
+        """
+        if self.scheduler.counts()["queued"]:
+            return []
+        idle = sum(1 for e in self._engines.values() if e.queue_length() == 0)
+        out: list[Outbound] = []
+        for engine_id, engine in self._engines.items():
+            if idle <= 0:
+                break
+            sent = list(engine.outstanding.items())
+            if len(sent) < 2 or now - sent[0][1].since < STEAL_AFTER:
+                continue
+            for wire_id, request in reversed(sent[1:]):
+                task = self.scheduler.tasks.get(self._wire.get(wire_id, wire_id))
+                if request.type != MsgType.TASK or task is None or task.withdrawing:
+                    continue
+                task.withdrawing = True
+                withdraw = Message(
+                    MsgType.INTERRUPT,
+                    self._new_id(),
+                    {"request": wire_id, "withdraw": True},
+                    targets=[engine_id],
+                )
+                out.append(Outbound("engine", engine.identity, withdraw))
+                idle -= 1
+                break
         return out
 
     # -- settling ----------------------------------------------------------------------------
@@ -261,6 +332,9 @@ class TaskBoard:
         self, task: Task, status: Status, header: bytes, buffers: Sequence[Buffer], engine: int
     ) -> list[Outbound]:
         self.scheduler.finish(task.id)
+        if task.sends > 1 and engine >= 0 and header is not task.header:
+            # an engine's reply to a re-send names the re-send's id: name the task instead
+            header = _with_fields(header, buffers, parent=task.id)
         record = self.store.make_record(
             task.id,
             task.session,
@@ -295,3 +369,9 @@ class TaskBoard:
         if record.frames is None:
             content["dropped"] = True  # the result was over the store's size cap
         return self._reply(client, parent, content, [record.header, *(record.frames or ())])
+
+
+def _with_fields(header: bytes, buffers: Sequence[Buffer], **fields: Any) -> bytes:
+    """``header`` re-packed with some fields replaced (only on retries: rare)."""
+    msg = unpack_header(header, buffers)
+    return pack_header(dataclasses.replace(msg, **fields))

@@ -307,12 +307,15 @@ class Engine:
             self._reply_now(dealer, msg, {"cleared": len(dropped)})
         elif msg.type == MsgType.INTERRUPT:
             # Aimed at one request (a task's abort) or at whatever runs now (Ctrl-C).
+            # A withdraw takes back a request that has not started, and never interrupts.
             wanted = msg.content.get("request")
+            withdraw = bool(msg.content.get("withdraw"))
             running = self._running
             if wanted is not None and wanted != running:
+                content = {"error": "aborted", "withdrawn": withdraw}
                 for request in self._remove_queued(wanted):
-                    self._reply_now(dealer, request, {"error": "aborted"}, Status.ABORTED)
-            elif running is not None:
+                    self._reply_now(dealer, request, content, Status.ABORTED)
+            elif running is not None and not withdraw:
                 self._interrupt(running)
             self._reply_now(dealer, msg, {"interrupted": running})
         elif msg.type == MsgType.SHUTDOWN:
