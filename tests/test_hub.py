@@ -25,7 +25,7 @@ def test_engines_get_ids_in_order_of_arrival_and_clients_hear_of_them():
     assert register(hub, b"e1") == 1  # registering again keeps the id
     notes = hub.engine_message(b"e9", Message(MsgType.REGISTER, "x", {}))[1:]
     assert [(o.identity, o.msg.content) for o in notes] == [
-        (b"c1", {"event": "registered", "engine": 3})]
+        (b"c1", {"event": "registered", "engine": 3, "version": 4})]
 
 
 def test_request_goes_to_each_target_and_reply_back_to_its_client():
@@ -60,15 +60,20 @@ def test_silent_engine_dies_and_its_requests_fail():
     register(hub, b"e1")
     hub.client_message(b"c", Message(MsgType.EXECUTE, "c-1", targets=[0, 1]))
     hub.client_message(b"c", Message(MsgType.EXECUTE, "c-2", targets=[0]))
-    clock.now += 2.0
-    hub.heartbeat(b"e1")
-    clock.now += 2.0
+    for _ in range(4):  # 4 pings over 2 s: both answer
+        clock.now += 0.5
+        ping = hub.next_ping()
+        hub.heartbeat(b"e0", ping)
+        hub.heartbeat(b"e1", ping)
+    for _ in range(8):  # 8 more over 4 s: only e1 answers
+        clock.now += 0.5
+        hub.heartbeat(b"e1", hub.next_ping())
     out = hub.check_liveness()
     replies = [o.msg for o in out if o.msg.type == MsgType.REPLY]
     failed = [(m.parent, m.engine, m.status) for m in replies]
     assert failed == [("c-1", 0, Status.ENGINE_ERROR), ("c-2", 0, Status.ENGINE_ERROR)]
     assert [o.msg.content for o in out if o.msg.type == MsgType.NOTIFY] == [
-        {"event": "died", "engine": 0}]
+        {"event": "died", "engine": 0, "version": 3}]
     assert hub.engine_ids() == [1]
     # a late message from the dead engine is not routed; it is asked to register again
     late = hub.engine_message(b"e0", Message(MsgType.REPLY, "e-9", parent="c-2"))
@@ -93,5 +98,19 @@ def test_engine_confirming_a_kill_is_forgotten_at_once():
     hub.client_message(b"c", Message(MsgType.SHUTDOWN, "c-1", targets=[1]))
     out = hub.engine_message(b"e1", Message(MsgType.REPLY, "e-1", parent="c-1", header=b"R"))
     assert out[0].header == b"R"
-    assert [o.msg.content for o in out[1:]] == [{"event": "stopped", "engine": 1}]
+    assert [o.msg.content for o in out[1:]] == [{"event": "stopped", "engine": 1, "version": 3}]
     assert hub.engine_ids() == [0]
+
+
+def test_a_stalled_controller_blames_no_engine():
+    clock = Clock()
+    hub = Hub(heartbeat_timeout=3.0, clock=clock, heartbeat_period=0.5)
+    register(hub, b"e0")
+    hub.heartbeat(b"e0", hub.next_ping())
+    clock.now += 60.0  # the controller was busy for a minute: it sent no pings
+    assert hub.check_liveness() == []
+    assert hub.engine_ids() == [0]
+    for _ in range(hub.misses_allowed + 1):  # now pings go out and none is answered
+        hub.next_ping()
+    hub.check_liveness()
+    assert hub.engine_ids() == []

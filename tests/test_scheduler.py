@@ -18,7 +18,7 @@ def test_least_loaded_engine_gets_the_oldest_task_up_to_the_prefetch():
     placed = [(e, t.id) for e, t in sched.assign(loads)]
     assert placed == [(1, "t0"), (0, "t1"), (1, "t2")]
     assert loads == {0: 2, 1: 2}
-    assert sched.counts() == {"queued": 3, "waiting": 0, "running": 3}
+    assert sched.counts() == {"queued": 3, "waiting": 0, "assigned": 3}
 
 
 def test_refusals_skip_engines_and_all_refused_is_reported():

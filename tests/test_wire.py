@@ -8,6 +8,7 @@ from pxcluster.wire import (
     DELIMITER,
     Message,
     MsgType,
+    RecentIds,
     ReplayGuard,
     Signer,
     Status,
@@ -52,11 +53,26 @@ def test_replayed_id_is_rejected(signer):
         decode(frames, signer, guard)
 
 
-def test_replay_guard_forgets_beyond_its_window():
-    guard = ReplayGuard(capacity=2)
+def test_recent_ids_forget_beyond_capacity():
+    guard = RecentIds(capacity=2)
     assert all(guard.check_and_add(i) for i in ("a", "b", "c"))
     assert guard.check_and_add("a")  # fell out of the window
     assert not guard.check_and_add("c")
+
+
+def test_replay_window_catches_old_replays_and_allows_reordering():
+    guard = ReplayGuard(window=64)
+    assert all(guard.check_and_add(f"s-{i}") for i in (1, 3, 2, 10, 5))  # late but new
+    assert not guard.check_and_add("s-3")
+    assert guard.check_and_add("t-3")  # another session
+    for i in range(11, 10_000):
+        if i != 9990:  # one id never arrives
+            assert guard.check_and_add(f"s-{i}")
+    assert not guard.check_and_add("s-10")  # long ago: refused, not forgotten
+    assert not guard.check_and_add("s-9998")
+    assert guard.check_and_add("s-9990")  # never seen, within the window
+    assert guard.check_and_add("retry-7~1")  # another form of id: the bounded set
+    assert not guard.check_and_add("retry-7~1")
 
 
 @pytest.mark.parametrize(

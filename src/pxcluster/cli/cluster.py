@@ -131,7 +131,10 @@ def cmd_start(args: argparse.Namespace, foreground: bool) -> int:
     _started(cluster, time.monotonic() - began, foreground)
     if not foreground:
         return 0
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # The cluster runs in its own session: whatever ends this foreground command (Ctrl-C,
+    # kill, the terminal closing) must stop it too.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_keyboard_interrupt)
     try:
         while cluster.controller_alive():
             time.sleep(0.2)
@@ -141,6 +144,10 @@ def cmd_start(args: argparse.Namespace, foreground: bool) -> int:
     finally:
         cluster.stop()
     return 0
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ This is also the seeds' import: ``from pxcluster import client``; ``client.Multi
 
 from pxcluster._errors import (
     CompositeError,
+    ConnectionLost,
     EngineDied,
     EngineError,
     EngineNotRegistered,
@@ -26,6 +27,7 @@ from pxcluster.client.task import LoadBalancedFunction, PendingTask, TaskClient
 
 __all__ = [
     "CompositeError",
+    "ConnectionLost",
     "EngineDied",
     "EngineError",
     "EngineNotRegistered",

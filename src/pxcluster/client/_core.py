@@ -19,6 +19,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from pxcluster._errors import ConnectionLost, PxclusterTimeoutError, RemoteProtocolError
 from pxcluster.client._results import PendingResult
 from pxcluster.profile import ClientConnection
-from pxcluster.transport import Context, Monitor, Poller, connect, pipe
+from pxcluster.transport import Channel, Context, Monitor, Poller, connect, pipe
 from pxcluster.wire import Message, MsgType, ReplayGuard, Signer, decode, encode
 
 log = logging.getLogger("pxcluster.client")
@@ -49,7 +50,9 @@ class ClientCore:
         self._send_lock = threading.Lock()
         self._pending: dict[str, PendingResult[Any]] = {}
         self._engines: list[int] = []
+        self._engines_version = -1  # the controller numbers its registry's changes
         self._engines_changed = threading.Condition()
+        self._link_down_since: float | None = None  # set while the connection is broken
         self.stream_handler: Callable[[Message], None] | None = None
         self._closed = False
         self._thread = threading.Thread(
@@ -65,7 +68,7 @@ class ClientCore:
                 f"(profile {connection.profile!r}); is the cluster running? "
                 "Start one with `pxcluster start -n 4`."
             ) from None
-        self._set_engines(engines.content["engines"])
+        self._set_engines(engines.content["engines"], engines.content.get("version", 0))
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -84,14 +87,25 @@ class ClientCore:
     def submit_many(
         self, msgs: Sequence[Message], pending: PendingResult[Any]
     ) -> PendingResult[Any]:
-        """Send ``msgs``, whose replies together resolve ``pending``."""
-        if self._closed:
-            raise ConnectionLost("this client is closed")
+        """Send ``msgs``, whose replies together resolve ``pending``.
+
+        Raises:
+            ConnectionLost: the client is closed, or the controller is unreachable now (a
+                request sent into a broken connection would wait for nothing).
+        """
         encoded = [encode(msg, self._signer) for msg in msgs]  # fails before anything is sent
-        for msg_id in pending.msg_ids:
-            self._pending[msg_id] = pending
-        pending.add_done_callback(self._forget)
         with self._send_lock:
+            if self._closed:
+                raise ConnectionLost("this client is closed")
+            down = self._link_down_since
+            if down is not None:
+                raise ConnectionLost(
+                    f"the controller at {self.connection.url} has been unreachable for "
+                    f"{time.monotonic() - down:.1f} s"
+                )
+            for msg_id in pending.msg_ids:
+                self._pending[msg_id] = pending
+            pending.add_done_callback(self._forget)
             for frames in encoded:
                 self._user_pipe.send(frames)
         return pending
@@ -123,10 +137,19 @@ class ClientCore:
         with self._engines_changed:
             return list(self._engines)
 
-    def _set_engines(self, engines: Sequence[int]) -> None:
+    def _set_engines(self, engines: Sequence[int], version: int) -> None:
+        """Take a full engine list, unless a newer change was already applied."""
         with self._engines_changed:
-            self._engines = sorted(engines)
-            self._engines_changed.notify_all()
+            if version >= self._engines_version:
+                self._engines = sorted(engines)
+                self._engines_version = version
+                self._engines_changed.notify_all()
+
+    def refresh_engines(self, timeout: float | None) -> list[int]:
+        """Ask the controller for its engines now, and keep the answer."""
+        reply = self.call_controller(MsgType.CONNECT, {}, "get_ids", timeout)
+        self._set_engines(reply.content["engines"], reply.content.get("version", 0))
+        return sorted(reply.content["engines"])
 
     def wait_for_engines(self, count: int, timeout: float | None) -> list[int]:
         """Block until at least ``count`` engines are registered; returns their ids.
@@ -145,7 +168,8 @@ class ClientCore:
     # -- the I/O thread --------------------------------------------------------------------
 
     def _io_loop(self) -> None:
-        dealer = connect(self._ctx, "dealer", self.connection.url)
+        # A fixed identity: after a reconnect the controller still routes replies to us.
+        dealer = connect(self._ctx, "dealer", self.connection.url, identity=self._session.encode())
         monitor = Monitor(dealer)
         poller = Poller([dealer, self._io_pipe, monitor])
         try:
@@ -157,10 +181,7 @@ class ClientCore:
                             return
                         dealer.send(frames)
                     elif chan is monitor:
-                        if monitor.recv_event() == "disconnected":
-                            self._fail_all(
-                                ConnectionLost(f"lost the controller at {self.connection.url}")
-                            )
+                        self._on_link_event(monitor.recv_event(), dealer)
                     else:
                         self._receive(dealer.recv())
         except Exception:  # pragma: no cover - a bug here must not hang every caller
@@ -169,6 +190,30 @@ class ClientCore:
         finally:
             monitor.close()
             dealer.close()
+
+    def _on_link_event(self, event: str, dealer: Channel) -> None:
+        if event == "disconnected":
+            with self._send_lock:
+                self._link_down_since = time.monotonic()
+            self._fail_all(ConnectionLost(f"lost the controller at {self.connection.url}"))
+        elif event == "connected" and self._link_down_since is not None:
+            with self._send_lock:
+                self._link_down_since = None
+            # Say hello again: a restarted controller learns of us, and the engine list
+            # catches up with what changed while we were away.
+            msg = Message(MsgType.CONNECT, self.new_id())
+            pending: PendingResult[Message] = PendingResult(
+                "connect", [(msg.id, -1)], lambda r: r[0]
+            )
+            pending.add_done_callback(self._reconnected)
+            self._pending[msg.id] = pending
+            pending.add_done_callback(self._forget)
+            dealer.send(encode(msg, self._signer))
+
+    def _reconnected(self, done: concurrent.futures.Future[Message]) -> None:
+        if done.exception() is None:
+            reply = done.result()
+            self._set_engines(reply.content["engines"], reply.content.get("version", 0))
 
     def _receive(self, frames: list[memoryview]) -> None:
         try:
@@ -190,9 +235,13 @@ class ClientCore:
 
     def _on_notify(self, content: dict[str, Any]) -> None:
         engine = content.get("engine")
-        if not isinstance(engine, int):
+        version = content.get("version", 0)
+        if not isinstance(engine, int) or not isinstance(version, int):
             return
         with self._engines_changed:
+            if version <= self._engines_version:
+                return  # the full list we hold already includes this change
+            self._engines_version = version
             engines = set(self._engines)
             if content.get("event") == "registered":
                 engines.add(engine)
@@ -207,10 +256,10 @@ class ClientCore:
 
     def close(self) -> None:
         """Stop the I/O thread and close the socket; pending results fail."""
-        if self._closed:
-            return
-        self._closed = True
         with self._send_lock:
+            if self._closed:
+                return
+            self._closed = True
             self._user_pipe.send([_CLOSE])
         self._thread.join(timeout=5.0)
         self._fail_all(ConnectionLost("the client was closed"))

@@ -41,13 +41,13 @@ def partition(seq: Iterable[Any], parts: int, flatten: bool = False) -> list[Any
 
 def concatenate(parts: Sequence[Any]) -> Any:
     """Join gathered parts: numpy arrays into one array, anything else into one list."""
-    if parts and all(hasattr(p, "__array__") and hasattr(p, "ndim") for p in parts):
+    if parts and all(getattr(p, "ndim", 0) >= 1 and hasattr(p, "__array__") for p in parts):
         import numpy
 
         return numpy.concatenate(parts)
     out: list[Any] = []
     for part in parts:
-        if isinstance(part, (list, tuple, range)) or hasattr(part, "__array__"):
+        if isinstance(part, (list, tuple, range)) or getattr(part, "ndim", 0) >= 1:
             out.extend(part)
         else:
             out.append(part)

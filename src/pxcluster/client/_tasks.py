@@ -20,7 +20,7 @@ from pxcluster._errors import (
     UnmetDependency,
 )
 from pxcluster.client._results import reply_error
-from pxcluster.serialize import dumps_many, loads, loads_many
+from pxcluster.serialize import detach, dumps_many, loads, loads_many
 from pxcluster.wire import Message, Status
 
 Buffer = bytes | memoryview | bytearray
@@ -81,7 +81,7 @@ class _Task:
                 counts += recovery["counts"]
                 frames += recovery_frames
         spec["counts"] = counts
-        return spec, frames
+        return spec, detach(frames)
 
 
 class MapTask(_Task):

@@ -8,6 +8,8 @@ per target (scatter, map), and returns the value, or a PendingResult when not bl
 from __future__ import annotations
 
 import concurrent.futures
+import operator
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -17,7 +19,7 @@ from pxcluster.client._core import ClientCore
 from pxcluster.client._partition import as_sliceable, concatenate, partition, split_bounds
 from pxcluster.client._results import PendingResult, ResultList
 from pxcluster.profile import ProfilePaths, read_client_connection
-from pxcluster.serialize import dumps, dumps_many, loads, loads_many
+from pxcluster.serialize import detach, dumps, dumps_many, loads, loads_many
 from pxcluster.wire import Message, MsgType
 
 Buffer = bytes | memoryview | bytearray
@@ -58,6 +60,8 @@ class MultiEngineClient:
         path = Path(connection_file) if connection_file else paths.client_file
         self._core = ClientCore(read_client_connection(path), timeout)
         self._owns_core = True
+        # An unclosed client must not leak its I/O thread and sockets: close with the object.
+        weakref.finalize(self, self._core.close)
         self.targets: TargetSpec = targets
         self.block = block
 
@@ -65,23 +69,20 @@ class MultiEngineClient:
 
     def _resolve(self, targets: TargetSpec | None) -> list[int]:
         spec = self.targets if targets is None else targets
-        if spec == "all":
+        if isinstance(spec, str) and spec == "all":
             ids = self._core.engines
             if not ids:
                 raise EngineError("no engines are registered with the controller")
             return ids
-        if isinstance(spec, int):
-            return [spec]
-        if isinstance(spec, str) or not all(isinstance(t, int) for t in spec):
-            raise TypeError(f"targets must be 'all', an engine id or a list of ids, not {spec!r}")
-        if not spec:
-            raise ValueError("targets is an empty list")
-        return list(spec)
+        return normalize_targets(spec)
+
+    def _blocking(self, block: bool | None) -> bool:
+        return self.block if block is None else block
 
     def _deliver(
         self, pending: PendingResult[Any], block: bool | None, timeout: float | None
     ) -> Any:
-        if self.block if block is None else block:
+        if self._blocking(block):
             return pending.get_result(timeout=timeout)
         return pending
 
@@ -101,6 +102,8 @@ class MultiEngineClient:
         buffers: Sequence[Buffer] = (),
     ) -> Any:
         ids = self._resolve(targets)
+        if not self._blocking(block):
+            buffers = detach(buffers)
         msg = Message(msg_type, self._core.new_id(), content or {}, buffers, targets=ids)
         pending = PendingResult(
             method,
@@ -121,7 +124,11 @@ class MultiEngineClient:
         timeout: float | None,
     ) -> Any:
         """One request per target, each with its own payload, resolved as one result."""
-        msgs = [Message(msg_type, self._core.new_id(), c, b, targets=[t]) for t, c, b in parts]
+        blocking = self._blocking(block)
+        msgs = [
+            Message(msg_type, self._core.new_id(), c, b if blocking else detach(b), targets=[t])
+            for t, c, b in parts
+        ]
         ids = [t for t, _, _ in parts]
         pending = PendingResult(
             method,
@@ -144,8 +151,7 @@ class MultiEngineClient:
 
     def get_ids(self, timeout: float | None = 10.0) -> list[int]:
         """Ids of the engines registered now, asked of the controller."""
-        reply = self._core.call_controller(MsgType.CONNECT, {}, "get_ids", timeout)
-        return sorted(reply.content["engines"])
+        return self._core.refresh_engines(timeout)
 
     def wait_for_engines(self, count: int, timeout: float | None = 60.0) -> list[int]:
         """Wait until at least ``count`` engines are registered; returns their ids."""
@@ -291,6 +297,12 @@ class MultiEngineClient:
         """
         if not isinstance(namespace, dict) or not all(isinstance(k, str) for k in namespace):
             raise TypeError("push needs a dict of names (str) to values")
+        for name in namespace:
+            if not name.isidentifier() or (name.startswith("__") and name.endswith("__")):
+                raise ValueError(
+                    f"cannot push {name!r}: names must be identifiers, and dunder names "
+                    "belong to the engine's namespace itself"
+                )
         counts, frames = dumps_many(namespace.items())
         content = {"names": list(namespace), "counts": counts}
         return self._request(
@@ -335,16 +347,22 @@ class MultiEngineClient:
         timeout: float | None = None,
     ) -> Any:
         """Like ``pull`` of several names, regrouped: one tuple per name across engines."""
-        pending = self.pull(tuple(keys), targets, block=False)
-        zipped: PendingResult[Any] = _chain(
-            pending, lambda per_engine: list(zip(*per_engine, strict=False))
+        names = list(keys)
+        if not all(isinstance(n, str) for n in names):
+            raise TypeError("zip_pull needs a sequence of names")
+
+        def finish(replies: list[Message]) -> Any:
+            per_engine = [loads_many(r.content["counts"], r.buffers) for r in replies]
+            return list(zip(*per_engine, strict=True))
+
+        return self._request(
+            "zip_pull", MsgType.PULL, targets, finish, block, timeout, {"names": names}
         )
-        return self._deliver(zipped, block, timeout)
 
     def __getitem__(self, key: int | str) -> Any:
-        if isinstance(key, int):
-            return EngineView(self, key)
-        return self.pull(key)
+        if isinstance(key, str):
+            return self.pull(key)
+        return EngineView(self, normalize_targets(key)[0])
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.push({key: value})
@@ -451,6 +469,40 @@ class MultiEngineClient:
         )
 
 
+def normalize_targets(spec: object) -> list[int]:
+    """Engine ids from an id or a sequence of ids (numpy integers too).
+
+    Raises:
+        TypeError: something that is not an engine id (bools and strings included).
+        ValueError: no ids, a negative id, or an id given twice.
+    """
+    if isinstance(spec, (bool, str, bytes)):
+        raise TypeError(f"targets must be 'all', an engine id or a list of ids, not {spec!r}")
+    try:
+        items: list[object] = [operator.index(spec)]  # type: ignore[arg-type]
+    except TypeError:
+        if not isinstance(spec, Iterable):
+            raise TypeError(
+                f"targets must be 'all', an engine id or a list of ids, not {spec!r}"
+            ) from None
+        items = list(spec)
+    ids = []
+    for item in items:
+        if isinstance(item, bool):
+            raise TypeError(f"targets holds {item!r}, which is not an engine id")
+        try:
+            ids.append(operator.index(item))  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(f"targets holds {item!r}, which is not an engine id") from None
+    if not ids:
+        raise ValueError("targets is an empty list")
+    if any(i < 0 for i in ids):
+        raise ValueError(f"engine ids are never negative: {ids}")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"targets names an engine more than once: {ids}")
+    return ids
+
+
 class EngineView(MultiEngineClient):
     """One engine of a MultiEngineClient (``mec[0]``): the same methods, scalar results."""
 
@@ -464,6 +516,11 @@ class EngineView(MultiEngineClient):
         self.engine_id = engine_id
 
     def _resolve(self, targets: TargetSpec | None) -> list[int]:
+        if targets is not None and normalize_targets(targets) != [self.engine_id]:
+            raise ValueError(
+                f"this is a view of engine {self.engine_id}; targets={targets!r} is not "
+                "allowed here (use the MultiEngineClient for other engines)"
+            )
         return [self.engine_id]
 
 

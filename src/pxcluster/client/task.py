@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import math
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from pxcluster.client._partition import as_sliceable
 from pxcluster.client._results import PendingResult
 from pxcluster.client._tasks import MapTask, StringTask, TaskResult, chunked, task_result
 from pxcluster.profile import ProfilePaths, read_client_connection
-from pxcluster.serialize import dumps, dumps_many
+from pxcluster.serialize import detach, dumps, dumps_many
 from pxcluster.wire import Message, MsgType, unpack_header
 
 Buffer = bytes | memoryview | bytearray
@@ -68,6 +69,7 @@ class TaskClient:
         path = Path(connection_file) if connection_file else paths.client_file
         self._core = ClientCore(read_client_connection(path), timeout)
         self._tasks: dict[str, PendingTask] = {}
+        weakref.finalize(self, self._core.close)  # an unclosed client leaks nothing
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -217,10 +219,11 @@ class TaskClient:
         length = min(len(s) for s in seqs)
         if chunksize is None:
             chunksize = max(1, math.ceil(length / (4 * max(1, len(self._core.engines)))))
-        head = dumps(func, name="the function")
+        head = detach(dumps(func, name="the function"))
         ids = []
         for chunk in chunked(seqs, chunksize):
             counts, frames = dumps_many([("args", chunk), ("kwargs", {})])
+            frames = detach(frames)  # chunks are views of the caller's arrays
             spec = {
                 "kind": "map",
                 "chunk": True,

@@ -69,6 +69,7 @@ class EngineRecord:
     hostname: str
     pid: int
     last_seen: float
+    last_pong: int = 0  # sequence number of the latest ping it answered
     outstanding: dict[str, Pending] = dataclasses.field(default_factory=dict)
 
     def queue_length(self) -> int:
@@ -84,14 +85,21 @@ class Hub:
         clock: Callable[[], float] = time.monotonic,
         store: RecordStore | None = None,
         task_prefetch: int = 2,
+        heartbeat_period: float = 0.5,
     ) -> None:
         self.heartbeat_timeout = heartbeat_timeout
+        # An engine must miss this many pings *that were sent*, as well as stay silent for
+        # heartbeat_timeout, to be declared dead: if the controller itself stalls (a huge
+        # message, a slow disk) it sends no pings, and no engine is blamed for that.
+        self.misses_allowed = max(2, round(heartbeat_timeout / heartbeat_period))
+        self.ping_seq = 0
+        self.registry_version = 0  # counts registrations and removals, for clients
         self.engines: dict[int, EngineRecord] = {}
         self.tasks = TaskBoard(
             Scheduler(task_prefetch),
             store if store is not None else RecordStore(":memory:"),
             self.engines,
-            self._new_id,
+            self.new_id,
             self._task_dispatched,
         )
         self.clients: set[bytes] = set()
@@ -105,7 +113,8 @@ class Hub:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _new_id(self) -> str:
+    def new_id(self) -> str:
+        """A fresh id for a message the controller makes."""
         return f"{self._session}-{next(self._msg_ids)}"
 
     def _reply(
@@ -113,7 +122,7 @@ class Hub:
     ) -> Outbound:
         msg = Message(
             MsgType.REPLY,
-            self._new_id(),
+            self.new_id(),
             content,
             parent=request_id,
             **fields,  # type: ignore[arg-type]
@@ -121,7 +130,10 @@ class Hub:
         return Outbound("client", client, msg)
 
     def _notify_clients(self, content: dict[str, object]) -> list[Outbound]:
-        msg = Message(MsgType.NOTIFY, self._new_id(), content)
+        """Tell every client of a change in the registry (numbered, so order is clear)."""
+        self.registry_version += 1
+        content = {**content, "version": self.registry_version}
+        msg = Message(MsgType.NOTIFY, self.new_id(), content)
         return [Outbound("client", c, msg) for c in self.clients]
 
     def engine_ids(self) -> list[int]:
@@ -136,7 +148,8 @@ class Hub:
         """React to a verified message from a client."""
         if msg.type == MsgType.CONNECT:
             self.clients.add(client)
-            return [self._reply(client, msg.id, {"engines": self.engine_ids()})]
+            content = {"engines": self.engine_ids(), "version": self.registry_version}
+            return [self._reply(client, msg.id, content)]
         if msg.type == MsgType.QUEUE_STATUS:
             queues = [[e.id, e.queue_length()] for e in self.engines.values()]
             return [self._reply(client, msg.id, {"queues": sorted(queues)})]
@@ -181,7 +194,7 @@ class Hub:
 
     def shutdown_engines(self) -> list[Outbound]:
         """SHUTDOWN messages for every engine (the controller is stopping)."""
-        msg = Message(MsgType.SHUTDOWN, self._new_id(), targets=[])
+        msg = Message(MsgType.SHUTDOWN, self.new_id(), targets=[])
         return [Outbound("engine", e.identity, msg) for e in self.engines.values()]
 
     def client_gone(self, client: bytes) -> None:
@@ -198,10 +211,11 @@ class Hub:
         engine_id = self._by_identity.get(identity)
         if engine_id is None:
             log.info("message from an unregistered engine; asking it to register")
-            ask = Message(MsgType.NOTIFY, self._new_id(), {"event": "register"})
+            ask = Message(MsgType.NOTIFY, self.new_id(), {"event": "register"})
             return [Outbound("engine", identity, ask)]
         engine = self.engines[engine_id]
         engine.last_seen = now
+        engine.last_pong = self.ping_seq
         if msg.type == MsgType.REPLY:
             pending = engine.outstanding.pop(msg.parent, None)  # parent: a str, wire checks
         elif msg.type == MsgType.STREAM:
@@ -225,6 +239,7 @@ class Hub:
 
     def _register(self, identity: bytes, msg: Message, now: float) -> list[Outbound]:
         engine_id = self._by_identity.get(identity)
+        new = engine_id is None
         if engine_id is None:
             engine_id = next(self._next_engine_id)
             self._by_identity[identity] = engine_id
@@ -235,6 +250,7 @@ class Hub:
                 str(msg.content.get("hostname", "?"))[:256],
                 pid if type(pid) is int else 0,
                 now,
+                self.ping_seq,
             )
             log.info(
                 "engine %d registered (pid %s on %s)",
@@ -244,24 +260,31 @@ class Hub:
             )
         reply = Message(
             MsgType.REPLY,
-            self._new_id(),
+            self.new_id(),
             {"id": engine_id, **self.heartbeat_info},
             parent=msg.id,
             engine=engine_id,
         )
-        return [
-            Outbound("engine", identity, reply),
-            *self._notify_clients({"event": "registered", "engine": engine_id}),
-            *self.tasks.dispatch(),
-        ]
+        out = [Outbound("engine", identity, reply)]
+        if new:  # registering again (a lost reply) changes nothing the clients know
+            out += self._notify_clients({"event": "registered", "engine": engine_id})
+        return out + self.tasks.dispatch()
 
-    def heartbeat(self, identity: bytes) -> list[Outbound]:
-        """A pong came back from ``identity``."""
+    def next_ping(self) -> bytes:
+        """The payload of the next ping: its sequence number."""
+        self.ping_seq += 1
+        return str(self.ping_seq).encode()
+
+    def heartbeat(self, identity: bytes, payload: bytes = b"") -> list[Outbound]:
+        """A pong (the echo of ping ``payload``) came back from ``identity``."""
         engine_id = self._by_identity.get(identity)
         if engine_id is None:
-            ask = Message(MsgType.NOTIFY, self._new_id(), {"event": "register"})
+            ask = Message(MsgType.NOTIFY, self.new_id(), {"event": "register"})
             return [Outbound("engine", identity, ask)]
-        self.engines[engine_id].last_seen = self._clock()
+        engine = self.engines[engine_id]
+        engine.last_seen = self._clock()
+        if payload.isdigit() and len(payload) < 20:
+            engine.last_pong = max(engine.last_pong, min(int(payload), self.ping_seq))
         return []
 
     # -- time ------------------------------------------------------------------------------
@@ -272,7 +295,8 @@ class Hub:
         out: list[Outbound] = []
         for engine in list(self.engines.values()):
             silent = now - engine.last_seen
-            if silent > self.heartbeat_timeout:
+            missed = self.ping_seq - engine.last_pong
+            if silent > self.heartbeat_timeout and missed > self.misses_allowed:
                 out += self.remove_engine(engine.id, f"no heartbeat for {silent:.1f} s")
         return out + self.tasks.rebalance(now)
 

@@ -7,11 +7,14 @@ views and forwarded as they are; only headers are parsed.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import time
 from collections.abc import Callable
+
+import msgpack
 
 from pxcluster._errors import RemoteProtocolError
 from pxcluster.controller._hub import Hub
@@ -25,8 +28,20 @@ from pxcluster.profile import (
     write_connection,
 )
 from pxcluster.transport import Channel, ChannelClosed, Context, Poller, bind
-from pxcluster.wire import Message, ReplayGuard, Signer, decode, encode, new_key, split_routing
-from pxcluster.wire._framing import encode_raw
+from pxcluster.wire import (
+    Message,
+    MsgType,
+    ReplayGuard,
+    Signer,
+    Status,
+    decode,
+    encode,
+    encode_raw,
+    new_key,
+    split_routing,
+)
+
+Buffer = bytes | memoryview | bytearray
 
 log = logging.getLogger("pxcluster.controller")
 
@@ -57,7 +72,10 @@ class ControllerServer:
             Retention(config.retention_records, config.retention_bytes, config.result_cap),
         )
         self.hub = Hub(
-            config.heartbeat_timeout, store=self.store, task_prefetch=config.task_prefetch
+            config.heartbeat_timeout,
+            store=self.store,
+            task_prefetch=config.task_prefetch,
+            heartbeat_period=config.heartbeat_period,
         )
         self._ctx = Context()
         self._client_key, self._engine_key = new_key(), new_key()
@@ -72,11 +90,9 @@ class ControllerServer:
         self._ping, ping_port = bind(self._ctx, "pub", ip)
         self._pong, pong_port = bind(self._ctx, "router", ip)
         host = _reachable_ip(ip)
-        self.hub.heartbeat_info = {
-            "hb_ping": f"tcp://{host}:{ping_port}",
-            "hb_pong": f"tcp://{host}:{pong_port}",
-            "period": config.heartbeat_period,
-        }
+        # Ports only: an engine reaches them at the host it reached the controller at,
+        # which is right even when the controller listens on every interface.
+        self.hub.heartbeat_info = {"hb_ping_port": ping_port, "hb_pong_port": pong_port}
         self.client_url = f"tcp://{host}:{self.client_port}"
         self.engine_url = f"tcp://{host}:{self.engine_port}"
 
@@ -96,10 +112,10 @@ class ControllerServer:
         """Remove our connection files (not those a newer controller wrote over them)."""
         for path in (self.paths.client_file, self.paths.engine_file):
             try:
-                if f'"controller_pid": {os.getpid()}' in path.read_text():
+                if json.loads(path.read_text()).get("controller_pid") == os.getpid():
                     path.unlink()
-            except OSError:
-                pass
+            except (OSError, ValueError, AttributeError):
+                pass  # gone already, or not ours: leave it
 
     def request_stop(self) -> None:
         """Ask the loop to stop at its next turn (safe from a signal handler)."""
@@ -130,8 +146,9 @@ class ControllerServer:
                     self.store.flush()  # batched: one transaction for many finished tasks
                     next_flush = now + _FLUSH_PERIOD
                 if now >= next_beat:
-                    self._ping.send([b"ping"])
+                    self._drain(self._pong, limit=None)  # count every pong that came in
                     self._send_all(self.hub.check_liveness())
+                    self._ping.send([self.hub.next_ping()])
                     next_beat = now + period
             if self._stop_requested:
                 self._send_all(self.hub.shutdown_engines())
@@ -141,13 +158,16 @@ class ControllerServer:
             self.remove_connection_files()
             self._ctx.close(linger=1.0)
 
-    def _drain(self, chan: Channel) -> None:
-        for _ in range(_BATCH):
+    def _drain(self, chan: Channel, limit: int | None = _BATCH) -> None:
+        taken = 0
+        while limit is None or taken < limit:
             frames = chan.recv_nowait()
             if frames is None:
                 return
+            taken += 1
             if chan is self._pong:
-                self._send_all(self.hub.heartbeat(bytes(frames[0])))
+                payload = bytes(frames[1]) if len(frames) > 1 else b""
+                self._send_all(self.hub.heartbeat(bytes(frames[0]), payload))
             elif chan is self.clients:
                 self._from_client(frames)
             else:
@@ -181,6 +201,8 @@ class ControllerServer:
             msg = decode(rest, signer, guard)
         except RemoteProtocolError as exc:
             log.warning("dropped a message on the %s port: %s", port, exc)
+            if port == "client" and "signature" in str(exc):
+                self._refuse_unverified(frames)
             return
         if len(routing) != 1:
             log.warning("dropped a %s message with %d routing frames", port, len(routing))
@@ -192,16 +214,55 @@ class ControllerServer:
             return
         self._send_all(outbound)
 
+    def _refuse_unverified(self, frames: list[memoryview]) -> None:
+        """Tell a client its message failed verification, so its call fails instead of hanging.
+
+        The usual cause is not an attacker but a buffer changed while it was being sent. The
+        reply says nothing about the key, and goes only back to the sender.
+        """
+        try:
+            routing, rest = split_routing(frames)
+            head = msgpack.unpackb(bytes(rest[2]), raw=False)
+            request_id = head["i"] if isinstance(head, dict) else None
+        except Exception:
+            return
+        if len(routing) != 1 or not isinstance(request_id, str) or len(request_id) > 200:
+            return
+        text = (
+            "the controller could not verify this message and dropped it (wrong key, or a "
+            "buffer that changed while it was being sent)"
+        )
+        reply = Message(
+            MsgType.REPLY,
+            self.hub.new_id(),
+            {"error": text, "kind": "unverified"},
+            parent=request_id,
+            status=Status.ENGINE_ERROR,
+        )
+        self._send_all([Outbound("client", routing[0], reply)])
+
     def _send_all(self, outbound: list[Outbound]) -> None:
+        previous: Outbound | None = None
+        frames: list[Buffer] = []
         for out in outbound:
             if out.to == "client":
                 chan, signer = self.clients, self._client_signer
             else:
                 chan, signer = self.engines, self._engine_signer
-            if out.msg is not None:
-                frames = encode(out.msg, signer)
-            else:
-                frames = encode_raw(out.header, out.buffers, signer)
+            # A fan-out sends one message to many engines: sign it once, not once per engine
+            # (compared by identity: comparing payloads would cost as much as signing them).
+            if not (
+                previous is not None
+                and previous.to == out.to
+                and previous.msg is out.msg
+                and previous.header is out.header
+                and previous.buffers is out.buffers
+            ):
+                if out.msg is not None:
+                    frames = encode(out.msg, signer)
+                else:
+                    frames = encode_raw(out.header, out.buffers, signer)
+            previous = out
             try:
                 chan.send([out.identity, *frames])
             except ChannelClosed:

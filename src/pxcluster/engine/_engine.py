@@ -52,7 +52,7 @@ from pxcluster.wire import (
     QUEUED_REQUESTS,
     Message,
     MsgType,
-    ReplayGuard,
+    RecentIds,
     Signer,
     Status,
     decode,
@@ -62,6 +62,8 @@ from pxcluster.wire import (
 log = logging.getLogger("pxcluster.engine")
 
 _STOP = object()
+#: Seconds a stopping engine waits for user code to give up before it exits regardless.
+_STOP_GRACE = 3.0
 
 
 class Engine:
@@ -75,7 +77,7 @@ class Engine:
         self._session = f"eng{os.getpid()}-{self.identity[:8].decode()}"
         self._ids = itertools.count()
         self._signer = Signer(connection.key)
-        self._guard = ReplayGuard()
+        self._guard = RecentIds()  # tasks come in scheduling order, not their senders' order
         self._ctx = Context()
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._registered = threading.Event()
@@ -137,8 +139,12 @@ class Engine:
         try:
             content, buffers = self.handlers.handle(msg, self._stream_writer(msg))
         except TaskRefused:
+            self._running = None
             content, buffers, status = self.handlers.reply_extra(msg), [], Status.REFUSED
         except BaseException as exc:  # user code may raise anything, SystemExit included
+            # First of all: from here on an interrupt aimed at this request is stale, so it
+            # cannot land in building the error reply (formatting, pickling) and lose it.
+            self._running = None
             extra = self.handlers.reply_extra(msg)
             if isinstance(exc, KeyboardInterrupt) and self._timed_out == msg.id:
                 extra["timed_out"] = timeout
@@ -283,8 +289,10 @@ class Engine:
             log.warning("ignoring a registration reply without an engine id")
             return
         self.id = engine_id
-        if first and "hb_ping" in msg.content:
-            HeartbeatEcho(msg.content["hb_ping"], msg.content["hb_pong"], self.identity).start()
+        ping, pong = msg.content.get("hb_ping_port"), msg.content.get("hb_pong_port")
+        if first and type(ping) is int and type(pong) is int:
+            host = self.connection.url.rsplit(":", 1)[0]
+            HeartbeatEcho(f"{host}:{ping}", f"{host}:{pong}", self.identity).start()
         self._registered.set()
         self._lost_since = None
         log.info("registered as engine %d", self.id)
@@ -347,9 +355,21 @@ class Engine:
             dropped.append(item)
 
     def _stop_main(self) -> None:
-        """Make the main thread leave its loop, interrupting user code if it runs."""
+        """Make the main thread leave its loop, interrupting user code if it runs.
+
+        User code may swallow KeyboardInterrupt or sit in a long C call; the process must
+        stop all the same, so a timer ends it after ``_STOP_GRACE`` seconds.
+        """
         self._stopping.set()
         self._inbox.put(_STOP)
         running = self._running
         if running is not None:
             self._interrupt(running)
+        timer = threading.Timer(_STOP_GRACE, self._force_exit)
+        timer.daemon = True
+        timer.start()
+
+    def _force_exit(self) -> None:
+        log.warning("user code did not stop within %.0f s of shutdown: exiting", _STOP_GRACE)
+        logging.shutdown()
+        os._exit(self._exit_code)

@@ -42,9 +42,11 @@ def user_keys(namespace: dict[str, Any]) -> list[str]:
 
 
 def reset_namespace(namespace: dict[str, Any]) -> None:
-    """Forget every user name, keep the module's own dunder entries."""
+    """Forget every user name; keep (and repair) the module's own dunder entries."""
     for key in [k for k in namespace if not k.startswith("__")]:
         del namespace[key]
+    namespace["__builtins__"] = builtins
+    namespace["__name__"] = "__main__"
 
 
 def run_cell(code: str, namespace: dict[str, Any], filename: str) -> str | None:

@@ -8,10 +8,11 @@ are never copied into the pickle stream.
 
 from pxcluster.serialize._pickling import (
     OUT_OF_BAND_THRESHOLD,
+    detach,
     dumps,
     dumps_many,
     loads,
     loads_many,
 )
 
-__all__ = ["OUT_OF_BAND_THRESHOLD", "dumps", "dumps_many", "loads", "loads_many"]
+__all__ = ["OUT_OF_BAND_THRESHOLD", "detach", "dumps", "dumps_many", "loads", "loads_many"]

@@ -38,6 +38,15 @@ def dumps(obj: object, *, name: str = "object") -> list[Buffer]:
     return [stream, *buffers]
 
 
+def detach(frames: Sequence[Buffer]) -> list[Buffer]:
+    """Copies of the frames that are views of the caller's memory (out-of-band buffers).
+
+    Frames are sent without copying; a call that returns before they are sent copies them
+    first, so the caller may change its arrays at once without corrupting the message.
+    """
+    return [bytes(f) if isinstance(f, memoryview) else f for f in frames]
+
+
 def loads(frames: Sequence[Buffer], *, name: str = "object") -> Any:
     """The object encoded by ``dumps``.
 

@@ -10,7 +10,7 @@ from pxcluster.wire._framing import (
     split_routing,
     unpack_header,
 )
-from pxcluster.wire._signing import ReplayGuard, Signer, new_key
+from pxcluster.wire._signing import RecentIds, ReplayGuard, Signer, new_key
 from pxcluster.wire._types import CONTROL_REQUESTS, QUEUED_REQUESTS, MsgType, Status
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "QUEUED_REQUESTS",
     "Message",
     "MsgType",
+    "RecentIds",
     "ReplayGuard",
     "Signer",
     "Status",

@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 
 from pxcluster._errors import LocalProtocolError, RemoteProtocolError
-from pxcluster.wire._signing import Buffer, ReplayGuard, Signer
+from pxcluster.wire._signing import Buffer, RecentIds, ReplayGuard, Signer
 from pxcluster.wire._types import MsgType, Status
 
 DELIMITER = b"<PX|MSG>"
@@ -165,7 +165,9 @@ def _message_from(
     )
 
 
-def decode(frames: Sequence[Buffer], signer: Signer, guard: ReplayGuard | None = None) -> Message:
+def decode(
+    frames: Sequence[Buffer], signer: Signer, guard: ReplayGuard | RecentIds | None = None
+) -> Message:
     """Verify and parse ``frames`` (starting at the delimiter) into a Message.
 
     Raises:

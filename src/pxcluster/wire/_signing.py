@@ -42,19 +42,63 @@ class Signer:
 
 
 class ReplayGuard:
-    """Remembers the last ``capacity`` message ids so a replayed message is dropped.
+    """Drops a message whose id was already seen: a sliding window per sender session.
 
-    Ids embed the sender's session and a counter, so a bounded window is enough: a replay of
-    something older than the window would also carry a stale session after any restart.
+    Ids are ``session-counter``. For each session the guard keeps the highest counter seen
+    and a bitmap of the ``window`` counters below it (as IPsec's anti-replay window does):
+    memory is a few kilobytes per session however many messages pass, and a replay is
+    caught however old it is. A counter more than ``window`` below the highest is refused:
+    one sender's messages reach a receiver over one connection, in order, so only an
+    attacker's replay is that late. Ids of another form fall back to a bounded set.
     """
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    def __init__(self, window: int = 4096, max_sessions: int = 4096) -> None:
+        self._window = window
+        self._mask = (1 << window) - 1
+        self._sessions: collections.OrderedDict[str, list[int]] = collections.OrderedDict()
+        self._max_sessions = max_sessions
+        self._other = RecentIds(10_000)
+
+    def check_and_add(self, msg_id: str) -> bool:
+        """Return True the first time ``msg_id`` is seen, False for a replay."""
+        session, sep, tail = msg_id.rpartition("-")
+        if not (sep and session and tail.isdigit() and len(tail) < 19):
+            return self._other.check_and_add(msg_id)
+        counter = int(tail)
+        state = self._sessions.get(session)
+        if state is None:
+            self._sessions[session] = [counter, 1]
+            if len(self._sessions) > self._max_sessions:
+                self._sessions.popitem(last=False)
+            return True
+        self._sessions.move_to_end(session)
+        top, bits = state
+        if counter > top:
+            shift = counter - top
+            state[0] = counter
+            state[1] = ((bits << shift) | 1) & self._mask if shift < self._window else 1
+            return True
+        offset = top - counter
+        if offset >= self._window or bits >> offset & 1:
+            return False
+        state[1] = bits | (1 << offset)
+        return True
+
+
+class RecentIds:
+    """Remembers the last ``capacity`` ids: drops a repeat of any of them.
+
+    For receivers whose senders' ids may arrive far out of order (an engine gets tasks in
+    scheduling order, not in the order clients made them); it never refuses a new id.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
         self._order: collections.deque[str] = collections.deque()
         self._seen: set[str] = set()
         self._capacity = capacity
 
     def check_and_add(self, msg_id: str) -> bool:
-        """Return True the first time ``msg_id`` is seen, False for a replay."""
+        """Return True the first time ``msg_id`` is seen (within the last ``capacity``)."""
         if msg_id in self._seen:
             return False
         self._seen.add(msg_id)

@@ -1,0 +1,141 @@
+"""Stalls, races and misuse that once hung a call or killed a process; each must now be safe."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from pxcluster import client
+from pxcluster.testing import cluster_in, leftover_processes, wait_for
+
+
+def test_a_stalled_controller_does_not_declare_engines_dead(cluster2):
+    mec = cluster2.client()
+    ids = mec.get_ids()
+    controller = psutil.Process(cluster2.controller_pid)
+    controller.suspend()
+    try:
+        time.sleep(3.5)  # the stimulus itself: a stall longer than the 2 s heartbeat timeout
+    finally:
+        controller.resume()
+    assert mec.execute("a = 1", timeout=10) is not None
+    assert mec.get_ids() == ids  # same engines, same ids: nobody was declared dead
+
+
+def test_changing_an_array_after_a_nonblocking_push_does_not_corrupt_or_hang(mec):
+    data = np.arange(2_000_000, dtype=np.float64)
+    pending = mec.push({"x": data}, targets=0, block=False)
+    data[:] = -1  # the caller reuses its buffer at once
+    pending.get_result(timeout=20)
+    assert mec[0].pull("x", timeout=20)[-1] == 1_999_999.0
+
+
+@pytest.mark.parametrize(
+    ("targets", "error"),
+    [(True, TypeError), ([True], TypeError), ([0, 0], ValueError), ([], ValueError),
+     ("0", TypeError), ([-1], ValueError), ([0.5], TypeError)],
+)
+def test_bad_targets_fail_at_once(mec, targets, error):
+    with pytest.raises(error):
+        mec.execute("a = 1", targets=targets, timeout=5)
+
+
+def test_numpy_integers_are_engine_ids(mec):
+    assert mec.pull("__name__", targets=np.int64(1), timeout=5) == ["__main__"]
+    assert mec[np.int64(2)].execute("b = 2", timeout=5)[0]["id"] == 2
+    with pytest.raises(ValueError, match="view of engine 0"):
+        mec[0].execute("c = 3", targets=1)
+
+
+def test_view_zip_pull_and_gather_of_scalars(mec):
+    mec.execute("import numpy; s = numpy.float64(1.5); t = 't'", timeout=10)
+    assert mec[0].zip_pull(("s", "t"), timeout=5) == [(1.5,), ("t",)]
+    assert mec.gather("s", timeout=5) == [1.5] * 4
+
+
+def test_pushing_the_engines_own_names_is_refused(mec):
+    for name in ("__builtins__", "not a name", "1x"):
+        with pytest.raises(ValueError, match="cannot push"):
+            mec.push({name: {}})
+    mec.execute("__builtins__ = {}", timeout=5)  # a user can still break it on purpose ...
+    mec.reset(timeout=5)
+    assert mec.execute("len('ok')", timeout=5)[0]["display"] == "2"  # ... and reset repairs it
+
+
+def test_interrupt_while_the_error_is_being_built_keeps_the_engine(mec):
+    mec.execute(
+        "import time\n"
+        "class Slow(Exception):\n"
+        "    def __str__(self):\n"
+        "        time.sleep(2)\n"
+        "        return 'slow'\n",
+        timeout=10,
+    )
+    pending = mec.execute("raise Slow()", targets=0, block=False)
+    wait_for(lambda: mec.queue_status()[0][1]["queue"] == 1, timeout=5, message="running")
+    mec.interrupt(targets=0, timeout=5)
+    with pytest.raises(client.CompositeError):
+        pending.get_result(timeout=15)
+    assert mec[0].execute("1 + 1", timeout=10)[0]["display"] == "2"
+
+
+def test_kill_stops_an_engine_whose_code_swallows_interrupts(tmp_path):
+    with cluster_in(tmp_path / "p", n=2) as cluster:
+        mec = cluster.client()
+        pid = int(mec[1].execute("import os; os.getpid()", timeout=10)[0]["display"])
+        mec[1].execute(
+            "import time\nwhile True:\n    try:\n        time.sleep(0.1)\n"
+            "    except KeyboardInterrupt:\n        pass\n",
+            block=False,
+        )
+        wait_for(lambda: mec.queue_status()[1][1]["queue"] == 1, timeout=5, message="running")
+        mec.kill(targets=1, timeout=10)
+        wait_for(lambda: not leftover_processes([pid]), timeout=10,
+                 message="the stubborn engine to exit")
+        assert mec.get_ids() == [0]
+
+
+def test_calls_after_the_controller_died_fail_fast(tmp_path):
+    with cluster_in(tmp_path / "p", n=1, engine_args=["--controller-timeout", "3"]) as cluster:
+        mec = cluster.client()
+        os.kill(cluster.controller_pid, signal.SIGKILL)
+        wait_for(lambda: not cluster.controller_alive(), timeout=10, message="controller gone")
+
+        def fails_at_once():
+            began = time.monotonic()
+            try:
+                mec.execute("a = 1", timeout=2)
+            except client.ConnectionLost:
+                return time.monotonic() - began < 0.5
+            except client.PxclusterTimeoutError:
+                return False  # the loss was not noticed yet
+            return False
+
+        wait_for(fails_at_once, timeout=15, message="calls to fail at once with ConnectionLost")
+
+
+def test_foreground_cluster_stops_on_hangup(tmp_path):
+    env = {**os.environ, "PXCLUSTER_DIR": str(tmp_path / "root")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pxcluster.cli.cluster", "-n", "1", "--profile", "hup"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        lines = []
+        wait_for(lambda: lines.append(proc.stdout.readline()) or "Ctrl-C" in lines[-1],
+                 timeout=30, message="the foreground cluster")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        pids = [c.pid for c in children]
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=20) == 0
+        assert leftover_processes(pids) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
