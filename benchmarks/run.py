@@ -143,11 +143,10 @@ def run_system(name: str, plan: Plan, only: str, workdir: Path) -> dict[str, Any
 
 
 def command_line(argv: list[str]) -> str:
+    """The command as run, the interpreter shown by its environment's name (.venv-bench)."""
     python = Path(sys.executable)
-    try:
-        shown = str(python.relative_to(REPO))
-    except ValueError:
-        shown = "python"
+    env = python.parent.parent.name
+    shown = f"{env}/bin/python" if env.startswith(".venv") else "python"
     return " ".join([shown, "benchmarks/run.py", *argv])
 
 

@@ -92,7 +92,11 @@ def _tasks(key: str) -> Callable[[System, Plan], Rows]:
         samples = timed_loop(
             lambda: op(identity, args),
             lambda r: expect(r == args, "tasks returned wrong values"),
-            **{**_loop(plan, plan.task_repeats, plan.task_budget_s), "warmup": 0},
+            **{
+                **_loop(plan, plan.task_repeats, plan.task_budget_s),
+                "warmup": 0,
+                "min_samples": plan.task_min_samples,
+            },
         )
         return {key: rate(plan.tasks, samples, system.how[op_name])}
 
