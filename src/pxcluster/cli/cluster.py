@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pxcluster._errors import NoClusterRunning, PxclusterError
 from pxcluster.client import MultiEngineClient
@@ -124,10 +125,46 @@ def _started(cluster: Cluster, seconds: float, foreground: bool) -> None:
     sys.stdout.flush()
 
 
+class RegistrationReport:
+    """Shows engines registering during a start that takes longer than ``delay`` seconds:
+    a tqdm bar on stderr, or a line per change where tqdm is not installed."""
+
+    def __init__(self, delay: float = 1.0) -> None:
+        self._began = time.monotonic()
+        self._delay = delay
+        self._bar: Any = None
+        self._last = -1
+
+    def __call__(self, registered: int, expected: int) -> None:
+        if self._bar is None and time.monotonic() - self._began < self._delay:
+            return
+        if self._bar is None:
+            try:
+                from tqdm.std import tqdm
+            except ImportError:
+                self._bar = False
+            else:
+                self._bar = tqdm(total=expected, desc="engines registered", unit="engine")
+        if self._bar is False:
+            if registered != self._last:
+                print(f"pxcluster: {registered}/{expected} engines registered", file=sys.stderr)
+        else:
+            self._bar.update(registered - self._bar.n)
+        self._last = registered
+
+    def close(self) -> None:
+        if self._bar:
+            self._bar.close()
+
+
 def cmd_start(args: argparse.Namespace, foreground: bool) -> int:
     began = time.monotonic()
     cluster = _cluster(args)
-    cluster.start()
+    report = RegistrationReport()
+    try:
+        cluster.start(progress=report)
+    finally:
+        report.close()
     _started(cluster, time.monotonic() - began, foreground)
     if not foreground:
         return 0

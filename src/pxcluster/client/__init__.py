@@ -14,7 +14,9 @@ from pxcluster._errors import (
     RemoteError,
     SerializationError,
 )
+from pxcluster.client._active import active_client
 from pxcluster.client._results import PendingResult, ResultList
+from pxcluster.client._streams import EngineOutput
 from pxcluster.client.multiengine import EngineView, MultiEngineClient, ParallelFunction
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "EngineDied",
     "EngineError",
     "EngineNotRegistered",
+    "EngineOutput",
     "EngineView",
     "MultiEngineClient",
     "NoClusterRunning",
@@ -32,4 +35,5 @@ __all__ = [
     "RemoteError",
     "ResultList",
     "SerializationError",
+    "active_client",
 ]
