@@ -173,13 +173,13 @@ class CompositeError(PxclusterError, ExceptionGroup):
         then the first failing engine's remote traceback (engine id, the user's lines, the
         exception), instead of the client's own frames, which are only pxcluster internals.
         """
-        lines = [f"{type(self).__name__}: {self}", ""]
+        lines = [*f"{type(self).__name__}: {self}".splitlines(), ""]
         first = self.elist[0] if self.elist else None
         if isinstance(first, RemoteError) and first.traceback:
             lines.append(f"[{first.engine_id}:{self.method}]: ")
             lines += first.traceback.rstrip().splitlines()
         if len(self.elist) > 1:
-            lines += ["", f"(print_tracebacks() shows the tracebacks of all {len(self.elist)})"]
+            lines += ["", f"(print_tracebacks() on this error shows all {len(self.elist)})"]
         return lines
 
     def raise_exception(self, excid: int = 0) -> NoReturn:

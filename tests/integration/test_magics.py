@@ -78,9 +78,7 @@ def test_load_ext_registers_magics_and_asks_for_a_client(shell):
     assert "mec.activate()" in captured.stderr + captured.stdout
 
 
-def test_activate_loads_the_extension_and_the_magics_follow_the_active_client(
-    shell, cluster4
-):
+def test_activate_loads_the_extension_and_the_magics_follow_the_active_client(shell, cluster4):
     first = cluster4.client()
     second = cluster4.client(targets=[1])
     shell.user_ns.update(first=first, second=second)
@@ -115,9 +113,7 @@ def test_px_runs_a_line_and_shows_output_and_values_per_engine(px, mec):
 
     result, captured = run(px, "%px a + 1")
 
-    assert [d["text/plain"] for d in displayed(captured)] == [
-        f"[{i}] Out[3]: 6" for i in range(4)
-    ]
+    assert [d["text/plain"] for d in displayed(captured)] == [f"[{i}] Out[3]: 6" for i in range(4)]
 
 
 def test_px_does_not_expand_local_variables(px, mec):
@@ -170,10 +166,10 @@ def test_result_shows_the_last_command_in_the_seeds_layout(px, mec):
 
     result, _ = run(px, "%result")
 
-    assert repr(result.result) == "\n".join(
-        ["<Results List>"]
-        + [line for i in range(4) for line in (f"[{i}] In [2]: print(c)", f"[{i}] Out[2]: speed", "")]
-    ).rstrip("\n")
+    expected = ["<Results List>"]
+    for i in range(4):
+        expected += [f"[{i}] In [2]: print(c)", f"[{i}] Out[2]: speed", ""]
+    assert repr(result.result) == "\n".join(expected).rstrip("\n")
     mec.execute("e = 1", targets=[0], timeout=T)
     result, _ = run(px, "%result --targets 0:2")
     assert repr(result.result) == "\n".join(
@@ -265,8 +261,9 @@ def test_output_streams_while_the_command_runs(px, mec, tmp_path):
 
 def test_partial_lines_and_stderr_keep_their_engine_prefix(px):
     result, captured = run(
-        px, "%%px --targets 0\nimport sys\nprint('a', end='')\nprint('b')\n"
-        "print('oops', file=sys.stderr)\nprint('no newline', end='')"
+        px,
+        "%%px --targets 0\nimport sys\nprint('a', end='')\nprint('b')\n"
+        "print('oops', file=sys.stderr)\nprint('no newline', end='')",
     )
     assert result.success
     assert captured.stdout.splitlines() == ["[0] ab", "[0] no newline"]
@@ -315,6 +312,31 @@ def test_ctrl_c_stops_every_engine_and_drops_their_queues(px, mec, cluster4):
     # The engines are free again.
     assert [q["queue"] for _, q in other.queue_status()] == [0] * 4
     assert mec.execute("6 * 7", timeout=T)[0]["display"] == "42"
+
+
+def test_ctrl_c_during_a_blocking_call_stops_the_engines(mec):
+    """Without the magics: Ctrl-C while ``mec.execute`` blocks interrupts the engines."""
+    running = set()
+
+    def press_ctrl_c():
+        try:
+            wait_for(lambda: running == {0, 1, 2, 3}, T, message="every engine spinning")
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c)
+    presser.start()
+    with pytest.raises(KeyboardInterrupt):
+        mec.execute(
+            "print('spinning')\nwhile True: pass",
+            on_output=lambda out: running.add(out.engine),
+        )
+    presser.join(T)
+
+    with pytest.raises(CompositeError) as info:
+        mec.get_result(timeout=T)
+    assert [e.ename for e in info.value.elist] == ["KeyboardInterrupt"] * 4
+    assert mec.execute("2 + 2", timeout=T)[0]["display"] == "4"
 
 
 def test_interrupt_method_stops_running_code_and_clears_queues(mec, cluster4):
@@ -401,7 +423,7 @@ def test_matplotlib_figures_come_back_as_png(px, mec):
     assert captured.stderr == ""
     result_list = mec.get_result(targets=1, timeout=T)
     assert len(result_list[0]["display_data"]) == 2
-    assert "<img src=\"data:image/png;base64," in result_list._repr_html_()
+    assert '<img src="data:image/png;base64,' in result_list._repr_html_()
 
 
 # -- completion, progress ----------------------------------------------------------------------
