@@ -77,6 +77,14 @@ def test_load_ext_registers_magics_and_asks_for_a_client(shell):
     assert "no active pxcluster client" in captured.stderr + captured.stdout
     assert "mec.activate()" in captured.stderr + captured.stdout
 
+    assert shell.run_cell("%load_ext pxcluster").success  # again: nothing added twice
+    matchers = [type(m).__name__ for m in shell.Completer.custom_matchers]
+    assert matchers.count("RemoteNameMatcher") == 1
+    assert shell.run_cell("%unload_ext pxcluster").success
+    assert "px" not in shell.magics_manager.magics["line"]
+    assert "RemoteNameMatcher" not in {type(m).__name__ for m in shell.Completer.custom_matchers}
+    assert shell.custom_exceptions == ()
+
 
 def test_activate_loads_the_extension_and_the_magics_follow_the_active_client(shell, cluster4):
     first = cluster4.client()

@@ -132,28 +132,27 @@ class RegistrationReport:
     def __init__(self, delay: float = 1.0) -> None:
         self._began = time.monotonic()
         self._delay = delay
-        self._bar: Any = None
-        self._last = -1
+        self._bar: Any = None  # a tqdm bar once shown
+        self._shown = -1  # the count last reported (-1: nothing shown yet)
 
     def __call__(self, registered: int, expected: int) -> None:
-        if self._bar is None and time.monotonic() - self._began < self._delay:
+        if self._shown < 0 and time.monotonic() - self._began < self._delay:
             return
-        if self._bar is None:
+        if self._shown < 0:
             try:
                 from tqdm.std import tqdm
             except ImportError:
-                self._bar = False
+                pass
             else:
                 self._bar = tqdm(total=expected, desc="engines registered", unit="engine")
-        if self._bar is False:
-            if registered != self._last:
-                print(f"pxcluster: {registered}/{expected} engines registered", file=sys.stderr)
-        else:
+        if self._bar is not None:
             self._bar.update(registered - self._bar.n)
-        self._last = registered
+        elif registered != self._shown:
+            print(f"pxcluster: {registered}/{expected} engines registered", file=sys.stderr)
+        self._shown = registered
 
     def close(self) -> None:
-        if self._bar:
+        if self._bar is not None:
             self._bar.close()
 
 

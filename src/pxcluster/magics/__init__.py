@@ -3,6 +3,8 @@
 The only package that imports IPython. Loaded by ``%load_ext pxcluster`` or by
 ``mec.activate()`` in a running IPython or Jupyter kernel; it adds the magics and the tab
 completion of the engines' names, and shows remote errors without the client's internals.
+What it added is found again through the shell itself (its magics registry and its list of
+matchers), so loading twice adds nothing and unloading removes exactly that.
 """
 
 from __future__ import annotations
@@ -15,31 +17,24 @@ from pxcluster.magics._magics import ParallelMagics
 
 __all__ = ["ParallelMagics", "load_ipython_extension", "unload_ipython_extension"]
 
-# What the extension added to each shell (by id), so that unloading removes exactly that.
-_installed: dict[int, tuple[ParallelMagics, Any]] = {}
-
 
 def load_ipython_extension(ipython: Any) -> None:
     """Add the parallel magics and remote-name completion to the shell ``ipython``."""
-    if id(ipython) in _installed:
+    if isinstance(ipython.magics_manager.registry.get(ParallelMagics.__name__), ParallelMagics):
         return
-    magics = ParallelMagics(ipython)
-    ipython.register_magics(magics)
-    matcher = RemoteNameMatcher(ipython)
-    ipython.Completer.custom_matchers.append(matcher)
+    ipython.register_magics(ParallelMagics(ipython))
+    ipython.Completer.custom_matchers.append(RemoteNameMatcher(ipython))
     _tracebacks.install(ipython)
-    _installed[id(ipython)] = (magics, matcher)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Remove what ``load_ipython_extension`` added (``%unload_ext pxcluster``)."""
-    magics, matcher = _installed.pop(id(ipython), (None, None))
-    if magics is None:
-        return
-    magics.autopx_mode.disable()
+    magics = ipython.magics_manager.registry.pop(ParallelMagics.__name__, None)
+    if isinstance(magics, ParallelMagics):
+        magics.autopx_mode.disable()
+        for kind, names in magics.magics.items():
+            for name in names:
+                ipython.magics_manager.magics[kind].pop(name, None)
+    matchers = ipython.Completer.custom_matchers
+    matchers[:] = [m for m in matchers if not isinstance(m, RemoteNameMatcher)]
     _tracebacks.uninstall(ipython)
-    for kind, names in magics.magics.items():
-        for name in names:
-            ipython.magics_manager.magics[kind].pop(name, None)
-    if matcher in ipython.Completer.custom_matchers:
-        ipython.Completer.custom_matchers.remove(matcher)
