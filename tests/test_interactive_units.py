@@ -2,6 +2,8 @@
 progress accounting and the start-up report. No cluster needed."""
 
 import base64
+import subprocess
+import sys
 
 import pytest
 
@@ -227,3 +229,15 @@ def test_start_report_shows_engines_registering_only_when_slow(capsys):
     err = capsys.readouterr().err
     assert "engines registered" in err
     assert "4/4" in err
+
+
+def test_importing_pxcluster_and_its_client_never_imports_ipython():
+    code = (
+        "import sys, pxcluster, pxcluster.client\n"
+        "from pxcluster import client\n"
+        "assert 'IPython' not in sys.modules, 'IPython imported'\n"
+        "assert 'pxcluster.magics' not in sys.modules\n"
+        "assert 'tqdm' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
