@@ -224,6 +224,37 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         return f"<PendingResult {self.method} on {len(self.keys)} engine(s): {state}>"
 
 
+def after_all(
+    method: str, pendings: Sequence[PendingResult[Any]], then: Callable[[None], T]
+) -> PendingResult[T]:
+    """A PendingResult (of ``method``) resolving to ``then(None)`` once all of ``pendings``
+    are done, or to the error of the first of them that failed."""
+    combined: PendingResult[T] = PendingResult(method, [], None)
+    distinct = list({id(p): p for p in pendings}.values())
+    remaining = [len(distinct)]
+    lock = threading.Lock()
+
+    def one_done(_: concurrent.futures.Future[Any]) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        failed = [exc for p in distinct if (exc := p.exception()) is not None]
+        if failed:
+            combined.fail(failed[0])
+            return
+        try:
+            combined.set_result(then(None))
+        except Exception as err:
+            combined.fail(err)
+
+    if not distinct:
+        combined.set_result(then(None))
+    for pending in distinct:
+        pending.add_done_callback(one_done)
+    return combined
+
+
 class ResultList(list[dict[str, Any]]):
     """Results of ``execute`` on several engines; prints in the IPython1 layout::
 

@@ -8,7 +8,6 @@ per target (scatter, map), and returns the value, or a PendingResult when not bl
 from __future__ import annotations
 
 import concurrent.futures
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -18,7 +17,7 @@ from pxcluster.client._active import clear_active, load_extension_in_running_ipy
 from pxcluster.client._core import ClientCore
 from pxcluster.client._partition import as_sliceable, concatenate, partition, split_bounds
 from pxcluster.client._progress import show_progress
-from pxcluster.client._results import PendingResult, ResultList
+from pxcluster.client._results import PendingResult, ResultList, after_all
 from pxcluster.client._streams import OutputHandler, router_of
 from pxcluster.profile import ProfilePaths, read_client_connection
 from pxcluster.serialize import dumps, dumps_many, loads, loads_many
@@ -338,7 +337,9 @@ class MultiEngineClient:
                 if entry["id"] == engine
             )
 
-        return self._deliver(_after_all(list(chosen.values()), collect), block, timeout)
+        return self._deliver(
+            after_all("get_result", list(chosen.values()), collect), block, timeout
+        )
 
     def run(
         self,
@@ -651,34 +652,3 @@ def _chain(pending: PendingResult[Any], then: Callable[[Any], T]) -> PendingResu
     pending.add_done_callback(relay)
     chained._source = pending
     return chained
-
-
-def _after_all(
-    pendings: Sequence[PendingResult[Any]], then: Callable[[None], T]
-) -> PendingResult[T]:
-    """A PendingResult resolving to ``then(None)`` once all of ``pendings`` are done, or to
-    the error of the first of them that failed."""
-    combined: PendingResult[T] = PendingResult("get_result", [], None)
-    distinct = list({id(p): p for p in pendings}.values())
-    remaining = [len(distinct)]
-    lock = threading.Lock()
-
-    def one_done(_: concurrent.futures.Future[Any]) -> None:
-        with lock:
-            remaining[0] -= 1
-            if remaining[0]:
-                return
-        failed = [exc for p in distinct if (exc := p.exception()) is not None]
-        if failed:
-            combined.fail(failed[0])
-            return
-        try:
-            combined.set_result(then(None))
-        except Exception as err:
-            combined.fail(err)
-
-    if not distinct:
-        combined.set_result(then(None))
-    for pending in distinct:
-        pending.add_done_callback(one_done)
-    return combined
