@@ -8,6 +8,8 @@ them from scripts, IPython and notebooks. Start a cluster with ``pxcluster start
     mec.execute('a = 5')
 """
 
+from typing import Any
+
 from pxcluster._errors import (
     CompositeError,
     EngineError,
@@ -27,6 +29,21 @@ from pxcluster.client import (
 from pxcluster.launchers import Cluster
 
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext pxcluster``: the parallel magics. IPython is imported only now."""
+    from pxcluster.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext pxcluster``."""
+    from pxcluster.magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
 
 __all__ = [
     "Cluster",

@@ -107,6 +107,11 @@ class RemoteError(PxclusterError):
     def __reduce__(self) -> tuple[type[RemoteError], tuple[int, str, str, str, None]]:
         return (RemoteError, (self.engine_id, self.ename, self.evalue, self.traceback, None))
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows when this error ends a cell: the remote traceback, with the
+        engine id, instead of the client's own frames (pxcluster internals only)."""
+        return str(self).splitlines()
+
     def raise_exception(self) -> NoReturn:
         """Re-raise the engine's original exception (or this error when it did not unpickle)."""
         if self.original is not None:
@@ -162,6 +167,20 @@ class CompositeError(PxclusterError, ExceptionGroup):
 
     def __repr__(self) -> str:
         return f"CompositeError({self.method!r}, {len(self.elist)} errors)"
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython and Jupyter show when this error ends a cell: the seeds' summary,
+        then the first failing engine's remote traceback (engine id, the user's lines, the
+        exception), instead of the client's own frames, which are only pxcluster internals.
+        """
+        lines = [*f"{type(self).__name__}: {self}".splitlines(), ""]
+        first = self.elist[0] if self.elist else None
+        if isinstance(first, RemoteError) and first.traceback:
+            lines.append(f"[{first.engine_id}:{self.method}]: ")
+            lines += first.traceback.rstrip().splitlines()
+        if len(self.elist) > 1:
+            lines += ["", f"(print_tracebacks() on this error shows all {len(self.elist)})"]
+        return lines
 
     def raise_exception(self, excid: int = 0) -> NoReturn:
         """Re-raise the original exception of the ``excid``-th failing engine.

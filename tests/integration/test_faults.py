@@ -465,8 +465,9 @@ def test_engine_killed_mid_execute_fails_the_call_fast(cluster2):
     assert a.get_ids() == [survivor]
     assert b.get_ids() == [survivor]
 
-    # The survivor is still sleeping for a: interrupt it; b's queued call then runs.
-    a.interrupt(targets=[survivor], timeout=10)
+    # The survivor is still sleeping for a: interrupt it (only: keep its queue); b's queued
+    # call then runs.
+    a.interrupt(targets=[survivor], timeout=10, clear_queue=False)
     assert b_call.get_result(timeout=10)[0]["id"] == survivor
     assert b.pull("b_value", targets=[survivor], timeout=10) == ["from b"]
     assert a.execute("1 + 1", targets=[survivor], timeout=10)[0]["display"] == "2"

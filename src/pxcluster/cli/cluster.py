@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pxcluster._errors import NoClusterRunning, PxclusterError
 from pxcluster.client import MultiEngineClient
@@ -124,10 +125,45 @@ def _started(cluster: Cluster, seconds: float, foreground: bool) -> None:
     sys.stdout.flush()
 
 
+class RegistrationReport:
+    """Shows engines registering during a start that takes longer than ``delay`` seconds:
+    a tqdm bar on stderr, or a line per change where tqdm is not installed."""
+
+    def __init__(self, delay: float = 1.0) -> None:
+        self._began = time.monotonic()
+        self._delay = delay
+        self._bar: Any = None  # a tqdm bar once shown
+        self._shown = -1  # the count last reported (-1: nothing shown yet)
+
+    def __call__(self, registered: int, expected: int) -> None:
+        if self._shown < 0 and time.monotonic() - self._began < self._delay:
+            return
+        if self._shown < 0:
+            try:
+                from tqdm.std import tqdm
+            except ImportError:
+                pass
+            else:
+                self._bar = tqdm(total=expected, desc="engines registered", unit="engine")
+        if self._bar is not None:
+            self._bar.update(registered - self._bar.n)
+        elif registered != self._shown:
+            print(f"pxcluster: {registered}/{expected} engines registered", file=sys.stderr)
+        self._shown = registered
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 def cmd_start(args: argparse.Namespace, foreground: bool) -> int:
     began = time.monotonic()
     cluster = _cluster(args)
-    cluster.start()
+    report = RegistrationReport()
+    try:
+        cluster.start(progress=report)
+    finally:
+        report.close()
     _started(cluster, time.monotonic() - began, foreground)
     if not foreground:
         return 0

@@ -20,7 +20,9 @@ from pxcluster._errors import (
     UnknownTask,
     UnmetDependency,
 )
+from pxcluster.client._active import active_client
 from pxcluster.client._results import PendingResult, ResultList
+from pxcluster.client._streams import EngineOutput
 from pxcluster.client._tasks import MapTask, Namespace, StringTask, TaskResult
 from pxcluster.client.multiengine import EngineView, MultiEngineClient, ParallelFunction
 from pxcluster.client.task import LoadBalancedFunction, PendingTask, TaskClient
@@ -31,6 +33,7 @@ __all__ = [
     "EngineDied",
     "EngineError",
     "EngineNotRegistered",
+    "EngineOutput",
     "EngineView",
     "LoadBalancedFunction",
     "MapTask",
@@ -53,4 +56,5 @@ __all__ = [
     "TaskTimeout",
     "UnknownTask",
     "UnmetDependency",
+    "active_client",
 ]

@@ -24,6 +24,8 @@ from pxcluster._errors import (
     RemoteError,
     TaskAborted,
 )
+from pxcluster.client._html import results_table
+from pxcluster.client._progress import show_progress
 from pxcluster.serialize import loads
 from pxcluster.wire import Message, Status
 
@@ -73,6 +75,7 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         keys: Sequence[tuple[str, int]],
         finish: Callable[[list[Message]], T] | None,
         on_interrupt: Callable[[], None] | None = None,
+        weights: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.method = method
@@ -81,6 +84,10 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         self._replies: dict[tuple[str, int], Message] = {}
         self._lock = threading.Lock()
         self._on_interrupt = on_interrupt
+        # How much of the work each reply stands for (map: the items of its chunk), for
+        # progress(); a PendingResult chained onto another reports that one's progress.
+        self._weights = dict(zip(self.keys, weights or [1] * len(self.keys), strict=True))
+        self._source: PendingResult[Any] | None = None
         self.set_running_or_notify_cancel()
 
     @property
@@ -163,9 +170,41 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
                 "later: get_result() again, or clear_queue()/interrupt() to stop it"
             ) from None
         except KeyboardInterrupt:
-            if self._on_interrupt is not None and not self.done():
-                self._on_interrupt()
+            self.interrupt()
             raise
+
+    def interrupt(self) -> None:
+        """Stop this call: interrupt the code its engines run and drop what is queued there.
+
+        This is what Ctrl-C does while ``get_result`` waits; the call then fails (with the
+        engines' KeyboardInterrupt, or as aborted where it had not started). Nothing is sent
+        once the call is done.
+        """
+        if self._on_interrupt is not None and not self.done():
+            self._on_interrupt()
+
+    def progress(self) -> tuple[int, int]:
+        """``(done, total)``: replies in so far and replies expected, each weighted by the
+        work it stands for (``map(progress=True)`` counts items)."""
+        if self._source is not None:
+            return self._source.progress()
+        with self._lock:
+            done = sum(self._weights.get(k, 0) for k in self._replies)
+        return done, sum(self._weights.values())
+
+    def wait_interactive(self, interval: float = 0.1, timeout: float | None = None) -> bool:
+        """Wait, showing a progress bar of the engines' replies (tqdm; a widget in Jupyter).
+
+        Ctrl-C interrupts the call as in ``get_result``. The result itself is not fetched:
+        call ``get_result()`` (or ``.r``) next.
+
+        Returns:
+            True when the call is done, False when ``timeout`` ran out first.
+
+        Raises:
+            ImportError: tqdm is not installed.
+        """
+        return show_progress(self, self.method, "reply", interval, timeout)
 
     @property
     def r(self) -> T:
@@ -185,6 +224,37 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         return f"<PendingResult {self.method} on {len(self.keys)} engine(s): {state}>"
 
 
+def after_all(
+    method: str, pendings: Sequence[PendingResult[Any]], then: Callable[[None], T]
+) -> PendingResult[T]:
+    """A PendingResult (of ``method``) resolving to ``then(None)`` once all of ``pendings``
+    are done, or to the error of the first of them that failed."""
+    combined: PendingResult[T] = PendingResult(method, [], None)
+    distinct = list({id(p): p for p in pendings}.values())
+    remaining = [len(distinct)]
+    lock = threading.Lock()
+
+    def one_done(_: concurrent.futures.Future[Any]) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        failed = [exc for p in distinct if (exc := p.exception()) is not None]
+        if failed:
+            combined.fail(failed[0])
+            return
+        try:
+            combined.set_result(then(None))
+        except Exception as err:
+            combined.fail(err)
+
+    if not distinct:
+        combined.set_result(then(None))
+    for pending in distinct:
+        pending.add_done_callback(one_done)
+    return combined
+
+
 class ResultList(list[dict[str, Any]]):
     """Results of ``execute`` on several engines; prints in the IPython1 layout::
 
@@ -198,9 +268,10 @@ class ResultList(list[dict[str, Any]]):
         for entry in self:
             engine, number = entry["id"], entry["number"]
             lines.append(_block(f"[{engine}] In [{number}]: ", entry["input"]["raw"]))
-            out = (entry.get("stdout") or "").rstrip("\n")
-            if entry.get("display") is not None:
-                out = f"{out}\n{entry['display']}" if out else entry["display"]
+            parts = [(entry.get("stdout") or "").rstrip("\n")]
+            parts += [str(b.get("text/plain", "")) for b in entry.get("display_data") or ()]
+            parts.append(entry.get("display") or "")
+            out = "\n".join(p for p in parts if p)
             err = (entry.get("stderr") or "").rstrip("\n")
             if out:
                 lines.append(_block(f"[{engine}] Out[{number}]: ", out))
@@ -214,6 +285,10 @@ class ResultList(list[dict[str, Any]]):
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(repr(self))
+
+    def _repr_html_(self) -> str | None:
+        """A compact table for notebooks (rich outputs inline); the text form stays repr."""
+        return results_table(self) if self else None
 
 
 def _block(prefix: str, text: str) -> str:

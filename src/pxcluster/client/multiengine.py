@@ -14,10 +14,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pxcluster._errors import EngineError, PxclusterTimeoutError
+from pxcluster._errors import EngineError, PxclusterError, PxclusterTimeoutError
+from pxcluster.client._active import clear_active, load_extension_in_running_ipython, set_active
 from pxcluster.client._core import ClientCore
 from pxcluster.client._partition import as_sliceable, concatenate, partition, split_bounds
-from pxcluster.client._results import PendingResult, ResultList
+from pxcluster.client._progress import show_progress
+from pxcluster.client._results import PendingResult, ResultList, after_all
+from pxcluster.client._streams import OutputHandler, router_of
 from pxcluster.profile import ProfilePaths, read_client_connection
 from pxcluster.serialize import detach, dumps, dumps_many, loads, loads_many
 from pxcluster.wire import Message, MsgType
@@ -26,6 +29,12 @@ Buffer = bytes | memoryview | bytearray
 TargetSpec = int | Sequence[int] | Literal["all"]
 T = TypeVar("T")
 Finish = Callable[[list[Message]], Any]
+
+#: With ``map(progress=True)`` the sequence is cut into up to this many chunks per engine,
+#: so the bar moves while engines work, not only when each finishes its whole part.
+_PROGRESS_CHUNKS_PER_ENGINE = 8
+#: Seconds tab completion may wait for the engines' names before offering none.
+_COMPLETION_TIMEOUT = 1.0
 
 
 class MultiEngineClient:
@@ -62,6 +71,9 @@ class MultiEngineClient:
         self._owns_core = True
         # An unclosed client must not leak its I/O thread and sockets: close with the object.
         weakref.finalize(self, self._core.close)
+        router_of(self._core)  # installed now, before any request can stream output
+        # The last execute sent to each engine, for get_result() and %result.
+        self._last_execute: dict[int, PendingResult[Any]] = {}
         self.targets: TargetSpec = targets
         self.block = block
 
@@ -101,9 +113,25 @@ class MultiEngineClient:
         content: dict[str, Any] | None = None,
         buffers: Sequence[Buffer] = (),
     ) -> Any:
-        ids = self._resolve(targets)
         if not self._blocking(block):
-            buffers = detach(buffers)
+            buffers = detach(buffers)  # the caller may change its arrays as soon as we return
+        pending = self._send(method, msg_type, targets, finish, content, buffers)
+        return self._deliver(pending, block, timeout)
+
+    def _send(
+        self,
+        method: str,
+        msg_type: MsgType,
+        targets: TargetSpec | None,
+        finish: Finish,
+        content: dict[str, Any] | None = None,
+        buffers: Sequence[Buffer] = (),
+        on_output: OutputHandler | None = None,
+    ) -> PendingResult[Any]:
+        """Send one request to the targets; ``on_output`` gets what they stream meanwhile."""
+        ids = self._resolve(targets)
+        if on_output is not None:
+            content = {**(content or {}), "stream": True}
         msg = Message(msg_type, self._core.new_id(), content or {}, buffers, targets=ids)
         pending = PendingResult(
             method,
@@ -111,8 +139,16 @@ class MultiEngineClient:
             finish,
             on_interrupt=lambda: self._interrupt_nowait(ids),
         )
+        if on_output is not None:
+            self._listen(pending, on_output)
         self._core.submit(msg, pending)
-        return self._deliver(pending, block, timeout)
+        return pending
+
+    def _listen(self, pending: PendingResult[Any], on_output: OutputHandler) -> None:
+        router = router_of(self._core)
+        ids = pending.msg_ids
+        router.register(ids, on_output)
+        pending.add_done_callback(lambda _: router.forget(ids))
 
     def _request_each(
         self,
@@ -124,25 +160,42 @@ class MultiEngineClient:
         timeout: float | None,
     ) -> Any:
         """One request per target, each with its own payload, resolved as one result."""
-        blocking = self._blocking(block)
-        msgs = [
-            Message(msg_type, self._core.new_id(), c, b if blocking else detach(b), targets=[t])
-            for t, c, b in parts
-        ]
+        if not self._blocking(block):
+            parts = [(t, c, detach(b)) for t, c, b in parts]  # see _request
+        return self._deliver(self._send_each(method, msg_type, parts, finish), block, timeout)
+
+    def _send_each(
+        self,
+        method: str,
+        msg_type: MsgType,
+        parts: list[tuple[int, dict[str, Any], list[Buffer]]],
+        finish: Finish,
+        weights: Sequence[int] | None = None,
+    ) -> PendingResult[Any]:
+        msgs = [Message(msg_type, self._core.new_id(), c, b, targets=[t]) for t, c, b in parts]
         ids = [t for t, _, _ in parts]
         pending = PendingResult(
             method,
             [(m.id, t) for m, t in zip(msgs, ids, strict=True)],
             finish,
-            on_interrupt=lambda: self._interrupt_nowait(ids),
+            on_interrupt=lambda: self._interrupt_nowait(sorted(set(ids))),
+            weights=weights,
         )
         self._core.submit_many(msgs, pending)
-        return self._deliver(pending, block, timeout)
+        return pending
+
+    def _stop_messages(self, ids: list[int], clear_queue: bool = True) -> list[Message]:
+        """CLEAR_QUEUE then INTERRUPT for ``ids``: in that order, so that once the running
+        code stops, nothing queued behind it starts."""
+        types = [MsgType.CLEAR_QUEUE, MsgType.INTERRUPT] if clear_queue else [MsgType.INTERRUPT]
+        return [Message(t, self._core.new_id(), targets=ids) for t in types]
 
     def _interrupt_nowait(self, ids: list[int]) -> None:
-        """Ctrl-C while waiting: interrupt what those engines run (nobody waits for the ack)."""
-        msg = Message(MsgType.INTERRUPT, self._core.new_id(), targets=ids)
-        self._core.submit(msg, PendingResult("interrupt", [(msg.id, t) for t in ids], list))
+        """Ctrl-C while waiting: stop what those engines run and drop what is queued there
+        (nobody waits for the acknowledgements)."""
+        msgs = self._stop_messages(ids)
+        keys = [(m.id, t) for m in msgs for t in ids]
+        self._core.submit_many(msgs, PendingResult("interrupt", keys, list))
 
     def _none_each(self, replies: list[Message]) -> Any:
         return self._per_engine([None] * len(replies))
@@ -178,11 +231,20 @@ class MultiEngineClient:
         targets: TargetSpec | None = None,
         block: bool | None = None,
         timeout: float | None = None,
+        clear_queue: bool = True,
     ) -> Any:
-        """Raise KeyboardInterrupt in the code the targets are running now."""
-        return self._request(
-            "interrupt", MsgType.INTERRUPT, targets, self._none_each, block, timeout
+        """Stop the targets: drop the requests queued on them (as ``clear_queue()``) and
+        raise KeyboardInterrupt in the code they run now, as Ctrl-C during a blocking call
+        does. ``clear_queue=False`` only interrupts; what is queued then runs."""
+        ids = self._resolve(targets)
+        msgs = self._stop_messages(ids, clear_queue)
+        pending = PendingResult(
+            "interrupt",
+            [(m.id, t) for m in msgs for t in ids],
+            lambda rs: self._per_engine([None] * len(ids)),
         )
+        self._core.submit_many(msgs, pending)
+        return self._deliver(pending, block, timeout)
 
     def barrier(
         self, pending_results: Iterable[PendingResult[Any]], timeout: float | None = None
@@ -220,8 +282,14 @@ class MultiEngineClient:
         targets: TargetSpec | None = None,
         block: bool | None = None,
         timeout: float | None = None,
+        *,
+        on_output: OutputHandler | None = None,
     ) -> Any:
         """Run ``lines`` of Python on the targets; returns a ResultList of their output.
+
+        Args:
+            on_output: called (in the client's I/O thread) with each piece of output the
+                engines write or display while the code runs; the magics print it live.
 
         Raises:
             CompositeError: the code raised on one or more engines.
@@ -238,12 +306,43 @@ class MultiEngineClient:
                     "stdout": r.content["stdout"],
                     "stderr": r.content["stderr"],
                     "display": r.content["display"],
+                    "display_data": r.content.get("display_data") or [],
+                    "execute_result": r.content.get("execute_result"),
                 }
                 for r in replies
             )
 
-        return self._request(
-            "execute", MsgType.EXECUTE, targets, finish, block, timeout, {"code": lines}
+        pending = self._send(
+            "execute", MsgType.EXECUTE, targets, finish, {"code": lines}, on_output=on_output
+        )
+        self._last_execute.update(dict.fromkeys((k[1] for k in pending.keys), pending))
+        return self._deliver(pending, block, timeout)
+
+    def get_result(
+        self,
+        targets: TargetSpec | None = None,
+        block: bool | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """The result of the last ``execute`` this client sent to each target, as one
+        ResultList (what ``%result`` shows); engines it never ran code on are left out.
+
+        Raises:
+            CompositeError: that last execute failed on one or more of the targets.
+        """
+        ids = self._resolve(targets)
+        chosen = {e: self._last_execute[e] for e in ids if e in self._last_execute}
+
+        def collect(_: Any) -> ResultList:
+            return ResultList(
+                entry
+                for engine, pending in chosen.items()
+                for entry in pending.result()
+                if entry["id"] == engine
+            )
+
+        return self._deliver(
+            after_all("get_result", list(chosen.values()), collect), block, timeout
         )
 
     def run(
@@ -406,14 +505,26 @@ class MultiEngineClient:
         targets: TargetSpec | None = None,
         block: bool | None = None,
         timeout: float | None = None,
+        progress: bool = False,
     ) -> Any:
         """Parallel ``map``: the same list as ``list(map(func, *sequences))``.
 
         ``func`` is a callable (sent with cloudpickle) or a ``'lambda ...'`` string evaluated
         on the engines. The sequences are split into one contiguous part per target.
+        ``progress=True`` (blocking only) shows a progress bar of the items done; the parts
+        are then sent as several smaller chunks each, so that the bar moves.
+
+        Raises:
+            ImportError: ``progress=True`` and tqdm is not installed.
         """
         if not sequences:
             raise TypeError("map() needs at least one sequence")
+        blocking = self.block if block is None else block
+        if progress and not blocking:
+            raise ValueError(
+                "progress=True shows a bar while a blocking map waits; with block=False, "
+                "call wait_interactive() on the PendingResult"
+            )
         ids = self._resolve(targets)
         seqs = [as_sliceable(s) for s in sequences]
         length = min(len(s) for s in seqs)
@@ -425,8 +536,13 @@ class MultiEngineClient:
             head = dumps(func, name="the function")
         else:
             raise TypeError(f"map needs a callable or a 'lambda ...' string, not {func!r}")
+        chunks = len(ids)
+        if progress:
+            chunks = max(chunks, min(length, chunks * _PROGRESS_CHUNKS_PER_ENGINE))
+        bounds = split_bounds(length, chunks)
         parts = []
-        for target, (lo, hi) in zip(ids, split_bounds(length, len(ids)), strict=True):
+        for index, (lo, hi) in enumerate(bounds):
+            target = ids[index * len(ids) // chunks]  # each engine: a contiguous run of chunks
             counts, frames = dumps_many([("args", [s[lo:hi] for s in seqs]), ("kwargs", {})])
             if head:
                 counts = [len(head), *counts]
@@ -438,7 +554,14 @@ class MultiEngineClient:
                 out.extend(loads(reply.buffers))
             return out
 
-        return self._request_each("map", MsgType.APPLY, parts, finish, block, timeout)
+        if not progress:
+            return self._request_each("map", MsgType.APPLY, parts, finish, block, timeout)
+        pending = self._send_each(
+            "map", MsgType.APPLY, parts, finish, [hi - lo for lo, hi in bounds]
+        )
+        if not show_progress(pending, "map", "item", 0.1, timeout):
+            raise PxclusterTimeoutError(f"map did not finish within {timeout} s")
+        return pending.get_result()
 
     def parallelize(
         self,
@@ -449,10 +572,31 @@ class MultiEngineClient:
         """A function that maps ``func`` over its sequence arguments on the engines."""
         return ParallelFunction(self, func, targets, block)
 
+    # -- interactive use -------------------------------------------------------------------
+
+    def activate(self) -> None:
+        """Make this client the one ``%px``, ``%%px``, ``%autopx`` and ``%result`` use.
+
+        In IPython or Jupyter this also loads the ``pxcluster`` extension (the magics), as
+        ``%load_ext pxcluster`` does. Activating another client later switches the magics.
+        """
+        set_active(self)
+        load_extension_in_running_ipython()
+
+    def _ipython_key_completions_(self) -> list[str]:
+        """Names defined on the engines, for IPython's completion of ``mec['...``."""
+        try:
+            keys = self.keys(block=True, timeout=_COMPLETION_TIMEOUT)
+        except PxclusterError:
+            return []  # busy or gone engines: no completions rather than a hang or an error
+        names = set(keys) if self._scalar else {name for each in keys for name in each}
+        return sorted(names)
+
     # -- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:
         """Disconnect from the controller (the cluster keeps running)."""
+        clear_active(self)
         if self._owns_core:
             self._core.close()
 
@@ -511,6 +655,7 @@ class EngineView(MultiEngineClient):
     def __init__(self, parent: MultiEngineClient, engine_id: int) -> None:
         self._core = parent._core
         self._owns_core = False
+        self._last_execute = parent._last_execute
         self.targets = [engine_id]
         self.block = parent.block
         self.engine_id = engine_id
@@ -560,4 +705,5 @@ def _chain(pending: PendingResult[Any], then: Callable[[Any], T]) -> PendingResu
             chained.fail(err)
 
     pending.add_done_callback(relay)
+    chained._source = pending
     return chained

@@ -33,6 +33,7 @@ import uuid
 from typing import Any
 
 from pxcluster._errors import RemoteProtocolError
+from pxcluster.engine._display import install as install_display
 from pxcluster.engine._execute import new_namespace
 from pxcluster.engine._handlers import RequestHandlers, error_reply
 from pxcluster.engine._tasks import TaskRefused
@@ -99,6 +100,7 @@ class Engine:
     def run(self) -> int:
         """Serve until shut down; returns the process exit code."""
         signal.signal(signal.SIGINT, self._on_sigint)
+        install_display()
         io_thread = threading.Thread(target=self._io_loop, name="pxengine-io", daemon=True)
         io_thread.start()
         while True:

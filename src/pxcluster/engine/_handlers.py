@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pxcluster.engine._display import DisplayCapture, flush_figures, rich_bundle
 from pxcluster.engine._execute import (
     CapturedOutput,
     reset_namespace,
@@ -44,6 +45,7 @@ class RequestHandlers:
         }
         self.tasks = TaskRunner(namespace, engine_id)
         self.output: CapturedOutput | None = None
+        self.displays: DisplayCapture | None = None
 
     def handle(self, msg: Message, on_write: Callable[[str, str], None] | None) -> Reply:
         """Run ``msg``; its stdout/stderr are captured (and passed to ``on_write``)."""
@@ -51,7 +53,8 @@ class RequestHandlers:
         if handler is None:
             raise ValueError(f"engine cannot handle {msg.type.name}")
         self.output = CapturedOutput(on_write)
-        with self.output:
+        self.displays = DisplayCapture(on_write)
+        with self.output, self.displays:
             return handler(msg)
 
     def execute(self, msg: Message) -> Reply:
@@ -60,8 +63,14 @@ class RequestHandlers:
             raise TypeError("execute needs code as a string")
         self.execution_count += 1
         filename = f"<engine {self._engine_id()} In [{self.execution_count}]>"
-        display = run_cell(code, self.namespace, filename)
-        return {**self.captured(), "display": display}, []
+        try:
+            display = run_cell(code, self.namespace, filename)
+        finally:
+            figures = flush_figures()  # as a notebook shows the figures a cell left open
+        value = self.namespace.get("_")  # run_cell's final value, when display is not None
+        shown = any(value is figure for figure in figures)
+        rich = None if display is None or shown else rich_bundle(value, display)
+        return {**self.captured(), "display": display, "execute_result": rich}, []
 
     def captured(self) -> dict[str, Any]:
         """Counter and output so far: part of every EXECUTE reply, errors included."""
@@ -70,6 +79,7 @@ class RequestHandlers:
             "n": self.execution_count,
             "stdout": out.stdout.getvalue() if out else "",
             "stderr": out.stderr.getvalue() if out else "",
+            "display_data": self.displays.bundles if self.displays else [],
         }
 
     def reply_extra(self, msg: Message) -> dict[str, Any]:

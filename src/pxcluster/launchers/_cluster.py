@@ -17,7 +17,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +115,12 @@ class Cluster:
     def _common_args(self) -> list[str]:
         return ["--profile", self.paths.name, "--profile-dir", str(self.paths.dir)]
 
-    def start(self) -> Cluster:
+    def start(self, progress: Callable[[int, int], None] | None = None) -> Cluster:
         """Start the controller, then the engines; return once all are registered.
+
+        Args:
+            progress: called with (engines registered, engines expected) while waiting,
+                so a long start can show the engines coming up.
 
         Raises:
             ClusterAlreadyRunning: this profile's cluster is running already.
@@ -138,7 +142,7 @@ class Cluster:
             self._client = MultiEngineClient(
                 profile_dir=self.paths.dir, timeout=max(1.0, deadline - time.monotonic())
             )
-            self.add_engines(self.n, deadline - time.monotonic())
+            self.add_engines(self.n, deadline - time.monotonic(), progress)
         except BaseException:
             self.stop()
             raise
@@ -166,8 +170,16 @@ class Cluster:
             time.sleep(0.02)
         raise LaunchFailed(f"the controller was not ready within {self.timeout} s; see {log}")
 
-    def add_engines(self, count: int, timeout: float | None = None) -> list[int]:
-        """Start ``count`` more engines and wait until they are registered; returns all ids."""
+    def add_engines(
+        self,
+        count: int,
+        timeout: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[int]:
+        """Start ``count`` more engines and wait until they are registered; returns all ids.
+
+        ``progress`` is called with (registered, expected) as they register.
+        """
         client = self._own_client()
         expected = len(client.get_ids()) + count
         new = []
@@ -182,9 +194,14 @@ class Cluster:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             try:
-                return client.wait_for_engines(expected, timeout=0.1)
+                ids = client.wait_for_engines(expected, timeout=0.1)
             except PxclusterTimeoutError:
-                pass
+                if progress is not None:
+                    progress(len(client.get_ids()), expected)
+            else:
+                if progress is not None:
+                    progress(len(ids), expected)
+                return ids
             for proc in new:
                 if proc.poll() is not None:
                     log = self.paths.log / f"engine-{proc.pid}.log"

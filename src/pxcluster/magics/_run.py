@@ -1,0 +1,87 @@
+"""Magics layer: running code on the engines while their output shows, and Ctrl-C stops it.
+
+Theory of operation
+-------------------
+The client's I/O thread receives the engines' output; it only puts each piece in a queue.
+The thread that ran the magic (IPython's main thread) takes the pieces from that queue and
+shows them, so notebooks attribute them to the running cell and Ctrl-C (SIGINT, which
+Python delivers to the main thread) lands while it waits. A marker put in the queue when
+the call is done ends the wait: it comes after all the output, because each engine's
+output reaches the client before its reply.
+
+On Ctrl-C the call is stopped (its engines' queues cleared, then their running code
+interrupted), and the wait goes on, for a few seconds at most, until the engines have
+answered, so that the prompt comes back with the engines free, and then KeyboardInterrupt
+is raised again, as IPython and Jupyter expect of an interrupted cell.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import time
+from collections.abc import Callable
+
+from pxcluster.client import EngineOutput, MultiEngineClient, ResultList
+from pxcluster.client.multiengine import TargetSpec
+from pxcluster.magics._output import LiveOutput
+
+#: Seconds to wait for interrupted engines to answer before giving the prompt back anyway.
+STOP_TIMEOUT = 5.0
+#: How often a waiting loop wakes up; only matters where signals cannot wake a wait.
+_TICK = 0.1
+
+_DONE = object()
+
+
+def _drain(items: queue.Queue[object], output: LiveOutput, timeout: float | None) -> bool:
+    """Show queued output until the done marker; False if ``timeout`` ran out first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = _TICK if deadline is None else min(_TICK, deadline - time.monotonic())
+        if left <= 0:
+            return False
+        try:
+            item = items.get(timeout=left)
+        except queue.Empty:
+            continue
+        if item is _DONE:
+            return True
+        assert isinstance(item, EngineOutput)
+        output.show(item)
+
+
+def run_live(
+    client: MultiEngineClient,
+    code: str,
+    targets: TargetSpec | None,
+    meanwhile: Callable[[], object] | None = None,
+) -> ResultList:
+    """Execute ``code`` on ``targets``, showing each engine's output as it comes.
+
+    ``meanwhile`` runs here once the code is sent (``%%px --local``).
+
+    Raises:
+        CompositeError: the code failed on one or more engines.
+        KeyboardInterrupt: Ctrl-C; the engines were stopped.
+    """
+    items: queue.Queue[object] = queue.Queue()
+    output = LiveOutput()
+    pending = client.execute(code, targets=targets, block=False, on_output=items.put)
+    pending.add_done_callback(lambda _: items.put(_DONE))
+    try:
+        if meanwhile is not None:
+            meanwhile()
+        _drain(items, output, None)
+    except KeyboardInterrupt:
+        pending.interrupt()
+        if not _drain(items, output, STOP_TIMEOUT):
+            sys.stderr.write(
+                f"pxcluster: the engines did not stop within {STOP_TIMEOUT:.0f} s; their "
+                "code may be catching KeyboardInterrupt (mec.queue_status() shows them)\n"
+            )
+        raise
+    finally:
+        output.close()
+    result: ResultList = pending.result()
+    return result
