@@ -28,7 +28,15 @@ from pxcluster._errors import ConnectionLost, PxclusterTimeoutError, RemoteProto
 from pxcluster.client._results import PendingResult
 from pxcluster.profile import ClientConnection
 from pxcluster.transport import Channel, Context, Monitor, Poller, connect, pipe
-from pxcluster.wire import Message, MsgType, ReplayGuard, Signer, decode, encode
+from pxcluster.wire import (
+    Message,
+    MsgType,
+    ReplayGuard,
+    Signer,
+    check_digests,
+    decode,
+    encode,
+)
 
 log = logging.getLogger("pxcluster.client")
 
@@ -217,9 +225,18 @@ class ClientCore:
 
     def _receive(self, frames: list[memoryview]) -> None:
         try:
-            msg = decode(frames, self._signer, self._guard)
+            msg = decode(frames, self._signer, self._guard, check_buffers=False)
         except RemoteProtocolError as exc:
             log.warning("dropped a message from the controller: %s", exc)
+            return
+        try:
+            check_digests(msg)
+        except RemoteProtocolError as exc:
+            # an authentic header with a corrupted payload: fail that call, do not hang it
+            pending = self._pending.get(msg.parent)
+            if pending is not None:
+                pending.fail(exc)
+            log.warning("refused a reply: %s", exc)
             return
         try:
             if msg.type == MsgType.REPLY:

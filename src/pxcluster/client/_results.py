@@ -9,7 +9,6 @@ it replies; when the last one arrives it turns them into the call's value, or in
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Callable, Generator, Sequence
@@ -217,6 +216,8 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         return bool(done)
 
     def __await__(self) -> Generator[Any, None, T]:
+        import asyncio  # here, not at the top: engines import this package and never await
+
         return asyncio.wrap_future(self).__await__()
 
     def __repr__(self) -> str:

@@ -56,6 +56,7 @@ from pxcluster.wire import (
     RecentIds,
     Signer,
     Status,
+    check_digests,
     decode,
     encode,
 )
@@ -261,14 +262,21 @@ class Engine:
         frames = dealer.recv_nowait()
         while frames is not None:
             try:
-                msg = decode(frames, self._signer, self._guard)
+                msg = decode(frames, self._signer, self._guard, check_buffers=False)
             except RemoteProtocolError as exc:
                 log.warning("dropped a message from the controller: %s", exc)
             else:
                 try:
-                    self._dispatch(dealer, msg)
-                except Exception:
-                    log.exception("could not handle %s; dropped it", msg.type.name)
+                    check_digests(msg)
+                except RemoteProtocolError as exc:
+                    # the header is authentic, so answer it: its sender must not wait forever
+                    log.warning("refused %s: %s", msg.type.name, exc)
+                    self._reply_now(dealer, msg, {"error": str(exc)}, Status.ENGINE_ERROR)
+                else:
+                    try:
+                        self._dispatch(dealer, msg)
+                    except Exception:
+                        log.exception("could not handle %s; dropped it", msg.type.name)
             frames = dealer.recv_nowait()
 
     def _dispatch(self, dealer: Channel, msg: Message) -> None:

@@ -3,6 +3,7 @@
 from pxcluster.wire._framing import (
     DELIMITER,
     Message,
+    check_digests,
     decode,
     encode,
     encode_raw,
@@ -23,6 +24,7 @@ __all__ = [
     "ReplayGuard",
     "Signer",
     "Status",
+    "check_digests",
     "decode",
     "encode",
     "encode_raw",

@@ -6,14 +6,17 @@ Frames on the wire::
 
 The header is a msgpack map with short keys (the hot path parses one per message):
 ``t`` type, ``i`` id, ``n`` session, ``ts`` send time, ``c`` small content, and where they
-apply ``p`` parent id, ``g`` targets, ``e`` engine id, ``s`` status and ``b`` the size of each
-buffer. Buffers are opaque here: pickles and out-of-band pickle buffers from ``serialize``,
-which the controller passes along without looking inside.
+apply ``p`` parent id, ``g`` targets, ``e`` engine id, ``s`` status, and ``b`` and ``d`` the
+size and SHA-256 digest of each buffer. The HMAC signature covers the header, so through the
+digests it covers the buffers too, while a router can forward a 100 MB payload after
+checking only the header. Buffers are opaque here: pickles and out-of-band pickle buffers
+from ``serialize``, which the controller passes along without looking inside.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,6 +70,7 @@ def _header_dict(msg: Message) -> dict[str, Any]:
         head["s"] = int(msg.status)
     if msg.buffers:
         head["b"] = [memoryview(b).nbytes for b in msg.buffers]
+        head["d"] = [hashlib.sha256(b).digest() for b in msg.buffers]
     return head
 
 
@@ -89,7 +93,7 @@ def encode(msg: Message, signer: Signer) -> list[Buffer]:
 
 def encode_raw(header: bytes, buffers: Sequence[Buffer], signer: Signer) -> list[Buffer]:
     """Frames from an already-encoded header; used to forward a message under another key."""
-    signature = signer.sign([header, *buffers])
+    signature = signer.sign([header])  # the header holds each buffer's size and digest
     return [DELIMITER, signature, header, *buffers]
 
 
@@ -165,10 +169,38 @@ def _message_from(
     )
 
 
+def check_digests(msg: Message) -> None:
+    """Check ``msg``'s buffers against the digests in its (authenticated) header.
+
+    Raises:
+        RemoteProtocolError: a buffer differs from what the sender signed.
+    """
+    if not msg.buffers:
+        return
+    digests = msgpack.unpackb(msg.header, raw=False).get("d", [])
+    if (
+        not isinstance(digests, list)
+        or len(digests) != len(msg.buffers)
+        or any(
+            not isinstance(d, bytes) or hashlib.sha256(b).digest() != d
+            for b, d in zip(msg.buffers, digests, strict=True)
+        )
+    ):
+        raise RemoteProtocolError("a buffer does not match its digest in the header")
+
+
 def decode(
-    frames: Sequence[Buffer], signer: Signer, guard: ReplayGuard | RecentIds | None = None
+    frames: Sequence[Buffer],
+    signer: Signer,
+    guard: ReplayGuard | RecentIds | None = None,
+    check_buffers: bool = True,
 ) -> Message:
     """Verify and parse ``frames`` (starting at the delimiter) into a Message.
+
+    The signature covers the header, and the header holds each buffer's size and SHA-256
+    digest. ``check_buffers`` then checks the buffers against those digests: the final
+    receiver (who unpickles them) must; a router that only forwards them need not, which
+    saves it a pass over every payload while integrity still holds end to end.
 
     Raises:
         RemoteProtocolError: bad signature, unparsable header, replayed id or wrong buffers.
@@ -180,7 +212,7 @@ def decode(
     ):
         raise RemoteProtocolError("too few frames or no delimiter")
     signature, header_buf, *buffers = frames[1:]
-    if not signer.verify(signature, frames[2:]):
+    if not signer.verify(signature, [header_buf]):
         raise RemoteProtocolError("signature does not verify")
     header = bytes(header_buf)
     try:
@@ -188,6 +220,8 @@ def decode(
     except Exception as exc:  # msgpack raises several types on malformed input
         raise RemoteProtocolError(f"header does not parse: {exc}") from exc
     msg = _message_from(head, header, buffers)
+    if check_buffers:
+        check_digests(msg)
     if guard is not None and not guard.check_and_add(msg.id):
         raise RemoteProtocolError(f"message id {msg.id} was already seen")
     return msg
