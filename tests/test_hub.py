@@ -25,7 +25,7 @@ def test_engines_get_ids_in_order_of_arrival_and_clients_hear_of_them():
     assert register(hub, b"e1") == 1  # registering again keeps the id
     notes = hub.engine_message(b"e9", Message(MsgType.REGISTER, "x", {}))[1:]
     assert [(o.identity, o.msg.content) for o in notes] == [
-        (b"c1", {"event": "registered", "engine": 3, "version": 4})]
+        (b"c1", {"event": "registered", "engine": 3, "host": "", "version": 4})]
 
 
 def test_request_goes_to_each_target_and_reply_back_to_its_client():

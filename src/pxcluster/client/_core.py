@@ -15,6 +15,7 @@ If the connection to the controller drops, every pending result fails with
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import itertools
 import logging
 import os
@@ -27,6 +28,7 @@ from typing import Any
 from pxcluster._errors import ConnectionLost, PxclusterTimeoutError, RemoteProtocolError
 from pxcluster.client._results import PendingResult
 from pxcluster.profile import ClientConnection
+from pxcluster.serialize import host_key, import_frames, shm_available
 from pxcluster.transport import Channel, Context, Monitor, Poller, connect, pipe
 from pxcluster.wire import (
     Message,
@@ -59,6 +61,8 @@ class ClientCore:
         self._pending: dict[str, PendingResult[Any]] = {}
         self._engines: list[int] = []
         self._engines_version = -1  # the controller numbers its registry's changes
+        self._engine_hosts: dict[int, str] = {}  # engine id -> host key
+        self._host = host_key() if shm_available() else "no shared memory here"
         self._engines_changed = threading.Condition()
         self._link_down_since: float | None = None  # set while the connection is broken
         self.stream_handler: Callable[[Message], None] | None = None
@@ -76,6 +80,7 @@ class ClientCore:
                 f"(profile {connection.profile!r}); is the cluster running? "
                 "Start one with `pxcluster start -n 4`."
             ) from None
+        self._note_hosts(engines.content)
         self._set_engines(engines.content["engines"], engines.content.get("version", 0))
 
     # -- sending ---------------------------------------------------------------------------
@@ -145,6 +150,16 @@ class ClientCore:
         with self._engines_changed:
             return list(self._engines)
 
+    def same_host(self, engines: Sequence[int]) -> bool:
+        """True if every one of ``engines`` runs on this host (so memory can be shared)."""
+        hosts = self._engine_hosts
+        return all(hosts.get(e) == self._host for e in engines)
+
+    def _note_hosts(self, content: dict[str, Any]) -> None:
+        for pair in content.get("hosts", ()):
+            if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], int):
+                self._engine_hosts[pair[0]] = str(pair[1])
+
     def _set_engines(self, engines: Sequence[int], version: int) -> None:
         """Take a full engine list, unless a newer change was already applied."""
         with self._engines_changed:
@@ -156,6 +171,7 @@ class ClientCore:
     def refresh_engines(self, timeout: float | None) -> list[int]:
         """Ask the controller for its engines now, and keep the answer."""
         reply = self.call_controller(MsgType.CONNECT, {}, "get_ids", timeout)
+        self._note_hosts(reply.content)
         self._set_engines(reply.content["engines"], reply.content.get("version", 0))
         return sorted(reply.content["engines"])
 
@@ -221,6 +237,7 @@ class ClientCore:
     def _reconnected(self, done: concurrent.futures.Future[Message]) -> None:
         if done.exception() is None:
             reply = done.result()
+            self._note_hosts(reply.content)
             self._set_engines(reply.content["engines"], reply.content.get("version", 0))
 
     def _receive(self, frames: list[memoryview]) -> None:
@@ -231,7 +248,8 @@ class ClientCore:
             return
         try:
             check_digests(msg)
-        except RemoteProtocolError as exc:
+            msg = _map_segments(msg)
+        except (RemoteProtocolError, OSError, ValueError) as exc:
             # an authentic header with a corrupted payload: fail that call, do not hang it
             pending = self._pending.get(msg.parent)
             if pending is not None:
@@ -262,6 +280,7 @@ class ClientCore:
             engines = set(self._engines)
             if content.get("event") == "registered":
                 engines.add(engine)
+                self._engine_hosts[engine] = str(content.get("host", ""))
             elif content.get("event") in ("died", "stopped"):
                 engines.discard(engine)
             self._engines = sorted(engines)
@@ -281,3 +300,17 @@ class ClientCore:
         self._thread.join(timeout=5.0)
         self._fail_all(ConnectionLost("the client was closed"))
         self._ctx.close()
+
+
+def _map_segments(msg: Message) -> Message:
+    """A reply whose big buffers came as shared-memory segments, with them mapped in.
+
+    Done as soon as the reply arrives, whatever becomes of the call, so no segment outlives
+    its reply: the names are unlinked once mapped.
+    """
+    indexes = msg.content.get("shm")
+    if msg.type != MsgType.REPLY or not indexes:
+        return msg
+    frames = import_frames(msg.buffers, indexes, unlink_after=True)
+    content = {k: v for k, v in msg.content.items() if k != "shm"}
+    return dataclasses.replace(msg, buffers=frames, content=content)

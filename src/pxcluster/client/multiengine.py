@@ -22,7 +22,15 @@ from pxcluster.client._progress import show_progress
 from pxcluster.client._results import PendingResult, ResultList, after_all
 from pxcluster.client._streams import OutputHandler, router_of
 from pxcluster.profile import ProfilePaths, read_client_connection
-from pxcluster.serialize import detach, dumps, dumps_many, loads, loads_many
+from pxcluster.serialize import (
+    detach,
+    dumps,
+    dumps_many,
+    export_frames,
+    loads,
+    loads_many,
+    unlink_segments,
+)
 from pxcluster.wire import Message, MsgType
 
 Buffer = bytes | memoryview | bytearray
@@ -113,9 +121,9 @@ class MultiEngineClient:
         content: dict[str, Any] | None = None,
         buffers: Sequence[Buffer] = (),
     ) -> Any:
-        if not self._blocking(block):
-            buffers = detach(buffers)  # the caller may change its arrays as soon as we return
-        pending = self._send(method, msg_type, targets, finish, content, buffers)
+        pending = self._send(
+            method, msg_type, targets, finish, content, buffers, copy=not self._blocking(block)
+        )
         return self._deliver(pending, block, timeout)
 
     def _send(
@@ -127,12 +135,19 @@ class MultiEngineClient:
         content: dict[str, Any] | None = None,
         buffers: Sequence[Buffer] = (),
         on_output: OutputHandler | None = None,
+        copy: bool = False,
     ) -> PendingResult[Any]:
-        """Send one request to the targets; ``on_output`` gets what they stream meanwhile."""
+        """Send one request to the targets; ``on_output`` gets what they stream meanwhile.
+
+        ``copy``: the call returns before the frames are sent, so frames that view the
+        caller's memory are copied (the caller may change its arrays at once).
+        """
         ids = self._resolve(targets)
+        content = dict(content or {})
         if on_output is not None:
-            content = {**(content or {}), "stream": True}
-        msg = Message(msg_type, self._core.new_id(), content or {}, buffers, targets=ids)
+            content["stream"] = True
+        buffers, segments = self._share(msg_type, ids, content, buffers, copy)
+        msg = Message(msg_type, self._core.new_id(), content, buffers, targets=ids)
         pending = PendingResult(
             method,
             [(msg.id, t) for t in ids],
@@ -141,8 +156,37 @@ class MultiEngineClient:
         )
         if on_output is not None:
             self._listen(pending, on_output)
+        self._release_when_done(pending, segments)
         self._core.submit(msg, pending)
         return pending
+
+    def _share(
+        self,
+        msg_type: MsgType,
+        ids: list[int],
+        content: dict[str, Any],
+        buffers: Sequence[Buffer],
+        copy: bool,
+    ) -> tuple[Sequence[Buffer], list[str]]:
+        """Big buffers of a push to engines on this host go by shared memory (one copy
+        instead of two socket hops); a pull from them asks for its answer the same way."""
+        local = self._core.same_host(ids)
+        if msg_type == MsgType.PULL and local:
+            content["shm_ok"] = True
+        segments: list[str] = []
+        if msg_type == MsgType.PUSH and local and buffers:
+            buffers, indexes, segments = export_frames(buffers)
+            if indexes:
+                content["shm"] = indexes
+        if copy:
+            buffers = detach(buffers)
+        return buffers, segments
+
+    @staticmethod
+    def _release_when_done(pending: PendingResult[Any], segments: list[str]) -> None:
+        """Unlink the segments once every target answered (each mapped them by then)."""
+        if segments:
+            pending.add_done_callback(lambda _: unlink_segments(segments))
 
     def _listen(self, pending: PendingResult[Any], on_output: OutputHandler) -> None:
         router = router_of(self._core)
@@ -160,9 +204,11 @@ class MultiEngineClient:
         timeout: float | None,
     ) -> Any:
         """One request per target, each with its own payload, resolved as one result."""
-        if not self._blocking(block):
-            parts = [(t, c, detach(b)) for t, c, b in parts]  # see _request
-        return self._deliver(self._send_each(method, msg_type, parts, finish), block, timeout)
+        return self._deliver(
+            self._send_each(method, msg_type, parts, finish, copy=not self._blocking(block)),
+            block,
+            timeout,
+        )
 
     def _send_each(
         self,
@@ -171,8 +217,15 @@ class MultiEngineClient:
         parts: list[tuple[int, dict[str, Any], list[Buffer]]],
         finish: Finish,
         weights: Sequence[int] | None = None,
+        copy: bool = False,
     ) -> PendingResult[Any]:
-        msgs = [Message(msg_type, self._core.new_id(), c, b, targets=[t]) for t, c, b in parts]
+        msgs = []
+        segments: list[str] = []
+        for target, content, buffers in parts:
+            content = dict(content)
+            frames, made = self._share(msg_type, [target], content, buffers, copy)
+            segments += made
+            msgs.append(Message(msg_type, self._core.new_id(), content, frames, targets=[target]))
         ids = [t for t, _, _ in parts]
         pending = PendingResult(
             method,
@@ -181,6 +234,7 @@ class MultiEngineClient:
             on_interrupt=lambda: self._interrupt_nowait(sorted(set(ids))),
             weights=weights,
         )
+        self._release_when_done(pending, segments)
         self._core.submit_many(msgs, pending)
         return pending
 

@@ -70,6 +70,7 @@ class EngineRecord:
     pid: int
     last_seen: float
     last_pong: int = 0  # sequence number of the latest ping it answered
+    host: str = ""  # the engine's host key: clients on the same host share memory with it
     outstanding: dict[str, Pending] = dataclasses.field(default_factory=dict)
 
     def queue_length(self) -> int:
@@ -148,7 +149,11 @@ class Hub:
         """React to a verified message from a client."""
         if msg.type == MsgType.CONNECT:
             self.clients.add(client)
-            content = {"engines": self.engine_ids(), "version": self.registry_version}
+            content = {
+                "engines": self.engine_ids(),
+                "version": self.registry_version,
+                "hosts": [[e.id, e.host] for e in self.engines.values()],
+            }
             return [self._reply(client, msg.id, content)]
         if msg.type == MsgType.QUEUE_STATUS:
             queues = [[e.id, e.queue_length()] for e in self.engines.values()]
@@ -251,6 +256,7 @@ class Hub:
                 pid if type(pid) is int else 0,
                 now,
                 self.ping_seq,
+                str(msg.content.get("host", ""))[:300],
             )
             log.info(
                 "engine %d registered (pid %s on %s)",
@@ -267,7 +273,8 @@ class Hub:
         )
         out = [Outbound("engine", identity, reply)]
         if new:  # registering again (a lost reply) changes nothing the clients know
-            out += self._notify_clients({"event": "registered", "engine": engine_id})
+            host = self.engines[engine_id].host
+            out += self._notify_clients({"event": "registered", "engine": engine_id, "host": host})
         return out + self.tasks.dispatch()
 
     def next_ping(self) -> bytes:

@@ -38,6 +38,7 @@ from pxcluster.engine._execute import new_namespace
 from pxcluster.engine._handlers import RequestHandlers, error_reply
 from pxcluster.engine._tasks import TaskRefused
 from pxcluster.profile import EngineConnection
+from pxcluster.serialize import host_key, sweep_stale
 from pxcluster.transport import (
     Channel,
     ChannelClosed,
@@ -101,6 +102,7 @@ class Engine:
     def run(self) -> int:
         """Serve until shut down; returns the process exit code."""
         signal.signal(signal.SIGINT, self._on_sigint)
+        sweep_stale()  # shared-memory segments left by processes that died
         install_display()
         io_thread = threading.Thread(target=self._io_loop, name="pxengine-io", daemon=True)
         io_thread.start()
@@ -246,7 +248,7 @@ class Engine:
 
     def _register(self, dealer: Channel) -> None:
         self._registered.clear()
-        content = {"hostname": socket.gethostname(), "pid": os.getpid()}
+        content = {"hostname": socket.gethostname(), "pid": os.getpid(), "host": host_key()}
         dealer.send(encode(Message(MsgType.REGISTER, self._new_id(), content), self._signer))
 
     def _forward_reply(self, dealer: Channel) -> None:

@@ -20,7 +20,7 @@ from pxcluster.engine._execute import (
     user_traceback,
 )
 from pxcluster.engine._tasks import TaskRunner
-from pxcluster.serialize import dumps, dumps_many, loads_many
+from pxcluster.serialize import dumps, dumps_many, export_frames, import_frames, loads_many
 from pxcluster.wire import Message, MsgType
 
 Buffer = bytes | memoryview | bytearray
@@ -102,7 +102,10 @@ class RequestHandlers:
 
     def push(self, msg: Message) -> Reply:
         names = msg.content["names"]
-        values = loads_many(msg.content["counts"], msg.buffers)
+        frames = list(msg.buffers)
+        if msg.content.get("shm"):  # big buffers came as shared-memory segments
+            frames = import_frames(frames, msg.content["shm"], unlink_after=False)
+        values = loads_many(msg.content["counts"], frames)
         self.namespace.update(zip(names, values, strict=True))
         return {}, []
 
@@ -112,6 +115,10 @@ class RequestHandlers:
         if missing:
             raise NameError(f"name {missing[0]!r} is not defined")
         counts, frames = dumps_many((n, self.namespace[n]) for n in names)
+        if msg.content.get("shm_ok"):  # the client shares this host: big buffers by segment
+            frames, indexes, _ = export_frames(frames)
+            if indexes:
+                return {"counts": counts, "shm": indexes}, frames
         return {"counts": counts}, frames
 
     def apply(self, msg: Message) -> Reply:

@@ -31,6 +31,7 @@ from pxcluster._errors import (
 from pxcluster.client import MultiEngineClient
 from pxcluster.launchers._processes import ProcessRef, log_tail, spawn, terminate, wait_gone
 from pxcluster.profile import ProfilePaths, read_client_connection
+from pxcluster.serialize import sweep_stale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,6 +267,7 @@ class Cluster:
         self._client = None
         refs = [r for r in [self._controller, *self._engines] if r is not None]
         stop_processes(self.paths, refs, timeout)
+        sweep_stale()  # shared-memory segments whose creators are gone
         for proc in self._procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=1.0)

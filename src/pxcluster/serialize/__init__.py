@@ -14,5 +14,28 @@ from pxcluster.serialize._pickling import (
     loads,
     loads_many,
 )
+from pxcluster.serialize._shm import (
+    SHM_THRESHOLD,
+    export_frames,
+    host_key,
+    import_frames,
+    sweep_stale,
+)
+from pxcluster.serialize._shm import available as shm_available
+from pxcluster.serialize._shm import unlink as unlink_segments
 
-__all__ = ["OUT_OF_BAND_THRESHOLD", "detach", "dumps", "dumps_many", "loads", "loads_many"]
+__all__ = [
+    "OUT_OF_BAND_THRESHOLD",
+    "SHM_THRESHOLD",
+    "detach",
+    "dumps",
+    "dumps_many",
+    "export_frames",
+    "host_key",
+    "import_frames",
+    "loads",
+    "loads_many",
+    "shm_available",
+    "sweep_stale",
+    "unlink_segments",
+]

@@ -1,0 +1,134 @@
+"""Serialize layer: big buffers through shared memory between processes on one host.
+
+Relaying a 100 MB array through the controller moves it over two sockets; on one host the
+sender can instead copy it once into a private POSIX shared-memory segment and send only the
+segment's name. The receiver maps it copy-on-write (no copy, and its array stays writable)
+and the name is unlinked as soon as every receiver has mapped it, so the memory goes away
+with the last array that uses it.
+
+Segments live in ``/dev/shm`` with mode 0600 and are named ``pxshm-<creator pid>-<n>``, so
+segments left by a process that died can be swept (``sweep_stale``). Where ``/dev/shm`` is
+missing (not Linux), ``available()`` is False and everything travels over the sockets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import mmap
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+Buffer = bytes | memoryview | bytearray
+
+#: Buffers at least this big go through shared memory when sender and receiver share a host.
+SHM_THRESHOLD = 1 << 20
+_DIR = Path("/dev/shm")
+_PREFIX = "pxshm-"
+_counter = itertools.count()
+
+
+def available() -> bool:
+    """True where POSIX shared memory is usable as files in ``/dev/shm``."""
+    return _DIR.is_dir() and os.access(_DIR, os.W_OK)
+
+
+def host_key() -> str:
+    """Identifies this host (and boot): equal keys mean shared memory is shared."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}/{boot}"
+
+
+def export_frames(frames: Sequence[Buffer]) -> tuple[list[Buffer], list[int], list[str]]:
+    """Move big frames into new segments.
+
+    Returns:
+        the frames with each big one replaced by its segment's name (as bytes), the indexes
+        replaced, and the segment names (the sender unlinks them once delivered).
+    """
+    out: list[Buffer] = list(frames)
+    indexes: list[int] = []
+    names: list[str] = []
+    if not available():
+        return out, indexes, names
+    for index, frame in enumerate(frames):
+        view = memoryview(frame)
+        if view.nbytes < SHM_THRESHOLD:
+            continue
+        name = f"{_PREFIX}{os.getpid()}-{next(_counter)}"
+        fd = os.open(_DIR / name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            data = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+            written = 0
+            while written < data.nbytes:  # one kernel copy into the segment's pages
+                written += os.write(fd, data[written:])
+        except BaseException:
+            os.close(fd)
+            unlink([name])
+            raise
+        os.close(fd)
+        out[index] = name.encode()
+        indexes.append(index)
+        names.append(name)
+    return out, indexes, names
+
+
+def import_frames(
+    frames: Sequence[Buffer], indexes: Sequence[int], unlink_after: bool
+) -> list[Buffer]:
+    """Replace the named frames by copy-on-write mappings of their segments.
+
+    Raises:
+        ValueError: an index or a name is not one this module made.
+        OSError: a segment is gone or unreadable.
+    """
+    out: list[Buffer] = list(frames)
+    for index in indexes:
+        name = bytes(frames[index]).decode("ascii", "replace")
+        if not name.startswith(_PREFIX) or "/" in name or len(name) > 64:
+            raise ValueError(f"not a shared-memory frame: {name[:64]!r}")
+        path = _DIR / name
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            mapped = mmap.mmap(
+                fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE
+            )
+        finally:
+            os.close(fd)
+        if unlink_after:
+            unlink([name])
+        out[index] = memoryview(mapped)
+    return out
+
+
+def unlink(names: Sequence[str]) -> None:
+    """Remove segments (their memory lives on in the mappings that still use it)."""
+    for name in names:
+        (_DIR / name).unlink(missing_ok=True)
+
+
+def sweep_stale() -> int:
+    """Remove segments whose creating process is gone; returns how many."""
+    if not available():
+        return 0
+    removed = 0
+    for path in _DIR.glob(f"{_PREFIX}*"):
+        try:
+            pid = int(path.name[len(_PREFIX) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # its creator is alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # another user's process: not ours to judge
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
