@@ -8,7 +8,8 @@ them from scripts, IPython and notebooks. Start a cluster with ``pxcluster start
     mec.execute('a = 5')
 """
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from pxcluster._errors import (
     CompositeError,
@@ -17,16 +18,41 @@ from pxcluster._errors import (
     PxclusterTimeoutError,
     RemoteError,
 )
-from pxcluster.client import (
-    MapTask,
-    MultiEngineClient,
-    PendingResult,
-    ResultList,
-    StringTask,
-    TaskClient,
-    TaskResult,
-)
-from pxcluster.launchers import Cluster
+
+if TYPE_CHECKING:
+    from pxcluster.client import (
+        MapTask,
+        MultiEngineClient,
+        PendingResult,
+        ResultList,
+        StringTask,
+        TaskClient,
+        TaskResult,
+    )
+    from pxcluster.launchers import Cluster
+
+# Imported on first use, not with the package: an engine process imports pxcluster too, and
+# needs neither the client nor the launchers (a few MB and tens of ms at every engine start).
+_LAZY = {
+    "Cluster": "pxcluster.launchers",
+    "MapTask": "pxcluster.client",
+    "MultiEngineClient": "pxcluster.client",
+    "PendingResult": "pxcluster.client",
+    "ResultList": "pxcluster.client",
+    "StringTask": "pxcluster.client",
+    "TaskClient": "pxcluster.client",
+    "TaskResult": "pxcluster.client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pxcluster' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 
