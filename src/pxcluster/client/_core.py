@@ -22,12 +22,14 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pxcluster._errors import ConnectionLost, PxclusterTimeoutError, RemoteProtocolError
 from pxcluster.client._results import PendingResult
-from pxcluster.profile import ClientConnection
+from pxcluster.profile import ClientConnection, ProfilePaths, read_client_connection
 from pxcluster.serialize import host_key, import_frames, shm_available
 from pxcluster.transport import Channel, Context, Monitor, Poller, connect, pipe
 from pxcluster.wire import (
@@ -82,6 +84,23 @@ class ClientCore:
             ) from None
         self._note_hosts(engines.content)
         self._set_engines(engines.content["engines"], engines.content.get("version", 0))
+
+    @classmethod
+    def open_for(
+        cls,
+        owner: object,
+        connection_file: str | Path | None,
+        profile: str,
+        profile_dir: str | Path | None,
+        timeout: float,
+    ) -> ClientCore:
+        """Connect to the cluster of a connection file (default: the profile's), closed
+        automatically when ``owner`` (the client object) is garbage-collected."""
+        paths = ProfilePaths.for_profile(profile, profile_dir)
+        path = Path(connection_file) if connection_file else paths.client_file
+        core = cls(read_client_connection(path), timeout)
+        weakref.finalize(owner, core.close)  # an unclosed client leaks no thread or socket
+        return core
 
     # -- sending ---------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import operator
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -21,7 +20,6 @@ from pxcluster.client._partition import as_sliceable, concatenate, partition, sp
 from pxcluster.client._progress import show_progress
 from pxcluster.client._results import PendingResult, ResultList, after_all
 from pxcluster.client._streams import OutputHandler, router_of
-from pxcluster.profile import ProfilePaths, read_client_connection
 from pxcluster.serialize import (
     detach,
     dumps,
@@ -73,12 +71,8 @@ class MultiEngineClient:
         targets: TargetSpec = "all",
         block: bool = True,
     ) -> None:
-        paths = ProfilePaths.for_profile(profile, profile_dir)
-        path = Path(connection_file) if connection_file else paths.client_file
-        self._core = ClientCore(read_client_connection(path), timeout)
+        self._core = ClientCore.open_for(self, connection_file, profile, profile_dir, timeout)
         self._owns_core = True
-        # An unclosed client must not leak its I/O thread and sockets: close with the object.
-        weakref.finalize(self, self._core.close)
         router_of(self._core)  # installed now, before any request can stream output
         # The last execute sent to each engine, for get_result() and %result.
         self._last_execute: dict[int, PendingResult[Any]] = {}

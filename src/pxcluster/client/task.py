@@ -11,7 +11,6 @@ import concurrent.futures
 import contextlib
 import math
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from pxcluster.client._core import ClientCore
 from pxcluster.client._partition import as_sliceable
 from pxcluster.client._results import PendingResult
 from pxcluster.client._tasks import MapTask, StringTask, TaskResult, chunked, task_result
-from pxcluster.profile import ProfilePaths, read_client_connection
 from pxcluster.serialize import detach, dumps, dumps_many
 from pxcluster.wire import Message, MsgType, unpack_header
 
@@ -65,11 +63,8 @@ class TaskClient:
         profile_dir: str | Path | None = None,
         timeout: float = 10.0,
     ) -> None:
-        paths = ProfilePaths.for_profile(profile, profile_dir)
-        path = Path(connection_file) if connection_file else paths.client_file
-        self._core = ClientCore(read_client_connection(path), timeout)
+        self._core = ClientCore.open_for(self, connection_file, profile, profile_dir, timeout)
         self._tasks: dict[str, PendingTask] = {}
-        weakref.finalize(self, self._core.close)  # an unclosed client leaks nothing
 
     # -- submitting --------------------------------------------------------------------------
 
