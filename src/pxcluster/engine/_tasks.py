@@ -4,8 +4,9 @@ A task's header content is its spec::
 
     kind          "map" (call a function) or "string" (push, run code, pull)
     counts        frame counts of the pickled objects that follow, in order:
-                  [depend predicate] then, for "map": func, args, kwargs (``chunk``: args
-                  are sequences to zip and call func on item by item); for "string": the
+                  [depend predicate] then, for "map": (func, args, kwargs) as one object,
+                  or func, args, kwargs apart (``chunk``: args are sequences to zip and
+                  call func on item by item); for "string": the
                   pushed values; then the recovery task's objects
     depend        the first object is a predicate called with the engine's properties; a
                   false answer refuses the task here (the scheduler tries another engine)
@@ -86,7 +87,9 @@ class TaskRunner:
                 reset_namespace(self.namespace)
 
     def _map_task(self, spec: dict[str, Any], objects: list[Any]) -> Reply:
-        func, args, kwargs = objects
+        # A MapTask sends (func, args, kwargs) as one object; a map chunk sends the function
+        # apart (pickled once for every chunk), then args and kwargs.
+        func, args, kwargs = objects[0] if len(objects) == 1 else objects
         if spec.get("chunk"):
             result: Any = [func(*items) for items in zip(*args, strict=False)]
         else:
