@@ -12,7 +12,7 @@ PACKAGE = Path(pxcluster.__file__).parent
 # Higher number = higher layer. A module may import its own or lower layers only, and the
 # three middle packages (controller, engine, client) never import one another.
 LAYERS = {
-    "_errors": 0, "wire": 0, "serialize": 0, "profile": 0,
+    "_errors": 0, "_buffers": 0, "wire": 0, "serialize": 0, "profile": 0,
     "transport": 1,
     "controller": 2, "engine": 2, "client": 2,
     "launchers": 3, "testing": 4, "magics": 4, "cli": 5,

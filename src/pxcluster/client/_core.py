@@ -44,7 +44,6 @@ from pxcluster.wire import (
 
 log = logging.getLogger("pxcluster.client")
 
-Buffer = bytes | memoryview | bytearray
 _CLOSE = b"close"
 
 

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from pxcluster._buffers import Buffer
 from pxcluster._errors import (
     EngineDied,
     EngineError,
@@ -22,8 +23,6 @@ from pxcluster._errors import (
 from pxcluster.client._results import reply_error
 from pxcluster.serialize import detach, dumps_many, loads, loads_many
 from pxcluster.wire import Message, Status
-
-Buffer = bytes | memoryview | bytearray
 
 
 @dataclasses.dataclass

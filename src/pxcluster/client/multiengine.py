@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from pxcluster._buffers import Buffer
 from pxcluster._errors import EngineError, PxclusterError, PxclusterTimeoutError
 from pxcluster.client._active import clear_active, load_extension_in_running_ipython, set_active
 from pxcluster.client._core import ClientCore
@@ -31,7 +32,6 @@ from pxcluster.serialize import (
 )
 from pxcluster.wire import Message, MsgType
 
-Buffer = bytes | memoryview | bytearray
 TargetSpec = int | Sequence[int] | Literal["all"]
 T = TypeVar("T")
 Finish = Callable[[list[Message]], Any]

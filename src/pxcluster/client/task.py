@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from pxcluster._buffers import Buffer
 from pxcluster._errors import PxclusterTimeoutError, TaskError, UnknownTask
 from pxcluster.client._core import ClientCore
 from pxcluster.client._partition import as_sliceable
@@ -22,8 +23,6 @@ from pxcluster.client._results import PendingResult
 from pxcluster.client._tasks import MapTask, StringTask, TaskResult, chunked, task_result
 from pxcluster.serialize import detach, dumps, dumps_many
 from pxcluster.wire import Message, MsgType, unpack_header
-
-Buffer = bytes | memoryview | bytearray
 
 
 class PendingTask(PendingResult[TaskResult]):

@@ -40,7 +40,6 @@ from pxcluster.wire import CONTROL_REQUESTS, QUEUED_REQUESTS, Message, MsgType, 
 
 log = logging.getLogger("pxcluster.controller")
 
-Buffer = bytes | memoryview | bytearray
 
 #: Requests the hub forwards to the engines named in ``targets``; control requests jump the
 #: engine's queue and are not counted in its length.

@@ -6,9 +6,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Literal
 
+from pxcluster._buffers import Buffer
 from pxcluster.wire import Message
-
-Buffer = bytes | memoryview | bytearray
 
 
 @dataclasses.dataclass(frozen=True)

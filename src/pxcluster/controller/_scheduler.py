@@ -27,7 +27,7 @@ import dataclasses
 import enum
 from collections.abc import Sequence
 
-Buffer = bytes | memoryview | bytearray
+from pxcluster._buffers import Buffer
 
 
 class TaskState(enum.Enum):
@@ -168,12 +168,17 @@ class Scheduler:
 
     # -- reporting ---------------------------------------------------------------------------
 
+    @property
+    def queued(self) -> int:
+        """Tasks waiting here for an engine (cheap: called on every heartbeat tick)."""
+        return len(self._queue)
+
     def counts(self) -> dict[str, int]:
         """Tasks queued here, waiting on ``after``, and assigned to engines (running there or
         next in line: the controller does not see when an engine starts one)."""
         assigned = sum(1 for t in self.tasks.values() if t.state == TaskState.RUNNING)
         return {
-            "queued": len(self._queue),
+            "queued": self.queued,
             "waiting": sum(1 for t in self.tasks.values() if t.state == TaskState.WAITING),
             "assigned": assigned,
         }

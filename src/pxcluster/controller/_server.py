@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import msgpack
 
+from pxcluster._buffers import Buffer
 from pxcluster._errors import RemoteProtocolError
 from pxcluster.controller._hub import Hub
 from pxcluster.controller._outbound import Outbound
@@ -40,8 +41,6 @@ from pxcluster.wire import (
     new_key,
     split_routing,
 )
-
-Buffer = bytes | memoryview | bytearray
 
 log = logging.getLogger("pxcluster.controller")
 

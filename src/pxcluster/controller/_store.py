@@ -20,9 +20,10 @@ from pathlib import Path
 
 import msgpack
 
+from pxcluster._buffers import Buffer
+
 log = logging.getLogger("pxcluster.controller")
 
-Buffer = bytes | memoryview | bytearray
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (

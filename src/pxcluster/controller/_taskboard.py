@@ -24,14 +24,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from pxcluster._buffers import Buffer
 from pxcluster.controller._outbound import Outbound
 from pxcluster.controller._scheduler import Scheduler, Task, TaskState
 from pxcluster.controller._store import RecordStore, TaskRecord
 from pxcluster.wire import Message, MsgType, Status, pack_header, unpack_header
 
 log = logging.getLogger("pxcluster.controller")
-
-Buffer = bytes | memoryview | bytearray
 
 
 class SentRequest(Protocol):
@@ -287,7 +286,7 @@ class TaskBoard:
         runs something long would wait for it; if another engine is idle and nothing is
         queued, the task is taken back (only if it has not started) and sent again.
         """
-        if self.scheduler.counts()["queued"]:
+        if self.scheduler.queued:
             return []
         idle = sum(1 for e in self._engines.values() if e.queue_length() == 0)
         out: list[Outbound] = []

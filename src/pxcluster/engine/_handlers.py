@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pxcluster._buffers import Buffer
 from pxcluster.engine._display import DisplayCapture, flush_figures, rich_bundle
 from pxcluster.engine._execute import (
     CapturedOutput,
@@ -23,7 +24,6 @@ from pxcluster.engine._tasks import TaskRunner
 from pxcluster.serialize import dumps, dumps_many, export_frames, import_frames, loads_many
 from pxcluster.wire import Message, MsgType
 
-Buffer = bytes | memoryview | bytearray
 Reply = tuple[dict[str, Any], list[Buffer]]
 
 

@@ -26,10 +26,10 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pxcluster._buffers import Buffer
 from pxcluster.engine._execute import reset_namespace, run_cell
 from pxcluster.serialize import dumps, dumps_many, loads_many
 
-Buffer = bytes | memoryview | bytearray
 Reply = tuple[dict[str, Any], list[Buffer]]
 
 

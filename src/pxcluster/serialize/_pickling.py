@@ -8,9 +8,8 @@ from typing import Any
 
 import cloudpickle
 
+from pxcluster._buffers import Buffer
 from pxcluster._errors import SerializationError
-
-Buffer = bytes | memoryview | bytearray
 
 # Buffers smaller than this stay in the pickle: a frame of its own costs more than a copy.
 OUT_OF_BAND_THRESHOLD = 64 * 1024

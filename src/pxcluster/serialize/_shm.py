@@ -20,7 +20,7 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-Buffer = bytes | memoryview | bytearray
+from pxcluster._buffers import Buffer
 
 #: Buffers at least this big go through shared memory when sender and receiver share a host.
 SHM_THRESHOLD = 1 << 20

@@ -15,7 +15,8 @@ from typing import Literal
 import zmq
 import zmq.devices
 
-Buffer = bytes | memoryview | bytearray
+from pxcluster._buffers import Buffer
+
 Kind = Literal["router", "dealer", "pub", "sub", "pair"]
 
 _KINDS: dict[str, int] = {

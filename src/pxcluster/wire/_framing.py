@@ -22,8 +22,9 @@ from typing import Any
 
 import msgpack
 
+from pxcluster._buffers import Buffer
 from pxcluster._errors import LocalProtocolError, RemoteProtocolError
-from pxcluster.wire._signing import Buffer, RecentIds, ReplayGuard, Signer
+from pxcluster.wire._signing import RecentIds, ReplayGuard, Signer
 from pxcluster.wire._types import MsgType, Status
 
 DELIMITER = b"<PX|MSG>"
@@ -50,6 +51,8 @@ class Message:
     session: str = ""
     ts: float = 0.0
     header: bytes = dataclasses.field(default=b"", compare=False, repr=False)
+    #: The buffers' SHA-256 digests from a decoded header (checked by ``check_digests``).
+    digests: Sequence[object] = dataclasses.field(default=(), compare=False, repr=False)
 
 
 def _header_dict(msg: Message) -> dict[str, Any]:
@@ -166,6 +169,7 @@ def _message_from(
         session=_field(head, "n", str, ""),
         ts=_field(head, "ts", (int, float), 0.0),
         header=header,
+        digests=_field(head, "d", list, []),
     )
 
 
@@ -177,14 +181,10 @@ def check_digests(msg: Message) -> None:
     """
     if not msg.buffers:
         return
-    digests = msgpack.unpackb(msg.header, raw=False).get("d", [])
-    if (
-        not isinstance(digests, list)
-        or len(digests) != len(msg.buffers)
-        or any(
-            not isinstance(d, bytes) or hashlib.sha256(b).digest() != d
-            for b, d in zip(msg.buffers, digests, strict=True)
-        )
+    digests = msg.digests  # read from the header when it was decoded: not unpacked again
+    if len(digests) != len(msg.buffers) or any(
+        not isinstance(d, bytes) or hashlib.sha256(b).digest() != d
+        for b, d in zip(msg.buffers, digests, strict=True)
     ):
         raise RemoteProtocolError("a buffer does not match its digest in the header")
 

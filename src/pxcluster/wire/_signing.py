@@ -8,7 +8,7 @@ import hmac
 import secrets
 from collections.abc import Iterable
 
-Buffer = bytes | memoryview | bytearray
+from pxcluster._buffers import Buffer
 
 
 def new_key() -> bytes:
@@ -24,7 +24,6 @@ class Signer:
     """
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
         self._proto = hmac.new(key, digestmod=hashlib.sha256) if key else None
 
     def sign(self, parts: Iterable[Buffer]) -> bytes:
