@@ -2,11 +2,14 @@
 
 Theory of operation
 -------------------
-User threads never touch the controller socket. ``submit`` registers the PendingResult
-under its message ids *before* handing the encoded frames to the I/O thread through an
-in-process pipe, so a reply can never arrive for an id nobody waits on. The I/O thread
-forwards those frames, decodes every incoming message, and routes it: REPLY to its
-PendingResult, NOTIFY to the engine list, STREAM to the stream handler.
+Two sockets go to the controller. The I/O thread owns the one that receives: it decodes
+every incoming message and routes it (REPLY to its PendingResult, NOTIFY to the engine
+list, STREAM to the stream handler), and it says CONNECT, first and after a reconnect, so
+the controller knows that socket before it has anything to answer. User threads send their
+requests themselves, one at a time under a lock, on a send-only socket whose answers the
+controller sends to the I/O thread's (``sender_identity``): no thread hand-off on the way
+out. ``submit`` registers the PendingResult under its message ids *before* it sends, so a
+reply can never arrive for an id nobody waits on.
 
 If the connection to the controller drops, every pending result fails with
 ``ConnectionLost`` at once rather than waiting forever; the socket reconnects by itself.
@@ -40,6 +43,7 @@ from pxcluster.wire import (
     check_digests,
     decode,
     encode,
+    sender_identity,
 )
 
 log = logging.getLogger("pxcluster.client")
@@ -57,8 +61,13 @@ class ClientCore:
         self._session = f"cli{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._ids = itertools.count()
         self._ctx = Context()
-        self._user_pipe, self._io_pipe = pipe(self._ctx)
-        self._send_lock = threading.Lock()
+        self._user_pipe, self._io_pipe = pipe(self._ctx)  # CONNECT and close, for the I/O thread
+        identity = self._session.encode()  # fixed: after a reconnect, replies still find us
+        self._identity = identity
+        self._sender = connect(
+            self._ctx, "dealer", connection.url, identity=sender_identity(identity)
+        )
+        self._send_lock = threading.Lock()  # guards the sender socket and the link state
         self._pending: dict[str, PendingResult[Any]] = {}
         self._engines: list[int] = []
         self._engines_version = -1  # the controller numbers its registry's changes
@@ -116,9 +125,12 @@ class ClientCore:
         return self.submit_many([msg], pending)
 
     def submit_many(
-        self, msgs: Sequence[Message], pending: PendingResult[Any]
+        self, msgs: Sequence[Message], pending: PendingResult[Any], via_io_thread: bool = False
     ) -> PendingResult[Any]:
         """Send ``msgs``, whose replies together resolve ``pending``.
+
+        ``via_io_thread`` sends them on the socket the replies come to (for CONNECT, which
+        makes that socket known to the controller); otherwise this thread sends them.
 
         Raises:
             ConnectionLost: the client is closed, or the controller is unreachable now (a
@@ -137,8 +149,9 @@ class ClientCore:
             for msg_id in pending.msg_ids:
                 self._pending[msg_id] = pending
             pending.add_done_callback(self._forget)
+            channel = self._user_pipe if via_io_thread else self._sender
             for frames in encoded:
-                self._user_pipe.send(frames)
+                channel.send(frames)
         return pending
 
     def _forget(self, pending: concurrent.futures.Future[Any]) -> None:
@@ -156,7 +169,7 @@ class ClientCore:
         """Send a request the controller answers itself, and wait for the reply."""
         msg = Message(msg_type, self.new_id(), content, targets=targets)
         pending: PendingResult[Message] = PendingResult(method, [(msg.id, -1)], lambda r: r[0])
-        self.submit(msg, pending)
+        self.submit_many([msg], pending, via_io_thread=msg_type == MsgType.CONNECT)
         reply: Message = pending.get_result(timeout=timeout)
         return reply
 
@@ -210,8 +223,7 @@ class ClientCore:
     # -- the I/O thread --------------------------------------------------------------------
 
     def _io_loop(self) -> None:
-        # A fixed identity: after a reconnect the controller still routes replies to us.
-        dealer = connect(self._ctx, "dealer", self.connection.url, identity=self._session.encode())
+        dealer = connect(self._ctx, "dealer", self.connection.url, identity=self._identity)
         monitor = Monitor(dealer)
         poller = Poller([dealer, self._io_pipe, monitor])
         try:

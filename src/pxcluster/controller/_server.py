@@ -39,6 +39,7 @@ from pxcluster.wire import (
     encode,
     encode_raw,
     new_key,
+    reply_identity,
     split_routing,
 )
 
@@ -207,7 +208,7 @@ class ControllerServer:
             log.warning("dropped a %s message with %d routing frames", port, len(routing))
             return
         try:
-            outbound = handle(routing[0], msg)
+            outbound = handle(reply_identity(routing[0]), msg)
         except Exception:
             log.exception("could not handle %s from a %s; dropped it", msg.type.name, port)
             return

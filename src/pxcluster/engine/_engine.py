@@ -7,11 +7,12 @@ Two threads share one local FIFO ``inbox``:
 * The **I/O thread** owns the socket to the controller. It registers, takes requests into
   the inbox, and handles control requests itself, at once, even while user code runs:
   CLEAR_QUEUE (abort what has not started), INTERRUPT (KeyboardInterrupt in the running
-  request) and SHUTDOWN. It also forwards the replies the main thread hands it through an
-  in-process pipe, and watches the connection: an engine cut off from its controller for
-  ``controller_timeout`` seconds exits, so engines are never left behind.
+  request) and SHUTDOWN. It watches the connection: an engine cut off from its controller
+  for ``controller_timeout`` seconds exits, so engines are never left behind.
 * The **main thread** takes requests from the inbox one at a time and runs them, so user
   code can be interrupted with a signal and can use anything that needs the main thread.
+  It sends each request's output and reply itself, on a send-only socket of its own (one
+  thread hand-off less per request than passing them back to the I/O thread).
 
 Heartbeats are echoed by a separate C thread (``HeartbeatEcho``) that never needs the GIL.
 
@@ -47,7 +48,6 @@ from pxcluster.transport import (
     Monitor,
     Poller,
     connect,
-    pipe,
 )
 from pxcluster.wire import (
     CONTROL_REQUESTS,
@@ -60,6 +60,7 @@ from pxcluster.wire import (
     check_digests,
     decode,
     encode,
+    sender_identity,
 )
 
 log = logging.getLogger("pxcluster.engine")
@@ -91,8 +92,13 @@ class Engine:
         self._timed_out: str | None = None  # the request the I/O thread interrupted for it
         self._exit_code = 0
         self.handlers = RequestHandlers(new_namespace(), lambda: self.id)
-        self._main_pipe, self._io_pipe = pipe(self._ctx)
-        self._pipe_lock = threading.Lock()
+        # The main thread sends its replies and output itself, on a send-only socket of its
+        # own: no hand-off to the I/O thread on the way out (the controller answers that
+        # socket's messages through the I/O thread's, see ``sender_identity``).
+        self._sender = connect(
+            self._ctx, "dealer", connection.url, identity=sender_identity(self.identity)
+        )
+        self._sender_lock = threading.Lock()  # user threads may print too
 
     def _new_id(self) -> str:
         return f"{self._session}-{next(self._ids)}"
@@ -189,15 +195,18 @@ class Engine:
 
     def _send_from_main(self, msg: Message) -> None:
         frames = encode(msg, self._signer)
-        with self._pipe_lock:
-            self._main_pipe.send(frames)
+        with self._sender_lock:
+            try:
+                self._sender.send(frames)
+            except ChannelClosed:
+                log.warning("could not send a reply: the engine is closing")
 
     # -- I/O thread ------------------------------------------------------------------------
 
     def _io_loop(self) -> None:
         dealer = connect(self._ctx, "dealer", self.connection.url, identity=self.identity)
         monitor = Monitor(dealer)
-        poller = Poller([dealer, self._io_pipe, monitor])
+        poller = Poller([dealer, monitor])
         self._register(dealer)
         # Cut off from the controller since when (None: connected). Counts from start-up
         # until the first registration, so an engine pointed at nothing does not wait forever.
@@ -207,8 +216,6 @@ class Engine:
                 for chan in poller.poll(self._poll_timeout()):
                     if chan is monitor:
                         self._on_link_event(monitor.recv_event())
-                    elif chan is self._io_pipe:
-                        self._forward_reply(dealer)
                     else:
                         self._from_controller(dealer)
                 self._enforce_deadline()
@@ -250,15 +257,6 @@ class Engine:
         self._registered.clear()
         content = {"hostname": socket.gethostname(), "pid": os.getpid(), "host": host_key()}
         dealer.send(encode(Message(MsgType.REGISTER, self._new_id(), content), self._signer))
-
-    def _forward_reply(self, dealer: Channel) -> None:
-        frames = self._io_pipe.recv_nowait()
-        while frames is not None:
-            try:
-                dealer.send(frames)
-            except ChannelClosed:
-                log.warning("could not send a reply: controller socket closed")
-            frames = self._io_pipe.recv_nowait()
 
     def _from_controller(self, dealer: Channel) -> None:
         frames = dealer.recv_nowait()

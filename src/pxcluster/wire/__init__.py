@@ -8,6 +8,8 @@ from pxcluster.wire._framing import (
     encode,
     encode_raw,
     pack_header,
+    reply_identity,
+    sender_identity,
     split_routing,
     unpack_header,
 )
@@ -30,6 +32,8 @@ __all__ = [
     "encode_raw",
     "new_key",
     "pack_header",
+    "reply_identity",
+    "sender_identity",
     "split_routing",
     "unpack_header",
 ]

@@ -28,6 +28,10 @@ from pxcluster.wire._signing import RecentIds, ReplayGuard, Signer
 from pxcluster.wire._types import MsgType, Status
 
 DELIMITER = b"<PX|MSG>"
+#: A peer may send from a second socket whose identity is its first one's plus this suffix
+#: (the thread that makes a request sends it itself, without a hand-off to the I/O thread);
+#: the controller answers such messages on the first socket. See ``sender_identity``.
+SENDER_SUFFIX = b"/send"
 
 _packer_options: dict[str, Any] = {"use_bin_type": True}
 
@@ -98,6 +102,16 @@ def encode_raw(header: bytes, buffers: Sequence[Buffer], signer: Signer) -> list
     """Frames from an already-encoded header; used to forward a message under another key."""
     signature = signer.sign([header])  # the header holds each buffer's size and digest
     return [DELIMITER, signature, header, *buffers]
+
+
+def sender_identity(identity: bytes) -> bytes:
+    """The identity of the send-only socket that goes with the socket ``identity``."""
+    return identity + SENDER_SUFFIX
+
+
+def reply_identity(identity: bytes) -> bytes:
+    """Where to answer a message that came from ``identity``: a sender socket's partner."""
+    return identity.removesuffix(SENDER_SUFFIX)
 
 
 def split_routing(frames: Sequence[Buffer]) -> tuple[list[bytes], Sequence[Buffer]]:
