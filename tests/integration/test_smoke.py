@@ -6,3 +6,22 @@ from pxcluster import MultiEngineClient
 def test_four_engines_compute(mec: MultiEngineClient) -> None:
     assert mec.get_ids() == [0, 1, 2, 3]
     assert mec.map(lambda x: x * x, range(10)) == [x * x for x in range(10)]
+
+
+
+def test_a_value_a_push_replaces_is_freed(mec: MultiEngineClient) -> None:
+    # The engine frees what a push replaced only after replying; it must still free it.
+    mec.execute(
+        "import builtins\n"
+        "builtins.px_test_freed = False\n"
+        "class Tracked:\n"
+        "    def __del__(self):\n"
+        "        builtins.px_test_freed = True\n"
+        "tracked = Tracked()\n"
+        "del Tracked",
+        targets=0,
+    )
+    mec.push({"tracked": 1}, targets=0)
+    mec.execute("freed = builtins.px_test_freed", targets=0)
+    assert mec[0].pull("freed") is True
+    assert mec[0].pull("tracked") == 1

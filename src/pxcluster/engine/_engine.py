@@ -175,6 +175,7 @@ class Engine:
                 status=status,
             )
         )
+        self.handlers.release_retired()
 
     def _stream_writer(self, msg: Message) -> Any:
         if not msg.content.get("stream"):
