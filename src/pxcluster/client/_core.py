@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pxcluster._buffers import Buffer
 from pxcluster._errors import ConnectionLost, PxclusterTimeoutError, RemoteProtocolError
 from pxcluster.client._results import PendingResult
 from pxcluster.profile import ClientConnection, ProfilePaths, read_client_connection
@@ -270,7 +271,7 @@ class ClientCore:
             self._note_hosts(reply.content)
             self._set_engines(reply.content["engines"], reply.content.get("version", 0))
 
-    def _receive(self, frames: list[memoryview]) -> None:
+    def _receive(self, frames: list[Buffer]) -> None:
         try:
             msg = decode(frames, self._signer, self._guard, check_buffers=False)
         except RemoteProtocolError as exc:

@@ -173,19 +173,19 @@ class ControllerServer:
             else:
                 self._from_engine(frames)
 
-    def _from_client(self, frames: list[memoryview]) -> None:
+    def _from_client(self, frames: list[Buffer]) -> None:
         self._receive(
             frames, "client", self._client_signer, self._client_guard, self.hub.client_message
         )
 
-    def _from_engine(self, frames: list[memoryview]) -> None:
+    def _from_engine(self, frames: list[Buffer]) -> None:
         self._receive(
             frames, "engine", self._engine_signer, self._engine_guard, self.hub.engine_message
         )
 
     def _receive(
         self,
-        frames: list[memoryview],
+        frames: list[Buffer],
         port: str,
         signer: Signer,
         guard: ReplayGuard,
@@ -214,7 +214,7 @@ class ControllerServer:
             return
         self._send_all(outbound)
 
-    def _refuse_unverified(self, frames: list[memoryview]) -> None:
+    def _refuse_unverified(self, frames: list[Buffer]) -> None:
         """Tell a client its message failed verification, so its call fails instead of hanging.
 
         The usual cause is not an attacker but a buffer changed while it was being sent. The

@@ -134,6 +134,11 @@ def _field(head: dict[str, Any], key: str, kind: type | tuple[type, ...], defaul
     return value
 
 
+# Enum lookups by value without the Enum constructor's cost (per message, on the hot path).
+_TYPES: dict[int, MsgType] = {int(t): t for t in MsgType}
+_STATUSES: dict[int, Status] = {int(s): s for s in Status}
+
+
 def unpack_header(header: bytes, buffers: Sequence[Buffer], check_sizes: bool = True) -> Message:
     """A Message from an encoded header that was already authenticated (nested in a verified
     message, e.g. a stored task result), checked like ``decode`` checks it.
@@ -148,10 +153,76 @@ def unpack_header(header: bytes, buffers: Sequence[Buffer], check_sizes: bool = 
     return _message_from(head, header, buffers, check_sizes)
 
 
+_ABSENT: Any = object()
+
+
 def _message_from(
     head: object, header: bytes, buffers: Sequence[Buffer], check_sizes: bool = True
 ) -> Message:
-    """Build a Message from a parsed header, checking the type of every field it reads."""
+    """Build a Message from a parsed header, checking the type of every field it reads.
+
+    The common case (every field present has exactly its type) takes one pass of ``get``
+    and ``type() is`` checks; anything else goes the field-by-field way, which names the
+    field that is wrong.
+    """
+    if type(head) is dict:
+        get = head.get
+        kind, msg_id, content, parent = get("t"), get("i"), get("c", _ABSENT), get("p", "")
+        targets, engine, status = get("g", _ABSENT), get("e", -1), get("s", 0)
+        session, ts, sizes, digests = get("n", ""), get("ts", 0.0), get("b", ()), get("d", ())
+        msg_type = _TYPES.get(kind) if type(kind) is int else None
+        state = _STATUSES.get(status) if type(status) is int else None
+        if (
+            msg_type is not None
+            and state is not None
+            and type(msg_id) is str
+            and (content is _ABSENT or type(content) is dict)
+            and type(parent) is str
+            and (targets is _ABSENT or (type(targets) is list and _all_ints(targets)))
+            and type(engine) is int
+            and type(session) is str
+            and type(ts) in (float, int)
+            and type(sizes) in (list, tuple)
+            and type(digests) in (list, tuple)
+            and (
+                not check_sizes
+                or (len(sizes) == len(buffers) and _sizes_match(buffers, sizes))
+            )
+        ):
+            return Message(
+                msg_type,
+                msg_id,
+                {} if content is _ABSENT else content,
+                buffers,
+                parent,
+                None if targets is _ABSENT else targets,
+                engine,
+                state,
+                session,
+                ts,
+                header,
+                digests,
+            )
+    return _message_from_checked(head, header, buffers, check_sizes)
+
+
+def _all_ints(values: list[Any]) -> bool:
+    return set(map(type, values)) <= {int}  # exactly int: a bool is no engine id
+
+
+def _sizes_match(buffers: Sequence[Buffer], sizes: Sequence[Any]) -> bool:
+    for buffer, size in zip(buffers, sizes, strict=True):
+        if type(size) is not int:
+            return False
+        if (len(buffer) if type(buffer) is bytes else memoryview(buffer).nbytes) != size:
+            return False
+    return True
+
+
+def _message_from_checked(
+    head: object, header: bytes, buffers: Sequence[Buffer], check_sizes: bool
+) -> Message:
+    """``_message_from`` one field at a time: raises naming what is wrong."""
     if not isinstance(head, dict):
         raise RemoteProtocolError("header is not a map")
     targets = _field(head, "g", (list, type(None)), None)
@@ -166,11 +237,12 @@ def _message_from(
         )
     ):
         raise RemoteProtocolError("buffer count or sizes do not match the header")
-    try:
-        msg_type = MsgType(_field(head, "t", int, None))
-        status = Status(_field(head, "s", int, 0))
-    except ValueError as exc:
-        raise RemoteProtocolError(f"header names an unknown type or status: {exc}") from exc
+    msg_type = _TYPES.get(_field(head, "t", int, None))
+    status = _STATUSES.get(_field(head, "s", int, 0))
+    if msg_type is None or status is None:
+        raise RemoteProtocolError(
+            f"header names an unknown type or status: {head.get('t')!r}, {head.get('s')!r}"
+        )
     return Message(
         type=msg_type,
         id=_field(head, "i", str, None),
