@@ -68,3 +68,23 @@ def test_finish_removes_a_queued_task():
 def test_prefetch_must_be_positive():
     with pytest.raises(ValueError, match="prefetch"):
         Scheduler(prefetch=0)
+
+
+def test_an_engine_of_short_tasks_gets_the_deeper_prefetch_until_a_long_one():
+    from pxcluster.controller._scheduler import SHORT_STREAK, SHORT_TASK_S
+
+    sched = Scheduler(prefetch=2, short_prefetch=8)
+    for i in range(20):
+        sched.add(task(f"t{i}"), set())
+    assert sched.limit(0) == 2
+    for _ in range(SHORT_STREAK):
+        sched.ran(0, SHORT_TASK_S / 10)
+    assert sched.limit(0) == 8
+    assert sched.limit(1) == 2
+    loads = {0: 0, 1: 0}
+    sched.assign(loads)
+    assert loads == {0: 8, 1: 2}
+    sched.ran(0, 0.5)  # one long task: back to the plain prefetch
+    assert sched.limit(0) == 2
+    sched.engine_gone(1)
+    assert sched.limit(1) == 2

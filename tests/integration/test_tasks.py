@@ -191,6 +191,19 @@ def test_a_short_task_is_not_stranded_behind_a_long_one(tc):
     tc.abort(long_ids[0])
 
 
+def test_tasks_prefetched_deep_behind_a_long_one_are_taken_back(tc):
+    # After many tiny tasks each engine may hold 8 (task_prefetch_short); tiny tasks queued
+    # behind a long one must still run elsewhere soon, not wait for it.
+    tc.barrier([tc.run(client.MapTask(int)) for _ in range(200)], timeout=30)
+    long_id = tc.run(client.MapTask(time.sleep, args=(30,)))
+    began = time.monotonic()
+    quick = [tc.run(client.MapTask(int, args=(i,))) for i in range(12)]
+    tc.barrier(quick, timeout=10)
+    assert [tc.get_task_result(t).r for t in quick] == list(range(12))
+    assert time.monotonic() - began < 8
+    tc.abort(long_id)
+
+
 def test_multiengine_and_tasks_share_the_engines(cluster2, tc):
     mec = cluster2.client()
     ids = [tc.run(client.MapTask(time.sleep, args=(0.01,))) for _ in range(50)]

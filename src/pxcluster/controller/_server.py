@@ -75,6 +75,7 @@ class ControllerServer:
             config.heartbeat_timeout,
             store=self.store,
             task_prefetch=config.task_prefetch,
+            task_prefetch_short=config.task_prefetch_short,
             heartbeat_period=config.heartbeat_period,
         )
         self._ctx = Context()

@@ -213,6 +213,9 @@ class TaskBoard:
                     Status.ERROR,
                 )
             return []
+        started, completed = msg.content.get("started"), msg.content.get("completed")
+        if isinstance(started, float) and isinstance(completed, float):
+            self.scheduler.ran(engine, completed - started)
         failed = msg.status != Status.OK
         if task.abort_requested and failed:
             return self._settle_controller(task, "aborted while it ran", "aborted", Status.ABORTED)
@@ -288,10 +291,13 @@ class TaskBoard:
         """
         if self.scheduler.queued:
             return []
-        idle = sum(1 for e in self._engines.values() if e.queue_length() == 0)
+        # what the idle engines can take
+        room = sum(
+            self.scheduler.limit(e) for e, rec in self._engines.items() if rec.queue_length() == 0
+        )
         out: list[Outbound] = []
         for engine_id, engine in self._engines.items():
-            if idle <= 0:
+            if room <= 0:
                 break
             sent = list(engine.outstanding.items())
             if len(sent) < 2 or now - sent[0][1].since < STEAL_AFTER:
@@ -308,8 +314,9 @@ class TaskBoard:
                     targets=[engine_id],
                 )
                 out.append(Outbound("engine", engine.identity, withdraw))
-                idle -= 1
-                break
+                room -= 1
+                if room <= 0:
+                    break
         return out
 
     # -- settling ----------------------------------------------------------------------------

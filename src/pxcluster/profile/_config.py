@@ -11,6 +11,7 @@ Precedence: command-line flags override the file, the file overrides these defau
     heartbeat_period = 0.5   # seconds between pings
     heartbeat_timeout = 3.0  # an engine silent this long is declared dead
     task_prefetch = 2        # tasks an engine may hold at once (running + waiting)
+    task_prefetch_short = 8  # ... while its recent tasks each ran under 1 ms
     retention_records = 100000       # finished tasks kept in the record store
     retention_bytes = 268435456      # ... and at most this many bytes of them
     result_cap = 16777216            # a bigger task result is not kept, only its status
@@ -42,6 +43,7 @@ class ClusterConfig:
     heartbeat_period: float = 0.5
     heartbeat_timeout: float = 3.0
     task_prefetch: int = 2
+    task_prefetch_short: int = 8
     retention_records: int = 100_000
     retention_bytes: int = 256 * 1024 * 1024
     result_cap: int = 16 * 1024 * 1024
