@@ -21,7 +21,7 @@ class PxclusterSystem(System):
         "start": "Cluster(n, profile_dir=...).start(); cluster.client()",
         "stop": "cluster.stop()",
         "cli": "pxcluster start -n N / pxcluster stop",
-        "call": "mec.map(noop, [None], targets=0) (no apply yet)",
+        "call": "mec[0].apply(noop)",
         "execute_one": "mec.execute(code, targets=0)",
         "execute_all": "mec.execute(code)",
         "submit_each": "tc.run(MapTask(f, args=(x,))) each; tc.barrier; get_task_result",
@@ -84,8 +84,7 @@ class PxclusterSystem(System):
     # -- workloads ---------------------------------------------------------------------------
 
     def call(self, func: Callable[[], Any]) -> Any:
-        (value,) = self.mec.map(func, [None], targets=0, timeout=TIMEOUT)
-        return value
+        return self._one.apply(func)
 
     def execute_one(self, code: str) -> None:
         self.mec.execute(code, targets=0, timeout=TIMEOUT)

@@ -321,6 +321,23 @@ def test_map_and_parallelize(mec):
     assert g(range(5)).get_result(timeout=T) == [1, 2, 3, 4, 5]
 
 
+def test_apply_calls_a_function_on_each_target(mec):
+    # Not in the seeds: ipyparallel's view.apply, which users of a parallel shell expect.
+    assert mec.apply(lambda x, y=1: x + y, 2, y=3) == [5, 5, 5, 5]
+    pids = mec.apply(__import__("os").getpid)
+    assert len(set(pids)) == 4
+    assert mec[1].apply(__import__("os").getpid) == pids[1]
+    mec.block = False
+    try:
+        pending = mec.apply(divmod, 7, 2)
+        assert pending.get_result(timeout=T) == [(3, 1)] * 4
+    finally:
+        mec.block = True
+    with pytest.raises(client.CompositeError) as info:
+        mec.apply(lambda: 1 / 0)
+    assert "[0:apply]: ZeroDivisionError" in str(info.value)
+
+
 # -- seed 004: parallel exceptions ---------------------------------------------------------
 
 

@@ -296,3 +296,25 @@ def _block(prefix: str, text: str) -> str:
     """``prefix`` then ``text``, continuation lines indented under the first."""
     pad = "\n" + " " * len(prefix)
     return prefix + pad.join(text.splitlines() or [""])
+
+
+def chained(pending: PendingResult[Any], then: Callable[[Any], T]) -> PendingResult[T]:
+    """A PendingResult resolving to ``then(value of pending)``, or to its error."""
+    out: PendingResult[T] = PendingResult(
+        pending.method, [], None, on_interrupt=pending._on_interrupt
+    )
+
+    def relay(done: concurrent.futures.Future[Any]) -> None:
+        exc = done.exception()
+        if exc is not None:
+            out.fail(exc)
+            return
+        try:
+            out.set_result(then(done.result()))
+        except Exception as err:
+            out.fail(err)
+
+    pending.add_done_callback(relay)
+    out._source = pending
+    return out
+

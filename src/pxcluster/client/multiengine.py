@@ -8,33 +8,24 @@ per target (scatter, map), and returns the value, or a PendingResult when not bl
 from __future__ import annotations
 
 import concurrent.futures
-import operator
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 from pxcluster._buffers import Buffer
-from pxcluster._errors import EngineError, PxclusterError, PxclusterTimeoutError
+from pxcluster._errors import PxclusterError, PxclusterTimeoutError
 from pxcluster.client._active import clear_active, load_extension_in_running_ipython, set_active
 from pxcluster.client._core import ClientCore
 from pxcluster.client._partition import as_sliceable, concatenate, partition, split_bounds
 from pxcluster.client._progress import show_progress
-from pxcluster.client._results import PendingResult, ResultList, after_all
+from pxcluster.client._requests import EngineRequests
+from pxcluster.client._results import PendingResult, ResultList, after_all, chained
 from pxcluster.client._streams import OutputHandler, router_of
-from pxcluster.serialize import (
-    detach,
-    dumps,
-    dumps_many,
-    export_frames,
-    loads,
-    loads_many,
-    unlink_segments,
-)
+from pxcluster.client._targets import TargetSpec, normalize_targets
+from pxcluster.serialize import dumps, dumps_many, loads, loads_many
 from pxcluster.wire import Message, MsgType
 
-TargetSpec = int | Sequence[int] | Literal["all"]
-T = TypeVar("T")
-Finish = Callable[[list[Message]], Any]
+__all__ = ["EngineView", "MultiEngineClient", "ParallelFunction", "TargetSpec"]
 
 #: With ``map(progress=True)`` the sequence is cut into up to this many chunks per engine,
 #: so the bar moves while engines work, not only when each finishes its whole part.
@@ -43,7 +34,7 @@ _PROGRESS_CHUNKS_PER_ENGINE = 8
 _COMPLETION_TIMEOUT = 1.0
 
 
-class MultiEngineClient:
+class MultiEngineClient(EngineRequests):
     """Drives a set of engines, each by its id, from a script, IPython or a notebook.
 
     Args:
@@ -78,175 +69,6 @@ class MultiEngineClient:
         self._last_execute: dict[int, PendingResult[Any]] = {}
         self.targets: TargetSpec = targets
         self.block = block
-
-    # -- plumbing --------------------------------------------------------------------------
-
-    def _resolve(self, targets: TargetSpec | None) -> list[int]:
-        spec = self.targets if targets is None else targets
-        if isinstance(spec, str) and spec == "all":
-            ids = self._core.engines
-            if not ids:
-                raise EngineError("no engines are registered with the controller")
-            return ids
-        return normalize_targets(spec)
-
-    def _blocking(self, block: bool | None) -> bool:
-        return self.block if block is None else block
-
-    def _deliver(
-        self, pending: PendingResult[Any], block: bool | None, timeout: float | None
-    ) -> Any:
-        if self._blocking(block):
-            return pending.get_result(timeout=timeout)
-        return pending
-
-    def _per_engine(self, values: list[Any]) -> Any:
-        """A list with one value per engine; a view of one engine returns the value itself."""
-        return values[0] if self._scalar else values
-
-    def _request(
-        self,
-        method: str,
-        msg_type: MsgType,
-        targets: TargetSpec | None,
-        finish: Finish,
-        block: bool | None,
-        timeout: float | None,
-        content: dict[str, Any] | None = None,
-        buffers: Sequence[Buffer] = (),
-    ) -> Any:
-        pending = self._send(
-            method, msg_type, targets, finish, content, buffers, copy=not self._blocking(block)
-        )
-        return self._deliver(pending, block, timeout)
-
-    def _send(
-        self,
-        method: str,
-        msg_type: MsgType,
-        targets: TargetSpec | None,
-        finish: Finish,
-        content: dict[str, Any] | None = None,
-        buffers: Sequence[Buffer] = (),
-        on_output: OutputHandler | None = None,
-        copy: bool = False,
-    ) -> PendingResult[Any]:
-        """Send one request to the targets; ``on_output`` gets what they stream meanwhile.
-
-        ``copy``: the call returns before the frames are sent, so frames that view the
-        caller's memory are copied (the caller may change its arrays at once).
-        """
-        ids = self._resolve(targets)
-        content = dict(content or {})
-        if on_output is not None:
-            content["stream"] = True
-        buffers, segments = self._share(msg_type, ids, content, buffers, copy)
-        msg = Message(msg_type, self._core.new_id(), content, buffers, targets=ids)
-        pending = PendingResult(
-            method,
-            [(msg.id, t) for t in ids],
-            finish,
-            on_interrupt=lambda: self._interrupt_nowait(ids),
-        )
-        if on_output is not None:
-            self._listen(pending, on_output)
-        self._release_when_done(pending, segments)
-        self._core.submit(msg, pending)
-        return pending
-
-    def _share(
-        self,
-        msg_type: MsgType,
-        ids: list[int],
-        content: dict[str, Any],
-        buffers: Sequence[Buffer],
-        copy: bool,
-    ) -> tuple[Sequence[Buffer], list[str]]:
-        """Big buffers of a push to engines on this host go by shared memory (one copy
-        instead of two socket hops); a pull from them asks for its answer the same way."""
-        local = self._core.same_host(ids)
-        if msg_type == MsgType.PULL and local:
-            content["shm_ok"] = True
-        segments: list[str] = []
-        if msg_type == MsgType.PUSH and local and buffers:
-            buffers, indexes, segments = export_frames(buffers)
-            if indexes:
-                content["shm"] = indexes
-        if copy:
-            buffers = detach(buffers)
-        return buffers, segments
-
-    @staticmethod
-    def _release_when_done(pending: PendingResult[Any], segments: list[str]) -> None:
-        """Unlink the segments once every target answered (each mapped them by then)."""
-        if segments:
-            pending.add_done_callback(lambda _: unlink_segments(segments))
-
-    def _listen(self, pending: PendingResult[Any], on_output: OutputHandler) -> None:
-        router = router_of(self._core)
-        ids = pending.msg_ids
-        router.register(ids, on_output)
-        pending.add_done_callback(lambda _: router.forget(ids))
-
-    def _request_each(
-        self,
-        method: str,
-        msg_type: MsgType,
-        parts: list[tuple[int, dict[str, Any], list[Buffer]]],
-        finish: Finish,
-        block: bool | None,
-        timeout: float | None,
-    ) -> Any:
-        """One request per target, each with its own payload, resolved as one result."""
-        return self._deliver(
-            self._send_each(method, msg_type, parts, finish, copy=not self._blocking(block)),
-            block,
-            timeout,
-        )
-
-    def _send_each(
-        self,
-        method: str,
-        msg_type: MsgType,
-        parts: list[tuple[int, dict[str, Any], list[Buffer]]],
-        finish: Finish,
-        weights: Sequence[int] | None = None,
-        copy: bool = False,
-    ) -> PendingResult[Any]:
-        msgs = []
-        segments: list[str] = []
-        for target, content, buffers in parts:
-            content = dict(content)
-            frames, made = self._share(msg_type, [target], content, buffers, copy)
-            segments += made
-            msgs.append(Message(msg_type, self._core.new_id(), content, frames, targets=[target]))
-        ids = [t for t, _, _ in parts]
-        pending = PendingResult(
-            method,
-            [(m.id, t) for m, t in zip(msgs, ids, strict=True)],
-            finish,
-            on_interrupt=lambda: self._interrupt_nowait(sorted(set(ids))),
-            weights=weights,
-        )
-        self._release_when_done(pending, segments)
-        self._core.submit_many(msgs, pending)
-        return pending
-
-    def _stop_messages(self, ids: list[int], clear_queue: bool = True) -> list[Message]:
-        """CLEAR_QUEUE then INTERRUPT for ``ids``: in that order, so that once the running
-        code stops, nothing queued behind it starts."""
-        types = [MsgType.CLEAR_QUEUE, MsgType.INTERRUPT] if clear_queue else [MsgType.INTERRUPT]
-        return [Message(t, self._core.new_id(), targets=ids) for t in types]
-
-    def _interrupt_nowait(self, ids: list[int]) -> None:
-        """Ctrl-C while waiting: stop what those engines run and drop what is queued there
-        (nobody waits for the acknowledgements)."""
-        msgs = self._stop_messages(ids)
-        keys = [(m.id, t) for m in msgs for t in ids]
-        self._core.submit_many(msgs, PendingResult("interrupt", keys, list))
-
-    def _none_each(self, replies: list[Message]) -> Any:
-        return self._per_engine([None] * len(replies))
 
     # -- engines and the queue -------------------------------------------------------------
 
@@ -544,7 +366,7 @@ class MultiEngineClient:
         pending = self.pull(key, targets, block=False)
         if self._scalar:
             return self._deliver(pending, block, timeout)
-        return self._deliver(_chain(pending, concatenate), block, timeout)
+        return self._deliver(chained(pending, concatenate), block, timeout)
 
     def map(
         self,
@@ -611,6 +433,31 @@ class MultiEngineClient:
             raise PxclusterTimeoutError(f"map did not finish within {timeout} s")
         return pending.get_result()
 
+    def apply(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call ``func(*args, **kwargs)`` on each target; returns one result per engine.
+
+        The engines are the client's ``targets`` and the call blocks as ``block`` says (a
+        view, ``mec[0].apply(f)``, calls one engine and returns its result itself): every
+        keyword goes to ``func``. ``func`` travels with cloudpickle, so a lambda or a
+        closure is fine.
+
+        Raises:
+            CompositeError: ``func`` raised on one or more engines.
+            SerializationError: ``func`` or an argument cannot be pickled; nothing was sent.
+        """
+        if not callable(func):
+            raise TypeError(f"apply needs a callable, not {func!r}")
+        head = dumps(func, name="the function")
+        counts, frames = dumps_many([("args", args), ("kwargs", kwargs)])
+        content = {"mode": "apply", "counts": [len(head), *counts]}
+
+        def finish(replies: list[Message]) -> Any:
+            return self._per_engine([loads(reply.buffers) for reply in replies])
+
+        return self._request(
+            "apply", MsgType.APPLY, None, finish, None, None, content, [*head, *frames]
+        )
+
     def parallelize(
         self,
         func: Callable[..., Any] | str,
@@ -661,40 +508,6 @@ class MultiEngineClient:
         )
 
 
-def normalize_targets(spec: object) -> list[int]:
-    """Engine ids from an id or a sequence of ids (numpy integers too).
-
-    Raises:
-        TypeError: something that is not an engine id (bools and strings included).
-        ValueError: no ids, a negative id, or an id given twice.
-    """
-    if isinstance(spec, (bool, str, bytes)):
-        raise TypeError(f"targets must be 'all', an engine id or a list of ids, not {spec!r}")
-    try:
-        items: list[object] = [operator.index(spec)]  # type: ignore[arg-type]
-    except TypeError:
-        if not isinstance(spec, Iterable):
-            raise TypeError(
-                f"targets must be 'all', an engine id or a list of ids, not {spec!r}"
-            ) from None
-        items = list(spec)
-    ids = []
-    for item in items:
-        if isinstance(item, bool):
-            raise TypeError(f"targets holds {item!r}, which is not an engine id")
-        try:
-            ids.append(operator.index(item))  # type: ignore[arg-type]
-        except TypeError:
-            raise TypeError(f"targets holds {item!r}, which is not an engine id") from None
-    if not ids:
-        raise ValueError("targets is an empty list")
-    if any(i < 0 for i in ids):
-        raise ValueError(f"engine ids are never negative: {ids}")
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"targets names an engine more than once: {ids}")
-    return ids
-
-
 class EngineView(MultiEngineClient):
     """One engine of a MultiEngineClient (``mec[0]``): the same methods, scalar results."""
 
@@ -734,24 +547,3 @@ class ParallelFunction:
 
     def __call__(self, *sequences: Iterable[Any]) -> Any:
         return self.client.map(self.func, *sequences, targets=self.targets, block=self.block)
-
-
-def _chain(pending: PendingResult[Any], then: Callable[[Any], T]) -> PendingResult[T]:
-    """A PendingResult resolving to ``then(value of pending)``, or to its error."""
-    chained: PendingResult[T] = PendingResult(
-        pending.method, [], None, on_interrupt=pending._on_interrupt
-    )
-
-    def relay(done: concurrent.futures.Future[Any]) -> None:
-        exc = done.exception()
-        if exc is not None:
-            chained.fail(exc)
-            return
-        try:
-            chained.set_result(then(done.result()))
-        except Exception as err:
-            chained.fail(err)
-
-    pending.add_done_callback(relay)
-    chained._source = pending
-    return chained

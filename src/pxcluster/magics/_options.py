@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from pxcluster.client.multiengine import TargetSpec
+from pxcluster.client._targets import TargetSpec
 
 _OPTION = re.compile(
     r"\s*(?:(?P<flag>--block|--noblock|--local)|(?:--targets|-t)(?:\s*=\s*|\s+)(?P<targets>\S+))"

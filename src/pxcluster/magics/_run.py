@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from pxcluster.client import EngineOutput, MultiEngineClient, ResultList
-from pxcluster.client.multiengine import TargetSpec
+from pxcluster.client._targets import TargetSpec
 from pxcluster.magics._output import LiveOutput
 
 #: Seconds to wait for interrupted engines to answer before giving the prompt back anyway.

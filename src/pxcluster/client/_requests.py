@@ -1,0 +1,200 @@
+"""Client layer: how the MultiEngine interface sends requests and delivers their results.
+
+``EngineRequests`` is the plumbing under ``MultiEngineClient``: one request fanned out by the
+controller to its targets (``_request``), or one request per target, each with its own
+payload (``_request_each``); big buffers by shared memory where the engines share this host;
+Ctrl-C while waiting stops the engines; and the value or a PendingResult back to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pxcluster._buffers import Buffer
+from pxcluster._errors import EngineError
+from pxcluster.client._core import ClientCore
+from pxcluster.client._results import PendingResult
+from pxcluster.client._streams import OutputHandler, router_of
+from pxcluster.client._targets import TargetSpec, normalize_targets
+from pxcluster.serialize import detach, export_frames, unlink_segments
+from pxcluster.wire import Message, MsgType
+
+Finish = Callable[[list[Message]], Any]
+
+
+class EngineRequests:
+    """Sending requests to engines and delivering what they answer (see the module doc)."""
+
+    _core: ClientCore
+    _scalar = False
+    targets: TargetSpec
+    block: bool
+
+    def _resolve(self, targets: TargetSpec | None) -> list[int]:
+        spec = self.targets if targets is None else targets
+        if isinstance(spec, str) and spec == "all":
+            ids = self._core.engines
+            if not ids:
+                raise EngineError("no engines are registered with the controller")
+            return ids
+        return normalize_targets(spec)
+
+    def _blocking(self, block: bool | None) -> bool:
+        return self.block if block is None else block
+
+    def _deliver(
+        self, pending: PendingResult[Any], block: bool | None, timeout: float | None
+    ) -> Any:
+        if self._blocking(block):
+            return pending.get_result(timeout=timeout)
+        return pending
+
+    def _per_engine(self, values: list[Any]) -> Any:
+        """A list with one value per engine; a view of one engine returns the value itself."""
+        return values[0] if self._scalar else values
+
+    def _request(
+        self,
+        method: str,
+        msg_type: MsgType,
+        targets: TargetSpec | None,
+        finish: Finish,
+        block: bool | None,
+        timeout: float | None,
+        content: dict[str, Any] | None = None,
+        buffers: Sequence[Buffer] = (),
+    ) -> Any:
+        pending = self._send(
+            method, msg_type, targets, finish, content, buffers, copy=not self._blocking(block)
+        )
+        return self._deliver(pending, block, timeout)
+
+    def _send(
+        self,
+        method: str,
+        msg_type: MsgType,
+        targets: TargetSpec | None,
+        finish: Finish,
+        content: dict[str, Any] | None = None,
+        buffers: Sequence[Buffer] = (),
+        on_output: OutputHandler | None = None,
+        copy: bool = False,
+    ) -> PendingResult[Any]:
+        """Send one request to the targets; ``on_output`` gets what they stream meanwhile.
+
+        ``copy``: the call returns before the frames are sent, so frames that view the
+        caller's memory are copied (the caller may change its arrays at once).
+        """
+        ids = self._resolve(targets)
+        content = dict(content or {})
+        if on_output is not None:
+            content["stream"] = True
+        buffers, segments = self._share(msg_type, ids, content, buffers, copy)
+        msg = Message(msg_type, self._core.new_id(), content, buffers, targets=ids)
+        pending = PendingResult(
+            method,
+            [(msg.id, t) for t in ids],
+            finish,
+            on_interrupt=lambda: self._interrupt_nowait(ids),
+        )
+        if on_output is not None:
+            self._listen(pending, on_output)
+        self._release_when_done(pending, segments)
+        self._core.submit(msg, pending)
+        return pending
+
+    def _share(
+        self,
+        msg_type: MsgType,
+        ids: list[int],
+        content: dict[str, Any],
+        buffers: Sequence[Buffer],
+        copy: bool,
+    ) -> tuple[Sequence[Buffer], list[str]]:
+        """Big buffers of a push to engines on this host go by shared memory (one copy
+        instead of two socket hops); a pull from them asks for its answer the same way."""
+        local = self._core.same_host(ids)
+        if msg_type == MsgType.PULL and local:
+            content["shm_ok"] = True
+        segments: list[str] = []
+        if msg_type == MsgType.PUSH and local and buffers:
+            buffers, indexes, segments = export_frames(buffers)
+            if indexes:
+                content["shm"] = indexes
+        if copy:
+            buffers = detach(buffers)
+        return buffers, segments
+
+    @staticmethod
+    def _release_when_done(pending: PendingResult[Any], segments: list[str]) -> None:
+        """Unlink the segments once every target answered (each mapped them by then)."""
+        if segments:
+            pending.add_done_callback(lambda _: unlink_segments(segments))
+
+    def _listen(self, pending: PendingResult[Any], on_output: OutputHandler) -> None:
+        router = router_of(self._core)
+        ids = pending.msg_ids
+        router.register(ids, on_output)
+        pending.add_done_callback(lambda _: router.forget(ids))
+
+    def _request_each(
+        self,
+        method: str,
+        msg_type: MsgType,
+        parts: list[tuple[int, dict[str, Any], list[Buffer]]],
+        finish: Finish,
+        block: bool | None,
+        timeout: float | None,
+    ) -> Any:
+        """One request per target, each with its own payload, resolved as one result."""
+        return self._deliver(
+            self._send_each(method, msg_type, parts, finish, copy=not self._blocking(block)),
+            block,
+            timeout,
+        )
+
+    def _send_each(
+        self,
+        method: str,
+        msg_type: MsgType,
+        parts: list[tuple[int, dict[str, Any], list[Buffer]]],
+        finish: Finish,
+        weights: Sequence[int] | None = None,
+        copy: bool = False,
+    ) -> PendingResult[Any]:
+        msgs = []
+        segments: list[str] = []
+        for target, content, buffers in parts:
+            content = dict(content)
+            frames, made = self._share(msg_type, [target], content, buffers, copy)
+            segments += made
+            msgs.append(Message(msg_type, self._core.new_id(), content, frames, targets=[target]))
+        ids = [t for t, _, _ in parts]
+        pending = PendingResult(
+            method,
+            [(m.id, t) for m, t in zip(msgs, ids, strict=True)],
+            finish,
+            on_interrupt=lambda: self._interrupt_nowait(sorted(set(ids))),
+            weights=weights,
+        )
+        self._release_when_done(pending, segments)
+        self._core.submit_many(msgs, pending)
+        return pending
+
+    def _stop_messages(self, ids: list[int], clear_queue: bool = True) -> list[Message]:
+        """CLEAR_QUEUE then INTERRUPT for ``ids``: in that order, so that once the running
+        code stops, nothing queued behind it starts."""
+        types = [MsgType.CLEAR_QUEUE, MsgType.INTERRUPT] if clear_queue else [MsgType.INTERRUPT]
+        return [Message(t, self._core.new_id(), targets=ids) for t in types]
+
+    def _interrupt_nowait(self, ids: list[int]) -> None:
+        """Ctrl-C while waiting: stop what those engines run and drop what is queued there
+        (nobody waits for the acknowledgements)."""
+        msgs = self._stop_messages(ids)
+        keys = [(m.id, t) for m in msgs for t in ids]
+        self._core.submit_many(msgs, PendingResult("interrupt", keys, list))
+
+    def _none_each(self, replies: list[Message]) -> Any:
+        return self._per_engine([None] * len(replies))
+
