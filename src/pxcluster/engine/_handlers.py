@@ -7,6 +7,8 @@ that raises makes an ERROR reply carrying the exception (see ``error_reply``).
 from __future__ import annotations
 
 import pickle
+import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -60,8 +62,14 @@ class RequestHandlers:
             return handler(msg)
 
     def release_retired(self) -> None:
-        """Drop the values the last request replaced (call once its reply is sent)."""
-        self.retired.clear()
+        """Drop the values the last request replaced (call once its reply is sent).
+
+        They are dropped in a background thread: unmapping a 100 MB array's pages takes
+        ~15 ms, which the next request (often a pull) need not wait for either.
+        """
+        if self.retired:
+            _reaper().put(self.retired)
+            self.retired = []
 
     def execute(self, msg: Message) -> Reply:
         code = msg.content.get("code")
@@ -165,3 +173,25 @@ def error_reply(exc: BaseException, extra: dict[str, Any]) -> Reply:
     except Exception:
         buffers = []
     return content, buffers
+
+
+_reaper_queue: queue.SimpleQueue[list[Any]] | None = None
+
+
+def _reaper() -> queue.SimpleQueue[list[Any]]:
+    """The queue of a daemon thread that drops the values put on it (started once)."""
+    global _reaper_queue
+    if _reaper_queue is None:
+        _reaper_queue = queue.SimpleQueue()
+        thread = threading.Thread(
+            target=_drop_forever, args=(_reaper_queue,), name="pxengine-free", daemon=True
+        )
+        thread.start()
+    return _reaper_queue
+
+
+def _drop_forever(values: queue.SimpleQueue[list[Any]]) -> None:
+    while True:
+        batch = values.get()
+        batch.clear()  # the last references: big buffers are unmapped here (GIL released)
+        del batch
