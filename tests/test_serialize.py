@@ -47,3 +47,19 @@ def test_many_roundtrip_and_count_mismatch():
     assert b.sum() == 100_000
     with pytest.raises(SerializationError, match="counts"):
         loads_many([1], frames)
+
+
+def test_plain_values_and_code_inside_containers_round_trip():
+    # small plain values take the C pickler; anything else (code, subclasses) cloudpickle
+    import enum
+
+    class Colour(enum.IntEnum):
+        RED = 1
+
+    for value in [None, 3, 2.5, "s", b"b", (), {}, (1, "a"), [1.5, None], {"k": 1}]:
+        assert loads(dumps(value)) == value
+    made = loads(dumps((lambda: 7, {"f": lambda: 8})))
+    assert made[0]() == 7
+    assert made[1]["f"]() == 8
+    assert loads(dumps(Colour.RED)) == 1
+    assert loads(dumps([1] * 100)) == [1] * 100
