@@ -182,16 +182,21 @@ class EngineRequests:
         self._core.submit_many(msgs, pending)
         return pending
 
-    def _stop_messages(self, ids: list[int], clear_queue: bool = True) -> list[Message]:
+    def _stop_messages(
+        self, ids: list[int], clear_queue: bool = True, own_only: bool = False
+    ) -> list[Message]:
         """CLEAR_QUEUE then INTERRUPT for ``ids``: in that order, so that once the running
-        code stops, nothing queued behind it starts."""
+        code stops, nothing queued behind it starts. ``own_only``: only this client's
+        requests are dropped or interrupted; other clients' work on those engines goes on."""
         types = [MsgType.CLEAR_QUEUE, MsgType.INTERRUPT] if clear_queue else [MsgType.INTERRUPT]
-        return [Message(t, self._core.new_id(), targets=ids) for t in types]
+        content = {"session": self._core.session} if own_only else {}
+        return [Message(t, self._core.new_id(), dict(content), targets=ids) for t in types]
 
     def _interrupt_nowait(self, ids: list[int]) -> None:
-        """Ctrl-C while waiting: stop what those engines run and drop what is queued there
-        (nobody waits for the acknowledgements)."""
-        msgs = self._stop_messages(ids)
+        """Ctrl-C while waiting: stop what this client runs on those engines and drop what
+        it queued there, leaving other clients' work alone (nobody waits for the
+        acknowledgements)."""
+        msgs = self._stop_messages(ids, own_only=True)
         keys = [(m.id, t) for m in msgs for t in ids]
         self._core.submit_many(msgs, PendingResult("interrupt", keys, list))
 

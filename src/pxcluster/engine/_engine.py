@@ -65,6 +65,13 @@ from pxcluster.wire import (
 
 log = logging.getLogger("pxcluster.engine")
 
+
+def session_of(request_id: str) -> str:
+    """The session (client connection) that made ``request_id``: ids are ``session-n``
+    (a task sent again is ``session-n~k``)."""
+    return request_id.rpartition("-")[0]
+
+
 _STOP = object()
 #: Seconds a stopping engine waits for user code to give up before it exits regardless.
 _STOP_GRACE = 3.0
@@ -317,8 +324,11 @@ class Engine:
         dealer.send(encode(reply, self._signer))
 
     def _control(self, dealer: Channel, msg: Message) -> None:
+        session = msg.content.get("session")  # only that client's requests (its Ctrl-C)
+        if not isinstance(session, str):
+            session = None
         if msg.type == MsgType.CLEAR_QUEUE:
-            dropped = self._drain_inbox()
+            dropped = self._drain_inbox(session)
             for request in dropped:
                 self._reply_now(
                     dealer, request, {"error": "cleared from the queue"}, Status.ABORTED
@@ -334,7 +344,11 @@ class Engine:
                 content = {"error": "aborted", "withdrawn": withdraw}
                 for request in self._remove_queued(wanted):
                     self._reply_now(dealer, request, content, Status.ABORTED)
-            elif running is not None and not withdraw:
+            elif (
+                running is not None
+                and not withdraw
+                and (session is None or session_of(running) == session)
+            ):
                 self._interrupt(running)
             self._reply_now(dealer, msg, {"interrupted": running})
         elif msg.type == MsgType.SHUTDOWN:
@@ -353,17 +367,17 @@ class Engine:
                 self._inbox.queue.remove(item)
         return found
 
-    def _drain_inbox(self) -> list[Message]:
-        dropped: list[Message] = []
-        while True:
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
-                return dropped
-            if item is _STOP:
-                self._inbox.put(_STOP)
-                return dropped
-            dropped.append(item)
+    def _drain_inbox(self, session: str | None = None) -> list[Message]:
+        """Take the queued requests out of the inbox (only ``session``'s, if given)."""
+        with self._inbox.mutex:
+            dropped = [
+                m
+                for m in self._inbox.queue
+                if m is not _STOP and (session is None or session_of(m.id) == session)
+            ]
+            for item in dropped:
+                self._inbox.queue.remove(item)
+        return dropped
 
     def _stop_main(self) -> None:
         """Make the main thread leave its loop, interrupting user code if it runs.
