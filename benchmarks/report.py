@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,7 @@ def cell(value: Value | None, spec: Spec) -> str:
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    plan = PLANS[doc["plan"]]
+    plan = dataclasses.replace(PLANS[doc["plan"]], engines=doc.get("engines", 2))
     labels = plan_labels(plan)
     values = values_of(doc)
     systems = sorted(doc["systems"], key=lambda s: ORDER.index(s) if s in ORDER else len(ORDER))

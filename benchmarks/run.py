@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -67,6 +68,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--only", default="", help="comma-separated workload numbers (1-9); default: all"
     )
     parser.add_argument(
+        "--engines",
+        type=int,
+        default=None,
+        help="engines (workers) per cluster for the workloads that use the plan's size "
+        "(default: the plan's, 2); start-up and many-engine rows keep their own sizes",
+    )
+    parser.add_argument(
         "--results-dir",
         type=Path,
         default=None,
@@ -98,7 +106,16 @@ def run_system(name: str, plan: Plan, only: str, workdir: Path) -> dict[str, Any
         DASK_TEMPORARY_DIRECTORY=str(home),
     )
     out, log_file = home / "result.json", home / "runner.log"
-    cmd = [sys.executable, "-m", "benchmarks.runner", name, plan.name, str(out), only]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.runner",
+        name,
+        plan.name,
+        str(out),
+        only,
+        str(plan.engines),
+    ]
     error = None
     t0 = time.perf_counter()
     with open(log_file, "wb") as log_out:
@@ -153,10 +170,15 @@ def command_line(argv: list[str]) -> str:
 def main(argv: list[str]) -> int:
     args = parse(argv)
     plan = PLANS[args.plan]
+    if args.engines is not None:
+        if args.engines < 1:
+            raise SystemExit("benchmarks/run.py: --engines must be at least 1")
+        plan = dataclasses.replace(plan, engines=args.engines)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
     doc: dict[str, Any] = {
         "plan": plan.name,
+        "engines": plan.engines,
         "command": command_line(argv),
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": describe(REPO),

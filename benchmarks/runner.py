@@ -10,6 +10,7 @@ Run: ``python -m benchmarks.runner SYSTEM PLAN OUT_JSON [WORKLOADS]``.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -118,6 +119,8 @@ def main(argv: list[str]) -> int:
     name, plan_name, out = argv[0], argv[1], Path(argv[2])
     plan = PLANS[plan_name]
     only = set(argv[3].split(",")) if len(argv) > 3 and argv[3] else None
+    if len(argv) > 4:
+        plan = dataclasses.replace(plan, engines=int(argv[4]))
     record = Record(name, out)
     on_cluster = [m for m in ON_CLUSTER if only is None or m.workload in only]
     lifecycle = [m for m in lifecycle_measurements(plan) if only is None or m.workload in only]
