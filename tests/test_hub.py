@@ -114,3 +114,18 @@ def test_a_stalled_controller_blames_no_engine():
         hub.next_ping()
     hub.check_liveness()
     assert hub.engine_ids() == []
+
+
+def test_an_engine_back_after_a_controller_restart_gets_its_old_id_if_free():
+    hub = Hub(heartbeat_timeout=3.0, clock=Clock())
+
+    def register_as(identity, wanted):
+        msg = Message(MsgType.REGISTER, f"{identity!r}-r", {"hostname": "h", "id": wanted})
+        return hub.engine_message(identity, msg)[0].msg.content["id"]
+
+    assert register_as(b"old3", 3) == 3
+    assert register(hub, b"fresh") == 4  # new engines get ids after every id given out
+    assert register_as(b"old1", 1) == 1
+    assert register_as(b"clash", 3) == 5  # taken: the next free one
+    assert register_as(b"bogus", -2) == 6
+    assert register_as(b"bogus2", True) == 7

@@ -139,3 +139,44 @@ def test_foreground_cluster_stops_on_hangup(tmp_path):
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def test_a_restarted_controller_gets_its_engines_clients_and_results_back(tmp_path):
+    # DESIGN: engines and clients survive a controller restart by reconnecting, and results
+    # already recorded are not lost. A controller that finds the files of one that is gone
+    # takes over its ports and keys.
+    with cluster_in(tmp_path / "p", n=2) as cluster:
+        mec = cluster.client()
+        mec.execute("kept = 'still here'")
+        pids = mec.apply(os.getpid)
+        with client.TaskClient(profile_dir=cluster.paths.dir) as tc:
+            tid = tc.run(client.MapTask(pow, args=(2, 10)))
+            assert tc.get_task_result(tid, block=True, timeout=30).r == 1024
+            time.sleep(0.5)  # the record store writes finished tasks every 0.2 s
+        old = cluster.controller_pid
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: not cluster.controller_alive(), timeout=10, message="controller gone")
+
+        restarted = subprocess.Popen(
+            [sys.executable, "-m", "pxcluster.cli.controller", "--profile-dir",
+             str(cluster.paths.dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            # the same client object reconnects; the same engines come back with their ids
+            def engines_back():
+                try:
+                    return mec.get_ids(timeout=2) == [0, 1]
+                except (client.ConnectionLost, client.PxclusterTimeoutError):
+                    return False  # not reconnected yet
+
+            wait_for(engines_back, timeout=30, message="engines back")
+            assert mec.apply(os.getpid) == pids
+            assert mec.pull("kept", timeout=10) == ["still here"] * 2
+            with client.TaskClient(profile_dir=cluster.paths.dir) as tc:
+                assert tc.get_task_result(tid, block=True, timeout=10).r == 1024
+                assert tc.map(abs, [-1, -2, -3], timeout=30) == [1, 2, 3]
+        finally:
+            restarted.terminate()  # stops its engines too
+            restarted.wait(timeout=20)

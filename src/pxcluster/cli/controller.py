@@ -16,7 +16,9 @@ def parser() -> argparse.ArgumentParser:
         prog="pxcontroller",
         description="Run a pxcluster controller in the foreground. It binds one port for "
         "clients and one for engines, and writes their connection files (mode 0600) into "
-        "the profile's security/ folder.",
+        "the profile's security/ folder. If it finds files left by a controller that was "
+        "killed, it takes over that controller's ports and keys, so its engines and clients "
+        "reconnect to this one.",
     )
     add_profile_flags(p)
     p.add_argument(

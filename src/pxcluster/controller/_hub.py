@@ -106,7 +106,7 @@ class Hub:
         self.clients: set[bytes] = set()
         self.shutdown_requested = False
         self._by_identity: dict[bytes, int] = {}
-        self._next_engine_id = itertools.count()
+        self._next_engine_id = 0
         self._clock = clock
         self._session = f"ctl{os.getpid()}"
         self._msg_ids = itertools.count()
@@ -246,7 +246,7 @@ class Hub:
         engine_id = self._by_identity.get(identity)
         new = engine_id is None
         if engine_id is None:
-            engine_id = next(self._next_engine_id)
+            engine_id = self._engine_id_for(msg.content.get("id"))
             self._by_identity[identity] = engine_id
             pid = msg.content.get("pid")
             self.engines[engine_id] = EngineRecord(
@@ -276,6 +276,18 @@ class Hub:
             host = self.engines[engine_id].host
             out += self._notify_clients({"event": "registered", "engine": engine_id, "host": host})
         return out + self.tasks.dispatch()
+
+    def _engine_id_for(self, wanted: object) -> int:
+        """A new engine's id: the one it asks for (it had it before this controller
+        restarted) when no live engine has it, else the next one never given out."""
+        if type(wanted) is int and 0 <= wanted < 1_000_000 and wanted not in self.engines:
+            engine_id = wanted
+        else:
+            engine_id = self._next_engine_id
+            while engine_id in self.engines:
+                engine_id += 1
+        self._next_engine_id = max(self._next_engine_id, engine_id + 1)
+        return engine_id
 
     def next_ping(self) -> bytes:
         """The payload of the next ping: its sequence number."""

@@ -13,11 +13,12 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import msgpack
 
 from pxcluster._buffers import Buffer
-from pxcluster._errors import RemoteProtocolError
+from pxcluster._errors import NoClusterRunning, RemoteProtocolError
 from pxcluster.controller._hub import Hub
 from pxcluster.controller._outbound import Outbound
 from pxcluster.controller._store import RecordStore, Retention
@@ -26,6 +27,8 @@ from pxcluster.profile import (
     ClusterConfig,
     EngineConnection,
     ProfilePaths,
+    read_client_connection,
+    read_engine_connection,
     write_connection,
 )
 from pxcluster.transport import Channel, ChannelClosed, Context, Poller, bind
@@ -61,6 +64,41 @@ def _reachable_ip(ip: str) -> str:
     return ip
 
 
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def _left_by_a_gone_controller(
+    paths: ProfilePaths,
+) -> tuple[ClientConnection, EngineConnection] | None:
+    """The connection files a controller that is no longer running left behind (it was
+    killed or crashed), or None: a controller that stops cleanly removes its files."""
+    try:
+        client = read_client_connection(paths.client_file)
+        engine = read_engine_connection(paths.engine_file)
+    except (NoClusterRunning, KeyError, ValueError, TypeError):
+        return None
+    pid = engine.controller_pid
+    if pid <= 0 or pid == os.getpid() or client.controller_pid != pid or _running(pid):
+        return None  # alive (or its pid reused): not ours to take over
+    return client, engine
+
+
+def _running(pid: int) -> bool:
+    """True if process ``pid`` exists and is not a zombie (killed, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: it exists, so count it as running
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
 class ControllerServer:
     """Binds the controller's sockets, writes connection files and runs the hub."""
 
@@ -79,23 +117,57 @@ class ControllerServer:
             heartbeat_period=config.heartbeat_period,
         )
         self._ctx = Context()
-        self._client_key, self._engine_key = new_key(), new_key()
+        self._stop_requested = False
+        ip = config.ip
+        previous = _left_by_a_gone_controller(self.paths)
+        self.took_over_from = 0  # pid of the gone controller whose place this one took
+        if previous is not None:
+            try:
+                self._bind_like(previous, config)
+                self.took_over_from = previous[1].controller_pid
+            except OSError as exc:
+                log.warning("could not take over the gone controller's ports (%s)", exc)
+                self._ctx.close()
+                self._ctx = Context()
+                previous = None
+        if previous is None:
+            self._client_key, self._engine_key = new_key(), new_key()
+            self.clients, self.client_port = bind(self._ctx, "router", ip, config.client_port)
+            self.engines, self.engine_port = bind(self._ctx, "router", ip, config.engine_port)
+            self._ping, self._ping_port = bind(self._ctx, "pub", ip)
+            self._pong, self._pong_port = bind(self._ctx, "router", ip)
         self._client_signer = Signer(self._client_key)
         self._engine_signer = Signer(self._engine_key)
         self._client_guard = ReplayGuard()
         self._engine_guard = ReplayGuard()
-        self._stop_requested = False
-        ip = config.ip
-        self.clients, self.client_port = bind(self._ctx, "router", ip, config.client_port)
-        self.engines, self.engine_port = bind(self._ctx, "router", ip, config.engine_port)
-        self._ping, ping_port = bind(self._ctx, "pub", ip)
-        self._pong, pong_port = bind(self._ctx, "router", ip)
+        ping_port, pong_port = self._ping_port, self._pong_port
         host = _reachable_ip(ip)
         # Ports only: an engine reaches them at the host it reached the controller at,
         # which is right even when the controller listens on every interface.
         self.hub.heartbeat_info = {"hb_ping_port": ping_port, "hb_pong_port": pong_port}
         self.client_url = f"tcp://{host}:{self.client_port}"
         self.engine_url = f"tcp://{host}:{self.engine_port}"
+
+    def _bind_like(
+        self, previous: tuple[ClientConnection, EngineConnection], config: ClusterConfig
+    ) -> None:
+        """Listen where the gone controller listened, with its keys, so that its engines
+        and clients reconnect to this one (ports given in the config win).
+
+        Raises:
+            OSError: one of those ports is taken.
+        """
+        client, engine = previous
+        ip = config.ip
+        self._client_key, self._engine_key = client.key, engine.key
+        self.clients, self.client_port = bind(
+            self._ctx, "router", ip, config.client_port or _port_of(client.url)
+        )
+        self.engines, self.engine_port = bind(
+            self._ctx, "router", ip, config.engine_port or _port_of(engine.url)
+        )
+        self._ping, self._ping_port = bind(self._ctx, "pub", ip, engine.hb_ping_port)
+        self._pong, self._pong_port = bind(self._ctx, "router", ip, engine.hb_pong_port)
 
     def write_connection_files(self) -> None:
         """Write the client and engine connection files (mode 0600) into security/."""
@@ -106,7 +178,14 @@ class ControllerServer:
         )
         write_connection(
             self.paths.engine_file,
-            EngineConnection(self.engine_url, self._engine_key, pid, self.paths.name),
+            EngineConnection(
+                self.engine_url,
+                self._engine_key,
+                pid,
+                self.paths.name,
+                self._ping_port,
+                self._pong_port,
+            ),
         )
 
     def remove_connection_files(self) -> None:
@@ -133,6 +212,12 @@ class ControllerServer:
             self.client_url,
             self.engine_url,
         )
+        if self.took_over_from:
+            log.info(
+                "took the place of controller pid %d, which is gone: same ports and keys, so "
+                "its engines and clients reconnect here",
+                self.took_over_from,
+            )
         period = self.config.heartbeat_period
         poller = Poller([self.clients, self.engines, self._pong])
         next_beat = next_flush = time.monotonic()

@@ -92,6 +92,7 @@ class Engine:
         self._ctx = Context()
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._registered = threading.Event()
+        self._echo_ports: tuple[int, int] | None = None  # heartbeat ports echoed now
         self._stopping = threading.Event()
         self._running: str | None = None  # id of the request the main thread runs now
         self._interrupt_target: str | None = None
@@ -264,6 +265,8 @@ class Engine:
     def _register(self, dealer: Channel) -> None:
         self._registered.clear()
         content = {"hostname": socket.gethostname(), "pid": os.getpid(), "host": host_key()}
+        if self.id >= 0:
+            content["id"] = self.id  # a restarted controller gives us our id back if it can
         dealer.send(encode(Message(MsgType.REGISTER, self._new_id(), content), self._signer))
 
     def _from_controller(self, dealer: Channel) -> None:
@@ -301,16 +304,20 @@ class Engine:
             log.warning("ignoring unexpected %s from the controller", msg.type.name)
 
     def _on_registered(self, msg: Message) -> None:
-        first = self.id < 0
         engine_id = msg.content.get("id")
         if type(engine_id) is not int:
             log.warning("ignoring a registration reply without an engine id")
             return
+        if 0 <= self.id != engine_id:
+            log.warning("registered again, as engine %d (was %d)", engine_id, self.id)
         self.id = engine_id
         ping, pong = msg.content.get("hb_ping_port"), msg.content.get("hb_pong_port")
-        if first and type(ping) is int and type(pong) is int:
+        if type(ping) is int and type(pong) is int and (ping, pong) != self._echo_ports:
+            # first registration, or a restarted controller on other heartbeat ports (an
+            # echo on the old ports idles: nothing answers there)
             host = self.connection.url.rsplit(":", 1)[0]
             HeartbeatEcho(f"{host}:{ping}", f"{host}:{pong}", self.identity).start()
+            self._echo_ports = (ping, pong)
         self._registered.set()
         self._lost_since = None
         log.info("registered as engine %d", self.id)

@@ -27,12 +27,15 @@ class ClientConnection:
 
 @dataclasses.dataclass(frozen=True)
 class EngineConnection:
-    """How an engine reaches the controller (heartbeat addresses come with registration)."""
+    """How an engine reaches the controller (heartbeat addresses come with registration;
+    their ports are kept here too, for a controller that restarts to listen on them again)."""
 
     url: str
     key: bytes
     controller_pid: int = 0
     profile: str = "default"
+    hb_ping_port: int = 0
+    hb_pong_port: int = 0
 
 
 def write_connection(path: Path, conn: ClientConnection | EngineConnection) -> None:
@@ -90,4 +93,6 @@ def read_engine_connection(path: Path) -> EngineConnection:
         key=data["key"].encode("ascii"),
         controller_pid=int(data.get("controller_pid", 0)),
         profile=data.get("profile", "default"),
+        hb_ping_port=int(data.get("hb_ping_port", 0)),
+        hb_pong_port=int(data.get("hb_pong_port", 0)),
     )

@@ -119,12 +119,20 @@ class Channel:
 
 
 def bind(ctx: Context, kind: Kind, ip: str, port: int = 0) -> tuple[Channel, int]:
-    """A channel bound on ``tcp://ip:port`` (port 0: any free port); returns the port."""
+    """A channel bound on ``tcp://ip:port`` (port 0: any free port); returns the port.
+
+    Raises:
+        OSError: the address cannot be bound (in use, or not this machine's).
+    """
     chan = Channel(ctx, kind)
-    if port:
-        chan._sock.bind(f"tcp://{ip}:{port}")
-        return chan, port
-    return chan, chan._sock.bind_to_random_port(f"tcp://{ip}")
+    try:
+        if port:
+            chan._sock.bind(f"tcp://{ip}:{port}")
+            return chan, port
+        return chan, chan._sock.bind_to_random_port(f"tcp://{ip}")
+    except zmq.ZMQError as exc:
+        chan.close()
+        raise OSError(f"cannot listen on tcp://{ip}:{port or '*'}: {exc}") from exc
 
 
 def connect(ctx: Context, kind: Kind, url: str, identity: bytes | None = None) -> Channel:
