@@ -52,6 +52,11 @@ def _start_flags(p: argparse.ArgumentParser) -> None:
         help="controller address (default 127.0.0.1; 0.0.0.0 for every interface)",
     )
     p.add_argument(
+        "--curve",
+        action="store_true",
+        help="encrypt every connection with CurveZMQ (for engines on other hosts)",
+    )
+    p.add_argument(
         "--timeout",
         type=float,
         default=60.0,
@@ -97,6 +102,8 @@ def parser() -> argparse.ArgumentParser:
 
 def _cluster(args: argparse.Namespace) -> Cluster:
     controller_args = ["--ip", args.ip] if args.ip else []
+    if args.curve:
+        controller_args.append("--curve")
     return Cluster(
         args.n,
         profile=args.profile,

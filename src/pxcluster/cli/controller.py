@@ -42,6 +42,14 @@ def parser() -> argparse.ArgumentParser:
         help="an engine silent this many seconds is declared dead (default 3)",
     )
     p.add_argument(
+        "--curve",
+        action="store_true",
+        default=None,
+        help="encrypt every connection with CurveZMQ (engines and clients learn the "
+        "controller's public key from the connection files); use it between hosts on a "
+        "network you do not trust",
+    )
+    p.add_argument(
         "--log-file",
         type=Path,
         default=None,
@@ -59,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine_port=args.engine_port,
         heartbeat_period=args.heartbeat_period,
         heartbeat_timeout=args.heartbeat_timeout,
+        curve=args.curve,
     )
     setup_logging(args.log_level, args.log_file or paths.log / "controller.log")
     server = ControllerServer(config, paths)

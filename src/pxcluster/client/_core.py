@@ -65,8 +65,13 @@ class ClientCore:
         self._user_pipe, self._io_pipe = pipe(self._ctx)  # CONNECT and close, for the I/O thread
         identity = self._session.encode()  # fixed: after a reconnect, replies still find us
         self._identity = identity
+        self._curve = connection.curve_serverkey.encode("ascii") or None  # --curve
         self._sender = connect(
-            self._ctx, "dealer", connection.url, identity=sender_identity(identity)
+            self._ctx,
+            "dealer",
+            connection.url,
+            identity=sender_identity(identity),
+            curve_server=self._curve,
         )
         self._send_lock = threading.Lock()  # guards the sender socket and the link state
         self._pending: dict[str, PendingResult[Any]] = {}
@@ -224,7 +229,13 @@ class ClientCore:
     # -- the I/O thread --------------------------------------------------------------------
 
     def _io_loop(self) -> None:
-        dealer = connect(self._ctx, "dealer", self.connection.url, identity=self._identity)
+        dealer = connect(
+            self._ctx,
+            "dealer",
+            self.connection.url,
+            identity=self._identity,
+            curve_server=self._curve,
+        )
         monitor = Monitor(dealer)
         poller = Poller([dealer, self._io_pipe, monitor])
         try:

@@ -28,10 +28,19 @@ from pxcluster.profile import (
     EngineConnection,
     ProfilePaths,
     read_client_connection,
+    read_curve_keys,
     read_engine_connection,
     write_connection,
+    write_curve_keys,
 )
-from pxcluster.transport import Channel, ChannelClosed, Context, Poller, bind
+from pxcluster.transport import (
+    Channel,
+    ChannelClosed,
+    Context,
+    Poller,
+    bind,
+    new_curve_keypair,
+)
 from pxcluster.wire import (
     Message,
     MsgType,
@@ -126,16 +135,14 @@ class ControllerServer:
                 self._bind_like(previous, config)
                 self.took_over_from = previous[1].controller_pid
             except OSError as exc:
-                log.warning("could not take over the gone controller's ports (%s)", exc)
+                log.warning("could not take the gone controller's place (%s): starting anew", exc)
                 self._ctx.close()
                 self._ctx = Context()
                 previous = None
         if previous is None:
             self._client_key, self._engine_key = new_key(), new_key()
-            self.clients, self.client_port = bind(self._ctx, "router", ip, config.client_port)
-            self.engines, self.engine_port = bind(self._ctx, "router", ip, config.engine_port)
-            self._ping, self._ping_port = bind(self._ctx, "pub", ip)
-            self._pong, self._pong_port = bind(self._ctx, "router", ip)
+            self._curve = new_curve_keypair() if config.curve else None
+            self._bind_all(config.client_port, config.engine_port, 0, 0)
         self._client_signer = Signer(self._client_key)
         self._engine_signer = Signer(self._engine_key)
         self._client_guard = ReplayGuard()
@@ -158,23 +165,41 @@ class ControllerServer:
             OSError: one of those ports is taken.
         """
         client, engine = previous
-        ip = config.ip
         self._client_key, self._engine_key = client.key, engine.key
-        self.clients, self.client_port = bind(
-            self._ctx, "router", ip, config.client_port or _port_of(client.url)
+        self._curve = None
+        if engine.curve_serverkey:  # its engines and clients speak CurveZMQ: so must we
+            kept = read_curve_keys(self.paths.curve_file)
+            if kept is None or kept[0].decode("ascii") != engine.curve_serverkey:
+                raise OSError(f"its CurveZMQ secret key is missing from {self.paths.curve_file}")
+            self._curve = kept
+        self._bind_all(
+            config.client_port or _port_of(client.url),
+            config.engine_port or _port_of(engine.url),
+            engine.hb_ping_port,
+            engine.hb_pong_port,
         )
-        self.engines, self.engine_port = bind(
-            self._ctx, "router", ip, config.engine_port or _port_of(engine.url)
-        )
-        self._ping, self._ping_port = bind(self._ctx, "pub", ip, engine.hb_ping_port)
-        self._pong, self._pong_port = bind(self._ctx, "router", ip, engine.hb_pong_port)
+
+    def _bind_all(self, client_port: int, engine_port: int, ping_port: int, pong_port: int) -> None:
+        """Bind the four sockets (port 0: any free one), encrypted if ``self._curve``."""
+        ip = self.config.ip
+        secret = self._curve[1] if self._curve else None
+        self.clients, self.client_port = bind(self._ctx, "router", ip, client_port, secret)
+        self.engines, self.engine_port = bind(self._ctx, "router", ip, engine_port, secret)
+        self._ping, self._ping_port = bind(self._ctx, "pub", ip, ping_port, secret)
+        self._pong, self._pong_port = bind(self._ctx, "router", ip, pong_port, secret)
 
     def write_connection_files(self) -> None:
         """Write the client and engine connection files (mode 0600) into security/."""
         pid = os.getpid()
+        server_key = ""
+        if self._curve is not None:
+            write_curve_keys(self.paths.curve_file, *self._curve)
+            server_key = self._curve[0].decode("ascii")
         write_connection(
             self.paths.client_file,
-            ClientConnection(self.client_url, self._client_key, pid, self.paths.name),
+            ClientConnection(
+                self.client_url, self._client_key, pid, self.paths.name, server_key
+            ),
         )
         write_connection(
             self.paths.engine_file,
@@ -185,17 +210,22 @@ class ControllerServer:
                 self.paths.name,
                 self._ping_port,
                 self._pong_port,
+                server_key,
             ),
         )
 
     def remove_connection_files(self) -> None:
         """Remove our connection files (not those a newer controller wrote over them)."""
+        ours = 0
         for path in (self.paths.client_file, self.paths.engine_file):
             try:
                 if json.loads(path.read_text()).get("controller_pid") == os.getpid():
                     path.unlink()
+                    ours += 1
             except (OSError, ValueError, AttributeError):
                 pass  # gone already, or not ours: leave it
+        if ours and self._curve is not None:
+            self.paths.curve_file.unlink(missing_ok=True)
 
     def request_stop(self) -> None:
         """Ask the loop to stop at its next turn (safe from a signal handler)."""

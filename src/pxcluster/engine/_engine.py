@@ -103,8 +103,13 @@ class Engine:
         # The main thread sends its replies and output itself, on a send-only socket of its
         # own: no hand-off to the I/O thread on the way out (the controller answers that
         # socket's messages through the I/O thread's, see ``sender_identity``).
+        self._curve = connection.curve_serverkey.encode("ascii") or None  # --curve
         self._sender = connect(
-            self._ctx, "dealer", connection.url, identity=sender_identity(self.identity)
+            self._ctx,
+            "dealer",
+            connection.url,
+            identity=sender_identity(self.identity),
+            curve_server=self._curve,
         )
         self._sender_lock = threading.Lock()  # user threads may print too
 
@@ -213,7 +218,13 @@ class Engine:
     # -- I/O thread ------------------------------------------------------------------------
 
     def _io_loop(self) -> None:
-        dealer = connect(self._ctx, "dealer", self.connection.url, identity=self.identity)
+        dealer = connect(
+            self._ctx,
+            "dealer",
+            self.connection.url,
+            identity=self.identity,
+            curve_server=self._curve,
+        )
         monitor = Monitor(dealer)
         poller = Poller([dealer, monitor])
         self._register(dealer)
@@ -316,7 +327,7 @@ class Engine:
             # first registration, or a restarted controller on other heartbeat ports (an
             # echo on the old ports idles: nothing answers there)
             host = self.connection.url.rsplit(":", 1)[0]
-            HeartbeatEcho(f"{host}:{ping}", f"{host}:{pong}", self.identity).start()
+            HeartbeatEcho(f"{host}:{ping}", f"{host}:{pong}", self.identity, self._curve).start()
             self._echo_ports = (ping, pong)
         self._registered.set()
         self._lost_since = None

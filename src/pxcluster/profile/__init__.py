@@ -5,8 +5,10 @@ from pxcluster.profile._connection import (
     ClientConnection,
     EngineConnection,
     read_client_connection,
+    read_curve_keys,
     read_engine_connection,
     write_connection,
+    write_curve_keys,
 )
 from pxcluster.profile._paths import ProfilePaths, profile_root
 
@@ -18,6 +20,8 @@ __all__ = [
     "load_config",
     "profile_root",
     "read_client_connection",
+    "read_curve_keys",
     "read_engine_connection",
     "write_connection",
+    "write_curve_keys",
 ]

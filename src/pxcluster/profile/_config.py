@@ -10,6 +10,7 @@ Precedence: command-line flags override the file, the file overrides these defau
     engine_port = 0
     heartbeat_period = 0.5   # seconds between pings
     heartbeat_timeout = 3.0  # an engine silent this long is declared dead
+    curve = false            # encrypt every connection with CurveZMQ (use between hosts)
     task_prefetch = 2        # tasks an engine may hold at once (running + waiting)
     task_prefetch_short = 8  # ... while its recent tasks each ran under 1 ms
     retention_records = 100000       # finished tasks kept in the record store
@@ -42,6 +43,7 @@ class ClusterConfig:
     engine_port: int = 0
     heartbeat_period: float = 0.5
     heartbeat_timeout: float = 3.0
+    curve: bool = False
     task_prefetch: int = 2
     task_prefetch_short: int = 8
     retention_records: int = 100_000

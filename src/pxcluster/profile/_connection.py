@@ -23,6 +23,8 @@ class ClientConnection:
     key: bytes
     controller_pid: int = 0
     profile: str = "default"
+    #: The controller's CurveZMQ public key (Z85 text) when it encrypts (``--curve``).
+    curve_serverkey: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +38,7 @@ class EngineConnection:
     profile: str = "default"
     hb_ping_port: int = 0
     hb_pong_port: int = 0
+    curve_serverkey: str = ""
 
 
 def write_connection(path: Path, conn: ClientConnection | EngineConnection) -> None:
@@ -78,6 +81,7 @@ def read_client_connection(path: Path) -> ClientConnection:
         key=data["key"].encode("ascii"),
         controller_pid=int(data.get("controller_pid", 0)),
         profile=data.get("profile", "default"),
+        curve_serverkey=str(data.get("curve_serverkey", "")),
     )
 
 
@@ -95,4 +99,22 @@ def read_engine_connection(path: Path) -> EngineConnection:
         profile=data.get("profile", "default"),
         hb_ping_port=int(data.get("hb_ping_port", 0)),
         hb_pong_port=int(data.get("hb_pong_port", 0)),
+        curve_serverkey=str(data.get("curve_serverkey", "")),
     )
+
+
+def write_curve_keys(path: Path, public: bytes, secret: bytes) -> None:
+    """Keep the controller's CurveZMQ key pair (mode 0600), for a controller that takes
+    over after a crash; clients and engines only ever see the public key."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"public": public.decode("ascii"), "secret": secret.decode("ascii")}, handle)
+
+
+def read_curve_keys(path: Path) -> tuple[bytes, bytes] | None:
+    """The key pair ``write_curve_keys`` kept, or None if there is none (or it is bad)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return data["public"].encode("ascii"), data["secret"].encode("ascii")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None

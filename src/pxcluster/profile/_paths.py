@@ -57,6 +57,11 @@ class ProfilePaths:
         return self.security / "engine.json"
 
     @property
+    def curve_file(self) -> Path:
+        """The controller's CurveZMQ key pair (its secret is for the controller alone)."""
+        return self.security / "controller-curve.json"
+
+    @property
     def cluster_file(self) -> Path:
         """What ``pxcluster start`` launched: pids and launcher, for ``stop`` and ``list``."""
         return self.pid / "cluster.json"

@@ -9,6 +9,7 @@ from pxcluster.transport._sockets import (
     Poller,
     bind,
     connect,
+    new_curve_keypair,
     pipe,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "Poller",
     "bind",
     "connect",
+    "new_curve_keypair",
     "pipe",
 ]

@@ -46,6 +46,27 @@ _COPY_BELOW = 65536
 _HEAD_FRAMES = {"router": 4, "dealer": 3, "pair": 3, "sub": 2, "pub": 0}
 
 
+def new_curve_keypair() -> tuple[bytes, bytes]:
+    """A fresh CurveZMQ key pair ``(public, secret)``, each Z85 text (40 bytes).
+
+    Raises:
+        RuntimeError: this libzmq was built without CurveZMQ.
+    """
+    if not zmq.has("curve"):
+        raise RuntimeError("this libzmq has no CurveZMQ support (built without libsodium)")
+    public, secret = zmq.curve_keypair()
+    return public, secret
+
+
+def _curve_client(sock: zmq.Socket[bytes], server_public: bytes) -> None:
+    """Encrypt ``sock``'s connections to the server whose public key is ``server_public``
+    (this end gets a key pair of its own for the session)."""
+    public, secret = new_curve_keypair()
+    sock.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+
+
 class ChannelClosed(Exception):
     """The peer is gone (ROUTER_MANDATORY) or the context was terminated."""
 
@@ -118,13 +139,21 @@ class Channel:
         self._sock.close(linger=0)
 
 
-def bind(ctx: Context, kind: Kind, ip: str, port: int = 0) -> tuple[Channel, int]:
+def bind(
+    ctx: Context, kind: Kind, ip: str, port: int = 0, curve_secret: bytes | None = None
+) -> tuple[Channel, int]:
     """A channel bound on ``tcp://ip:port`` (port 0: any free port); returns the port.
+
+    ``curve_secret`` (the server's Z85 secret key) makes every connection to it CurveZMQ:
+    encrypted, and only with clients that know the server's public key.
 
     Raises:
         OSError: the address cannot be bound (in use, or not this machine's).
     """
     chan = Channel(ctx, kind)
+    if curve_secret:
+        chan._sock.setsockopt(zmq.CURVE_SERVER, 1)
+        chan._sock.setsockopt(zmq.CURVE_SECRETKEY, curve_secret)
     try:
         if port:
             chan._sock.bind(f"tcp://{ip}:{port}")
@@ -135,9 +164,20 @@ def bind(ctx: Context, kind: Kind, ip: str, port: int = 0) -> tuple[Channel, int
         raise OSError(f"cannot listen on tcp://{ip}:{port or '*'}: {exc}") from exc
 
 
-def connect(ctx: Context, kind: Kind, url: str, identity: bytes | None = None) -> Channel:
-    """A channel connected to ``url`` (connecting never blocks; zmq retries in background)."""
+def connect(
+    ctx: Context,
+    kind: Kind,
+    url: str,
+    identity: bytes | None = None,
+    curve_server: bytes | None = None,
+) -> Channel:
+    """A channel connected to ``url`` (connecting never blocks; zmq retries in background).
+
+    ``curve_server`` (the server's Z85 public key) makes the connection CurveZMQ.
+    """
     chan = Channel(ctx, kind, identity)
+    if curve_server:
+        _curve_client(chan._sock, curve_server)
     chan._sock.connect(url)
     return chan
 
@@ -197,8 +237,16 @@ class HeartbeatEcho:
     alive, while a killed or frozen process stops answering at once.
     """
 
-    def __init__(self, ping_url: str, pong_url: str, identity: bytes) -> None:
+    def __init__(
+        self, ping_url: str, pong_url: str, identity: bytes, curve_server: bytes | None = None
+    ) -> None:
         device = zmq.devices.ThreadDevice(zmq.QUEUE, zmq.SUB, zmq.DEALER)
+        if curve_server:
+            for setsockopt in (device.setsockopt_in, device.setsockopt_out):
+                public, secret = new_curve_keypair()
+                setsockopt(zmq.CURVE_SERVERKEY, curve_server)
+                setsockopt(zmq.CURVE_PUBLICKEY, public)
+                setsockopt(zmq.CURVE_SECRETKEY, secret)
         device.setsockopt_in(zmq.SUBSCRIBE, b"")
         device.setsockopt_in(zmq.LINGER, 0)
         device.setsockopt_out(zmq.LINGER, 0)
