@@ -42,3 +42,34 @@ def test_a_failed_pull_leaves_no_segment(mec):
     with pytest.raises(client.CompositeError):
         mec.pull("big", targets=[0, 1], timeout=30)  # engine 0 answers with a segment
     assert segments() == before
+
+
+def test_gather_of_big_arrays_writes_the_parts_into_one_segment(mec):
+    before = segments()
+    grid = np.arange(4 * 300_000, dtype=np.float32).reshape(-1, 4)  # rows split over 4
+    mec.scatter("grid", grid, timeout=30)
+    got = mec.gather("grid", timeout=30)
+    assert got.dtype == np.float32
+    assert got.shape == grid.shape
+    assert np.array_equal(got, grid)
+    got[0, 0] = -1.0  # the result is the caller's own, writable array
+    assert np.array_equal(mec.gather("grid", targets=[2, 3], timeout=30), grid[150_000:])
+    pending = mec.gather("grid", block=False)
+    assert np.array_equal(pending.get_result(timeout=30), grid)
+    assert segments() == before
+
+
+def test_gather_of_mixed_parts_joins_them_like_numpy(mec):
+    before = segments()
+    mec.execute("import numpy; part = numpy.ones(300_000)", targets=[0], timeout=20)
+    mec.execute("import numpy; part = numpy.zeros(300_000, dtype='int32')", targets=[1])
+    mec.execute("import numpy; part = numpy.arange(3.0)", targets=[2])  # small
+    got = mec.gather("part", targets=[0, 1, 2], timeout=30)
+    expected = np.concatenate([np.ones(300_000), np.zeros(300_000, "int32"), np.arange(3.0)])
+    assert got.dtype == expected.dtype
+    assert np.array_equal(got, expected)
+    mec.execute("del part", targets=[2])
+    with pytest.raises(client.CompositeError) as info:
+        mec.gather("part", targets=[0, 1, 2], timeout=30)
+    assert [e.ename for e in info.value.elist] == ["NameError"]
+    assert segments() == before

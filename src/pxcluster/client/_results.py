@@ -298,23 +298,40 @@ def _block(prefix: str, text: str) -> str:
     return prefix + pad.join(text.splitlines() or [""])
 
 
-def chained(pending: PendingResult[Any], then: Callable[[Any], T]) -> PendingResult[T]:
-    """A PendingResult resolving to ``then(value of pending)``, or to its error."""
-    out: PendingResult[T] = PendingResult(
+def chained(pending: PendingResult[Any], then: Callable[[Any], Any]) -> PendingResult[Any]:
+    """A PendingResult resolving to ``then(value of pending)``, or to its error.
+
+    ``then`` may itself return a PendingResult (a second round of requests): the result is
+    then that one's value.
+    """
+    out: PendingResult[Any] = PendingResult(
         pending.method, [], None, on_interrupt=pending._on_interrupt
     )
 
-    def relay(done: concurrent.futures.Future[Any]) -> None:
+    def settle(done: concurrent.futures.Future[Any]) -> None:
         exc = done.exception()
         if exc is not None:
             out.fail(exc)
             return
         try:
-            out.set_result(then(done.result()))
+            value = then(done.result())
         except Exception as err:
             out.fail(err)
+            return
+        if isinstance(value, PendingResult):
+            out._on_interrupt = value._on_interrupt or out._on_interrupt
+            value.add_done_callback(relay)
+        else:
+            out.set_result(value)
 
-    pending.add_done_callback(relay)
+    def relay(done: concurrent.futures.Future[Any]) -> None:
+        exc = done.exception()
+        if exc is not None:
+            out.fail(exc)
+        else:
+            out.set_result(done.result())
+
+    pending.add_done_callback(settle)
     out._source = pending
     return out
 

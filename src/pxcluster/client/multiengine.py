@@ -22,7 +22,16 @@ from pxcluster.client._requests import EngineRequests
 from pxcluster.client._results import PendingResult, ResultList, after_all, chained
 from pxcluster.client._streams import OutputHandler, router_of
 from pxcluster.client._targets import TargetSpec, normalize_targets
-from pxcluster.serialize import dumps, dumps_many, loads, loads_many
+from pxcluster.serialize import (
+    create_segment,
+    dumps,
+    dumps_many,
+    import_frames,
+    loads,
+    loads_many,
+    shm_available,
+    unlink_segments,
+)
 from pxcluster.wire import Message, MsgType
 
 __all__ = ["EngineView", "MultiEngineClient", "ParallelFunction", "TargetSpec"]
@@ -362,11 +371,72 @@ class MultiEngineClient(EngineRequests):
         block: bool | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """Pull ``key`` from each target and join the parts in target order."""
-        pending = self.pull(key, targets, block=False)
+        """Pull ``key`` from each target and join the parts in target order.
+
+        Where the parts are big numpy arrays on engines of this host, the engines write
+        them straight into one shared-memory segment that becomes the result: one copy in
+        all, made by the engines in parallel, instead of theirs plus a concatenation here.
+        """
         if self._scalar:
-            return self._deliver(pending, block, timeout)
-        return self._deliver(chained(pending, concatenate), block, timeout)
+            return self._deliver(self.pull(key, targets, block=False), block, timeout)
+        if not isinstance(key, str):
+            raise TypeError("gather needs one name")
+        ids = self._resolve(targets)
+        if not (shm_available() and self._core.same_host(ids)):
+            pending = self.pull(key, ids, block=False)
+            return self._deliver(chained(pending, concatenate), block, timeout)
+        first = self._send(
+            "gather", MsgType.PULL, ids, lambda replies: replies, {"names": [key], "gather": True}
+        )
+        return self._deliver(
+            chained(first, lambda replies: self._join_parts(key, ids, replies)), block, timeout
+        )
+
+    def _join_parts(self, key: str, ids: list[int], replies: list[Message]) -> Any:
+        """The gathered value from the first replies: their values, joined, or a second
+        round that has the engines write big array parts into one segment."""
+        layouts = [r.content.get("layout") for r in replies]
+        if not any(layouts):
+            return concatenate([loads_many(r.content["counts"], r.buffers)[0] for r in replies])
+        if all(layouts) and _joinable(layouts):
+            return self._gather_into_segment(key, ids, [dict(x or {}) for x in layouts])
+        # Some big arrays and some other values: pull the big ones as usual.
+        big = [target for target, layout in zip(ids, layouts, strict=True) if layout]
+        rest = self.pull(key, big, block=False)
+
+        def join(values: list[Any]) -> Any:
+            parts = iter(values)
+            return concatenate(
+                [
+                    next(parts) if layout else loads_many(r.content["counts"], r.buffers)[0]
+                    for r, layout in zip(replies, layouts, strict=True)
+                ]
+            )
+
+        return chained(rest, join)
+
+    def _gather_into_segment(
+        self, key: str, ids: list[int], layouts: list[dict[str, Any]]
+    ) -> PendingResult[Any]:
+        name = create_segment(sum(layout["nbytes"] for layout in layouts))
+        parts: list[tuple[int, dict[str, Any], list[Buffer]]] = []
+        offset = 0
+        for target, layout in zip(ids, layouts, strict=True):
+            into = {"segment": name, "offset": offset, "nbytes": layout["nbytes"]}
+            parts.append((target, {"names": [key], "into": into}, []))
+            offset += layout["nbytes"]
+
+        def result(_: list[Message]) -> Any:
+            import numpy
+
+            (view,) = import_frames([name.encode()], [0], unlink_after=True)
+            rows = sum(layout["shape"][0] for layout in layouts)
+            array = numpy.frombuffer(view, dtype=numpy.dtype(layouts[0]["dtype"]))
+            return array.reshape([rows, *layouts[0]["shape"][1:]])
+
+        pending = self._send_each("gather", MsgType.PULL, parts, result)
+        pending.add_done_callback(lambda _: unlink_segments([name]))  # if not mapped yet
+        return pending
 
     def map(
         self,
@@ -547,3 +617,17 @@ class ParallelFunction:
 
     def __call__(self, *sequences: Iterable[Any]) -> Any:
         return self.client.map(self.func, *sequences, targets=self.targets, block=self.block)
+
+
+def _joinable(layouts: list[Any]) -> bool:
+    """True if arrays of these layouts join along their first axis (same dtype and rest)."""
+    first = layouts[0]
+    return all(
+        isinstance(layout, dict)
+        and layout.get("dtype") == first.get("dtype")
+        and isinstance(layout.get("shape"), list)
+        and len(layout["shape"]) >= 1
+        and layout["shape"][1:] == first["shape"][1:]
+        and isinstance(layout.get("nbytes"), int)
+        for layout in layouts
+    )

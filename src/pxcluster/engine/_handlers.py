@@ -23,7 +23,15 @@ from pxcluster.engine._execute import (
     user_traceback,
 )
 from pxcluster.engine._tasks import TaskRunner
-from pxcluster.serialize import dumps, dumps_many, export_frames, import_frames, loads_many
+from pxcluster.serialize import (
+    SHM_THRESHOLD,
+    dumps,
+    dumps_many,
+    export_frames,
+    import_frames,
+    loads_many,
+    write_segment,
+)
 from pxcluster.wire import Message, MsgType
 
 Reply = tuple[dict[str, Any], list[Buffer]]
@@ -132,12 +140,30 @@ class RequestHandlers:
         missing = [n for n in names if n not in self.namespace]
         if missing:
             raise NameError(f"name {missing[0]!r} is not defined")
+        if len(names) == 1 and msg.content.get("gather"):  # a gather's part, see gather()
+            layout = big_array_layout(self.namespace[names[0]])
+            if layout is not None:
+                return {"layout": layout}, []
+        into = msg.content.get("into")
+        if len(names) == 1 and isinstance(into, dict):
+            return self._pull_into(self.namespace[names[0]], into)
         counts, frames = dumps_many((n, self.namespace[n]) for n in names)
         if msg.content.get("shm_ok"):  # the client shares this host: big buffers by segment
             frames, indexes, _ = export_frames(frames)
             if indexes:
                 return {"counts": counts, "shm": indexes}, frames
         return {"counts": counts}, frames
+
+    def _pull_into(self, value: Any, into: dict[str, Any]) -> Reply:
+        """Write an array's bytes into the client's segment, where its gather put them."""
+        layout = big_array_layout(value)
+        if layout is None or layout["nbytes"] != into.get("nbytes"):
+            raise ValueError("the array changed while it was being gathered; gather again")
+        import numpy  # a big_array_layout means numpy is loaded
+
+        data: Any = numpy.ascontiguousarray(value)
+        written = write_segment(str(into.get("segment")), int(into.get("offset", -1)), data)
+        return {"written": written}, []
 
     def apply(self, msg: Message) -> Reply:
         source = msg.content.get("source")
@@ -157,6 +183,16 @@ class RequestHandlers:
 
     def keys(self, msg: Message) -> Reply:
         return {"keys": user_keys(self.namespace)}, []
+
+
+def big_array_layout(value: object) -> dict[str, Any] | None:
+    """dtype, shape and size of a numpy array big enough for shared memory, else None."""
+    if type(value).__name__ != "ndarray" or type(value).__module__ != "numpy":
+        return None
+    array: Any = value
+    if array.dtype.hasobject or array.ndim < 1 or array.nbytes < SHM_THRESHOLD:
+        return None
+    return {"dtype": array.dtype.str, "shape": list(array.shape), "nbytes": int(array.nbytes)}
 
 
 def error_reply(exc: BaseException, extra: dict[str, Any]) -> Reply:

@@ -16,10 +16,12 @@ from pxcluster.serialize._pickling import (
 )
 from pxcluster.serialize._shm import (
     SHM_THRESHOLD,
+    create_segment,
     export_frames,
     host_key,
     import_frames,
     sweep_stale,
+    write_segment,
 )
 from pxcluster.serialize._shm import available as shm_available
 from pxcluster.serialize._shm import unlink as unlink_segments
@@ -27,6 +29,7 @@ from pxcluster.serialize._shm import unlink as unlink_segments
 __all__ = [
     "OUT_OF_BAND_THRESHOLD",
     "SHM_THRESHOLD",
+    "create_segment",
     "detach",
     "dumps",
     "dumps_many",
@@ -38,4 +41,5 @@ __all__ = [
     "shm_available",
     "sweep_stale",
     "unlink_segments",
+    "write_segment",
 ]

@@ -77,6 +77,54 @@ def export_frames(frames: Sequence[Buffer]) -> tuple[list[Buffer], list[int], li
     return out, indexes, names
 
 
+def create_segment(nbytes: int) -> str:
+    """A new segment of ``nbytes`` (zero pages until written), for others to write into.
+
+    Raises:
+        OSError: it cannot be made (no space in ``/dev/shm``, say).
+    """
+    name = f"{_PREFIX}{os.getpid()}-{next(_counter)}"
+    fd = os.open(_DIR / name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.ftruncate(fd, nbytes)
+    except BaseException:
+        os.close(fd)
+        unlink([name])
+        raise
+    os.close(fd)
+    return name
+
+
+def write_segment(name: str, offset: int, data: Buffer) -> int:
+    """Write ``data`` into segment ``name`` at ``offset`` (one kernel copy); returns bytes.
+
+    Raises:
+        ValueError: ``name`` is not a segment name, or the data does not fit there.
+        OSError: the segment is gone.
+    """
+    _check_name(name)
+    view = memoryview(data)
+    view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+    fd = os.open(_DIR / name, os.O_WRONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if offset < 0 or offset + view.nbytes > size:
+            raise ValueError(
+                f"{view.nbytes} bytes at offset {offset} do not fit segment {name} ({size} bytes)"
+            )
+        written = 0
+        while written < view.nbytes:
+            written += os.pwrite(fd, view[written:], offset + written)
+    finally:
+        os.close(fd)
+    return written
+
+
+def _check_name(name: str) -> None:
+    if not name.startswith(_PREFIX) or "/" in name or len(name) > 64:
+        raise ValueError(f"not a shared-memory segment name: {name[:64]!r}")
+
+
 def import_frames(
     frames: Sequence[Buffer], indexes: Sequence[int], unlink_after: bool
 ) -> list[Buffer]:
@@ -89,8 +137,7 @@ def import_frames(
     out: list[Buffer] = list(frames)
     for index in indexes:
         name = bytes(frames[index]).decode("ascii", "replace")
-        if not name.startswith(_PREFIX) or "/" in name or len(name) > 64:
-            raise ValueError(f"not a shared-memory frame: {name[:64]!r}")
+        _check_name(name)
         path = _DIR / name
         fd = os.open(path, os.O_RDONLY)
         try:
