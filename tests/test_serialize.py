@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from pxcluster._errors import SerializationError
-from pxcluster.serialize import OUT_OF_BAND_THRESHOLD, dumps, dumps_many, loads, loads_many
+from pxcluster.serialize import (
+    OUT_OF_BAND_THRESHOLD,
+    SHM_THRESHOLD,
+    dumps,
+    dumps_many,
+    export_frames,
+    import_frames,
+    loads,
+    loads_many,
+    shm_available,
+)
 
 
 def test_numpy_array_travels_out_of_band_without_copy():
@@ -63,3 +73,24 @@ def test_plain_values_and_code_inside_containers_round_trip():
     assert made[1]["f"]() == 8
     assert loads(dumps(Colour.RED)) == 1
     assert loads(dumps([1] * 100)) == [1] * 100
+
+
+@pytest.mark.skipif(not shm_available(), reason="no /dev/shm here")
+def test_a_received_segment_goes_when_its_last_array_does():
+    import gc
+    import os
+    import time
+
+    data = np.arange(SHM_THRESHOLD // 8 + 1, dtype=np.float64)
+    frames, indexes, names = export_frames([memoryview(data).cast("B")])
+    (view,) = import_frames(frames, indexes, unlink_after=True)
+    array = np.frombuffer(view, dtype=np.float64)
+    del view
+    assert os.path.exists(f"/dev/shm/{names[0]}")  # still in use
+    assert np.array_equal(array, data)
+    del array
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/dev/shm/{names[0]}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not os.path.exists(f"/dev/shm/{names[0]}")

@@ -80,7 +80,9 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         self.method = method
         self.keys = list(keys)
         self._finish = finish
-        self._replies: dict[tuple[str, int], Message] = {}
+        # The replies in so far; once resolved only their keys stay (for progress()): their
+        # buffers, maybe big shared-memory mappings, go with whatever the result holds.
+        self._replies: dict[tuple[str, int], Message | None] = {}
         self._lock = threading.Lock()
         self._on_interrupt = on_interrupt
         # How much of the work each reply stands for (map: the items of its chunk), for
@@ -111,10 +113,13 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         if engine_failed:
             # Fail fast: waiting for the other engines would tie the caller to the slowest
             # of them while the work on the dead engine can never finish.
-            errors = [reply_error(m) for m in self._replies.values() if m.status != Status.OK]
+            replies = [m for m in self._replies.values() if m is not None]
+            errors = [reply_error(m) for m in replies if m.status != Status.OK]
             self.set_exception(CompositeError(self.method, errors))
-            return
-        self._resolve()
+        else:
+            self._resolve()
+        with self._lock:
+            self._replies = dict.fromkeys(self._replies)
 
     def _match_unknown_engine(self, msg: Message) -> tuple[str, int] | None:
         # A controller reply about a target it could not resolve carries the engine id we
@@ -125,7 +130,7 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         return None
 
     def _resolve(self) -> None:
-        ordered = [self._replies[k] for k in self.keys]
+        ordered = [m for m in (self._replies[k] for k in self.keys) if m is not None]
         errors = [reply_error(m) for m in ordered if m.status != Status.OK]
         if errors:
             self.set_exception(CompositeError(self.method, errors))
@@ -144,6 +149,7 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
             if self.done():
                 return
             self.set_exception(exc)
+            self._replies = dict.fromkeys(self._replies)
 
     def get_result(
         self, default: Any = None, block: bool = True, timeout: float | None = None
