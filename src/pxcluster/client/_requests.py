@@ -8,6 +8,8 @@ Ctrl-C while waiting stops the engines; and the value or a PendingResult back to
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,7 +19,7 @@ from pxcluster.client._core import ClientCore
 from pxcluster.client._results import PendingResult
 from pxcluster.client._streams import OutputHandler, router_of
 from pxcluster.client._targets import TargetSpec, normalize_targets
-from pxcluster.serialize import detach, export_frames, unlink_segments
+from pxcluster.serialize import SHM_THRESHOLD, detach, export_frames, unlink_segments
 from pxcluster.wire import Message, MsgType
 
 Finish = Callable[[list[Message]], Any]
@@ -126,6 +128,32 @@ class EngineRequests:
             buffers = detach(buffers)
         return buffers, segments
 
+    def _share_each(
+        self, msg_type: MsgType, parts: list[tuple[int, dict[str, Any], list[Buffer]]], copy: bool
+    ) -> list[tuple[dict[str, Any], Sequence[Buffer], list[str]]]:
+        """``_share`` for each part (a scatter's): the copies into shared memory of several
+        big parts are made in parallel threads (the kernel copies without the GIL)."""
+
+        def share(part: tuple[int, dict[str, Any], list[Buffer]]) -> Any:
+            target, content, buffers = part
+            content = dict(content)
+            frames, made = self._share(msg_type, [target], content, buffers, copy)
+            return content, frames, made
+
+        big = sum(1 for _, _, buffers in parts if any(_nbytes(b) >= SHM_THRESHOLD for b in buffers))
+        if msg_type != MsgType.PUSH or big < 2:
+            return [share(part) for part in parts]
+        with concurrent.futures.ThreadPoolExecutor(min(big, os.cpu_count() or 1)) as pool:
+            futures = [pool.submit(share, part) for part in parts]
+            concurrent.futures.wait(futures)
+        for future in futures:
+            error = future.exception()
+            if error is not None:  # nothing is sent: remove what the others put there
+                made = [f.result()[2] for f in futures if f.exception() is None]
+                unlink_segments([name for names in made for name in names])
+                raise error
+        return [f.result() for f in futures]
+
     @staticmethod
     def _release_when_done(pending: PendingResult[Any], segments: list[str]) -> None:
         """Unlink the segments once every target answered (each mapped them by then)."""
@@ -165,9 +193,9 @@ class EngineRequests:
     ) -> PendingResult[Any]:
         msgs = []
         segments: list[str] = []
-        for target, content, buffers in parts:
-            content = dict(content)
-            frames, made = self._share(msg_type, [target], content, buffers, copy)
+        for (target, _, _), (content, frames, made) in zip(
+            parts, self._share_each(msg_type, parts, copy), strict=True
+        ):
             segments += made
             msgs.append(Message(msg_type, self._core.new_id(), content, frames, targets=[target]))
         ids = [t for t, _, _ in parts]
@@ -203,3 +231,6 @@ class EngineRequests:
     def _none_each(self, replies: list[Message]) -> Any:
         return self._per_engine([None] * len(replies))
 
+
+def _nbytes(buffer: Buffer) -> int:
+    return len(buffer) if type(buffer) is bytes else memoryview(buffer).nbytes
