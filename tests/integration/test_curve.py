@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -15,7 +12,7 @@ import pytest
 import zmq
 
 from pxcluster import client
-from pxcluster.testing import cluster_in, wait_for
+from pxcluster.testing import cluster_in, controller_restarted
 from pxcluster.wire import Message, MsgType, Signer, decode, encode
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CurveZMQ")
@@ -84,24 +81,6 @@ def test_only_peers_with_the_controllers_key_get_through(curve_cluster):
 
 def test_a_restarted_curve_controller_keeps_its_keys(curve_cluster):
     mec = curve_cluster.client()
-    os.kill(curve_cluster.controller_pid, signal.SIGKILL)
-    wait_for(lambda: not curve_cluster.controller_alive(), timeout=10, message="gone")
-    restarted = subprocess.Popen(
-        [sys.executable, "-m", "pxcluster.cli.controller", "--profile-dir",
-         str(curve_cluster.paths.dir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        def back():
-            try:
-                return mec.get_ids(timeout=2) == [0, 1]
-            except (client.ConnectionLost, client.PxclusterTimeoutError):
-                return False
-
-        wait_for(back, timeout=T, message="engines back over CurveZMQ")
+    with controller_restarted(curve_cluster, mec):  # engines back over CurveZMQ
         mec.execute("b = 1", timeout=T)
         assert mec.pull("b", timeout=T) == [1, 1]
-    finally:
-        restarted.terminate()
-        restarted.wait(timeout=20)

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from pxcluster import client
-from pxcluster.testing import cluster_in, leftover_processes, wait_for
+from pxcluster.testing import cluster_in, controller_restarted, leftover_processes, wait_for
 
 
 def test_a_stalled_controller_does_not_declare_engines_dead(cluster2):
@@ -153,30 +153,10 @@ def test_a_restarted_controller_gets_its_engines_clients_and_results_back(tmp_pa
             tid = tc.run(client.MapTask(pow, args=(2, 10)))
             assert tc.get_task_result(tid, block=True, timeout=30).r == 1024
             time.sleep(0.5)  # the record store writes finished tasks every 0.2 s
-        old = cluster.controller_pid
-        os.kill(old, signal.SIGKILL)
-        wait_for(lambda: not cluster.controller_alive(), timeout=10, message="controller gone")
-
-        restarted = subprocess.Popen(
-            [sys.executable, "-m", "pxcluster.cli.controller", "--profile-dir",
-             str(cluster.paths.dir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            # the same client object reconnects; the same engines come back with their ids
-            def engines_back():
-                try:
-                    return mec.get_ids(timeout=2) == [0, 1]
-                except (client.ConnectionLost, client.PxclusterTimeoutError):
-                    return False  # not reconnected yet
-
-            wait_for(engines_back, timeout=30, message="engines back")
+        # the same client object reconnects; the same engines come back with their ids
+        with controller_restarted(cluster, mec):
             assert mec.apply(os.getpid) == pids
             assert mec.pull("kept", timeout=10) == ["still here"] * 2
             with client.TaskClient(profile_dir=cluster.paths.dir) as tc:
                 assert tc.get_task_result(tid, block=True, timeout=10).r == 1024
                 assert tc.map(abs, [-1, -2, -3], timeout=30) == [1, 2, 3]
-        finally:
-            restarted.terminate()  # stops its engines too
-            restarted.wait(timeout=20)
