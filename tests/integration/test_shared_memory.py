@@ -64,6 +64,8 @@ def test_gather_of_big_arrays_writes_the_parts_into_one_segment(mec):
     assert np.array_equal(mec.gather("grid", targets=[2, 3], timeout=30), grid[150_000:])
     pending = mec.gather("grid", block=False)
     assert np.array_equal(pending.get_result(timeout=30), grid)
+    assert len(segments()) > len(before)  # the results' segments live as long as they do
+    del got, pending
     no_new_segments(before)
 
 

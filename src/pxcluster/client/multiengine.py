@@ -434,8 +434,12 @@ class MultiEngineClient(EngineRequests):
             array = numpy.frombuffer(view, dtype=numpy.dtype(layouts[0]["dtype"]))
             return array.reshape([rows, *layouts[0]["shape"][1:]])
 
+        def forget_segment(done: concurrent.futures.Future[Any]) -> None:
+            if done.exception() is not None:  # no result maps it: remove it now
+                unlink_segments([name])
+
         pending = self._send_each("gather", MsgType.PULL, parts, result)
-        pending.add_done_callback(lambda _: unlink_segments([name]))  # if not mapped yet
+        pending.add_done_callback(forget_segment)
         return pending
 
     def map(
