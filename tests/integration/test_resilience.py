@@ -1,7 +1,9 @@
 """Stalls, races and misuse that once hung a call or killed a process; each must now be safe."""
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -141,6 +143,12 @@ def test_foreground_cluster_stops_on_hangup(tmp_path):
         proc.stdout.close()
 
 
+def recorded(db, task_id):
+    """True once the record store's file holds ``task_id``."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone()
+
+
 def test_a_restarted_controller_gets_its_engines_clients_and_results_back(tmp_path):
     # DESIGN: engines and clients survive a controller restart by reconnecting, and results
     # already recorded are not lost. A controller that finds the files of one that is gone
@@ -152,7 +160,11 @@ def test_a_restarted_controller_gets_its_engines_clients_and_results_back(tmp_pa
         with client.TaskClient(profile_dir=cluster.paths.dir) as tc:
             tid = tc.run(client.MapTask(pow, args=(2, 10)))
             assert tc.get_task_result(tid, block=True, timeout=30).r == 1024
-            time.sleep(0.5)  # the record store writes finished tasks every 0.2 s
+            wait_for(  # the record store writes finished tasks every 0.2 s
+                lambda: recorded(cluster.paths.dir / "db.sqlite3", tid),
+                timeout=10,
+                message="the task written to the record store",
+            )
         # the same client object reconnects; the same engines come back with their ids
         with controller_restarted(cluster, mec):
             assert mec.apply(os.getpid) == pids
