@@ -1,6 +1,8 @@
 """Serialize layer: pickle 5 with out-of-band buffers, cloudpickle for code."""
 
+import linecache
 import threading
+import traceback
 
 import numpy as np
 import pytest
@@ -94,3 +96,42 @@ def test_a_received_segment_goes_when_its_last_array_does():
     while os.path.exists(f"/dev/shm/{names[0]}") and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not os.path.exists(f"/dev/shm/{names[0]}")
+
+
+def _cell_function(source: str, filename: str, name: str):
+    """A function as a notebook defines it: its source only in this process's linecache."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    namespace: dict = {}
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace[name]
+
+
+def test_functions_sent_by_value_keep_their_filename_and_source_lines():
+    # Whatever cloudpickle does to co_filename (3.1.3 writes "<dynamic-code>"), the receiver
+    # sees the sender's filename and line, and the lines themselves though it has no file.
+    filename = "<ipython-input-7-pxcluster-test>"
+    source = "x = 1\n\n@staticmethod\ndef explode(x):\n    y = [x for _ in range(2)]\n    return x / 0\n"
+    explode = _cell_function(source, filename, "explode").__func__
+    frames = dumps(explode)
+    del linecache.cache[filename]
+    received = loads(frames)
+    assert received.__code__.co_filename == filename
+    with pytest.raises(ZeroDivisionError) as info:
+        received(1)
+    text = "".join(traceback.format_exception(info.value))
+    assert f'File "{filename}", line 6, in explode' in text
+    assert "return x / 0" in text
+    assert linecache.getline(filename, 5).strip() == "y = [x for _ in range(2)]"
+
+
+def test_source_lines_of_functions_sent_one_by_one_add_up():
+    filename = "<ipython-input-8-pxcluster-test>"
+    source = "def first():\n    return 1 / 0\n\ndef second():\n    return [][1]\n"
+    first = _cell_function(source, filename, "first")
+    second = _cell_function(source, filename, "second")
+    frames = [dumps(first), dumps(second)]
+    del linecache.cache[filename]
+    for f in frames:
+        loads(f)
+    assert linecache.getline(filename, 2).strip() == "return 1 / 0"
+    assert linecache.getline(filename, 5).strip() == "return [][1]"

@@ -1,6 +1,7 @@
 """The Task interface on real clusters: load balancing, results, dependencies and faults."""
 
 import collections
+import linecache
 import os
 import signal
 import threading
@@ -81,6 +82,23 @@ def test_a_task_that_raises_carries_the_remote_traceback(tc):
         _ = result.r
     with pytest.raises(ZeroDivisionError):
         tc.map(explode, [1, 2])
+
+
+def test_a_notebook_function_shows_its_cell_lines_in_the_remote_traceback(tc, cluster2):
+    # A notebook cell's source lives only in the client's linecache; it travels with the
+    # function, so the engine's traceback shows the user's line and the cell's name.
+    cell = "<ipython-input-3-5f2c>"
+    source = "def ratio(x):\n    total = x - x\n    return x / total\n"
+    linecache.cache[cell] = (len(source), None, source.splitlines(keepends=True), cell)
+    namespace: dict = {}
+    exec(compile(source, cell, "exec"), namespace)
+    ratio = namespace["ratio"]
+    result = tc.run(client.MapTask(ratio, args=(3,)), block=True, timeout=10)
+    assert f'File "{cell}", line 3, in ratio' in result.failure.traceback
+    assert "return x / total" in result.failure.traceback
+    with pytest.raises(client.CompositeError) as info:
+            cluster2.client().apply(ratio, 2)
+    assert "return x / total" in info.value.elist[0].traceback
 
 
 def test_retries_and_recovery_task_run_again(tc, tmp_path):

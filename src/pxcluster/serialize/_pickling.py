@@ -1,8 +1,22 @@
-"""Serialize layer: pickle 5 with out-of-band buffers, cloudpickle for code."""
+"""Serialize layer: pickle 5 with out-of-band buffers, cloudpickle for code.
+
+Code objects sent by value (lambdas, functions from ``__main__``, notebooks and modules the
+engines cannot import) travel with their own filename and with the source lines they span,
+taken from this process's ``linecache``; the receiver registers those lines in its
+``linecache`` where it has no such file. A remote traceback then shows the user's own lines
+whatever the pickler does to ``co_filename`` (cloudpickle 3.1.3 sets it to
+``<dynamic-code>``) and wherever the engine runs (a notebook cell's source exists only in
+the client's process).
+"""
 
 from __future__ import annotations
 
+import io
+import linecache
+import marshal
+import os
 import pickle
+import types
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -39,6 +53,71 @@ def _is_plain(obj: object) -> bool:
     return False
 
 
+def _last_line(code: types.CodeType) -> int:
+    """The last source line of ``code`` and of the code objects nested in it."""
+    last = code.co_firstlineno
+    for _start, _end, line in code.co_lines():
+        if line is not None and line > last:
+            last = line
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            last = max(last, _last_line(const))
+    return last
+
+
+def _source_span(code: types.CodeType) -> tuple[int, list[str]]:
+    """The first line number of ``code`` and its source lines, as far as ``linecache`` knows."""
+    lines = linecache.getlines(code.co_filename)
+    first = code.co_firstlineno
+    if not lines or first < 1:
+        return 0, []
+    return first, lines[first - 1 : _last_line(code)]
+
+
+def _remember_source(filename: str, first: int, lines: list[str]) -> None:
+    """Put ``lines`` (starting at line ``first``) in ``linecache`` under ``filename``.
+
+    A file that exists here is left to ``linecache`` itself. An entry made here before (or by
+    an interactive shell: no modification time) is extended, so functions from one notebook
+    cell or module sent one by one add up.
+    """
+    if os.path.isfile(filename):
+        return
+    entry = linecache.cache.get(filename)
+    known: list[str] = list(entry[2]) if entry is not None and len(entry) == 4 else []
+    end = first - 1 + len(lines)
+    if len(known) < end:
+        known.extend("\n" for _ in range(end - len(known)))
+    known[first - 1 : end] = lines
+    linecache.cache[filename] = (sum(map(len, known)), None, known, filename)
+
+
+def _restore_code(
+    marshalled: bytes, filename: str, first: int, lines: list[str]
+) -> types.CodeType:
+    """Unpickling half of ``_SourcePickler``: the code object, its source lines remembered."""
+    code = marshal.loads(marshalled)
+    if not isinstance(code, types.CodeType):
+        raise pickle.UnpicklingError("a code object's payload holds no code")
+    if lines:
+        _remember_source(filename, first, lines)
+    return code
+
+
+class _SourcePickler(cloudpickle.Pickler):
+    """cloudpickle, except that code objects keep their filename and carry their source.
+
+    ``marshal`` keeps every attribute of a code object, nested ones included; like
+    cloudpickle's own reduction it needs the same Python minor version on both sides.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is types.CodeType:
+            first, lines = _source_span(obj)
+            return _restore_code, (marshal.dumps(obj), obj.co_filename, first, lines)
+        return super().reducer_override(obj)
+
+
 def dumps(obj: object, *, name: str = "object") -> list[Buffer]:
     """Frames for one object: the pickle stream first, then its out-of-band buffers.
 
@@ -57,7 +136,9 @@ def dumps(obj: object, *, name: str = "object") -> list[Buffer]:
         return False
 
     try:
-        stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=keep_large)
+        with io.BytesIO() as file:
+            _SourcePickler(file, protocol=5, buffer_callback=keep_large).dump(obj)
+            stream = file.getvalue()
     except Exception as exc:
         raise SerializationError(f"cannot send {name!s}: {type(exc).__name__}: {exc}") from exc
     return [stream, *buffers]
