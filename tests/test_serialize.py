@@ -110,7 +110,10 @@ def test_functions_sent_by_value_keep_their_filename_and_source_lines():
     # Whatever cloudpickle does to co_filename (3.1.3 writes "<dynamic-code>"), the receiver
     # sees the sender's filename and line, and the lines themselves though it has no file.
     filename = "<ipython-input-7-pxcluster-test>"
-    source = "x = 1\n\n@staticmethod\ndef explode(x):\n    y = [x for _ in range(2)]\n    return x / 0\n"
+    source = (
+        "x = 1\n\n@staticmethod\ndef explode(x):\n    y = [x for _ in range(2)]\n"
+        "    return x / 0\n"
+    )
     explode = _cell_function(source, filename, "explode").__func__
     frames = dumps(explode)
     del linecache.cache[filename]
