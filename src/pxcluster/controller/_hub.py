@@ -32,6 +32,7 @@ import os
 import time
 from collections.abc import Callable
 
+from pxcluster.controller._activity import Activity
 from pxcluster.controller._outbound import Outbound
 from pxcluster.controller._scheduler import Scheduler
 from pxcluster.controller._store import RecordStore
@@ -104,6 +105,7 @@ class Hub:
             self._task_dispatched,
         )
         self.clients: set[bytes] = set()
+        self.client_seen: dict[bytes, float] = {}  # routing id -> its latest request, for MONITOR
         self.shutdown_requested = False
         self._by_identity: dict[bytes, int] = {}
         self._next_engine_id = 0
@@ -111,6 +113,7 @@ class Hub:
         self._session = f"ctl{os.getpid()}"
         self._msg_ids = itertools.count()
         self.heartbeat_info: dict[str, object] = {}
+        self.activity = Activity()  # recent replies, errors and lost engines, for MONITOR
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -147,6 +150,7 @@ class Hub:
 
     def client_message(self, client: bytes, msg: Message) -> list[Outbound]:
         """React to a verified message from a client."""
+        self.client_seen[client] = self._clock()
         if msg.type == MsgType.CONNECT:
             self.clients.add(client)
             content = {
@@ -158,6 +162,8 @@ class Hub:
         if msg.type == MsgType.QUEUE_STATUS:
             queues = [[e.id, e.queue_length()] for e in self.engines.values()]
             return [self._reply(client, msg.id, {"queues": sorted(queues)})]
+        if msg.type == MsgType.MONITOR:
+            return [self._reply(client, msg.id, self.monitor_report(msg.content.get("since")))]
         if msg.type == MsgType.SHUTDOWN and msg.targets is None:
             self.shutdown_requested = True
             out = [self._reply(client, msg.id, {"engines": self.engine_ids()})]
@@ -205,6 +211,27 @@ class Hub:
     def client_gone(self, client: bytes) -> None:
         """The server could not deliver to ``client``: stop notifying it."""
         self.clients.discard(client)
+        self.client_seen.pop(client, None)
+
+    def monitor_report(self, since: object) -> dict[str, object]:
+        """The MONITOR reply: engines (id, hostname, pid, queue length, seconds since last
+        heard of), clients (session, seconds since their latest request), task counts, store
+        size, and the activity after ``since``."""
+        now = self._clock()
+        engines = [
+            [e.id, e.hostname, e.pid, e.queue_length(), round(now - e.last_seen, 3)]
+            for e in self.engines.values()
+        ]
+        return {
+            "engines": sorted(engines),
+            "clients": [
+                [c.decode("utf-8", "replace")[:100], round(now - self.client_seen.get(c, now), 3)]
+                for c in sorted(self.clients)[:1000]
+            ],
+            "tasks": self.tasks.scheduler.counts(),
+            "store": self.tasks.store.stats(),
+            **self.activity.report(since if type(since) is int else 0),
+        }
 
     # -- events from engines ---------------------------------------------------------------
 
@@ -229,6 +256,10 @@ class Hub:
             return []
         if pending is None:
             return []  # answer to a request already failed (engine was thought dead)
+        if msg.type == MsgType.REPLY:
+            self.activity.finished(
+                engine_id, pending.type, msg.parent, now - pending.since, msg.status, msg.content
+            )
         if pending.type == MsgType.TASK:
             if msg.type == MsgType.STREAM:
                 return []  # task output arrives with the task's result
@@ -337,6 +368,7 @@ class Hub:
             len(engine.outstanding),
         )
         text = f"engine {engine_id} (pid {engine.pid} on {engine.hostname}) {event}: {why}"
+        self.activity.engine_gone(engine_id, engine.hostname, engine.pid, event, why)
         out: list[Outbound] = []
         for request_id, pending in engine.outstanding.items():
             if pending.type == MsgType.TASK:

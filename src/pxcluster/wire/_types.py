@@ -20,6 +20,8 @@ TASK_ABORT          C → K      drop a queued task, or interrupt it where it ru
 TASK_STATUS         C → K      counts of queued, running and finished tasks
 TASK_CLEAR          C → K      forget a session's finished task results
 QUEUE_STATUS        C → K      per-engine count of queued requests
+MONITOR             C → K      a snapshot for monitors: engines, queues, clients, task
+                               counts, store size, recent requests and errors
 CLEAR_QUEUE         C → K → E  drop requests that have not started yet
 INTERRUPT           C → K → E  raise KeyboardInterrupt in the running request
 STREAM              E → K → C  stdout/stderr written while a request runs
@@ -53,6 +55,7 @@ class MsgType(enum.IntEnum):
     TASK_ABORT = 24
     TASK_STATUS = 25
     TASK_CLEAR = 26
+    MONITOR = 27
     STREAM = 30
     REPLY = 40
 

@@ -1,0 +1,71 @@
+"""Controller layer: the MONITOR reply, driven through the hub with messages and a fake clock."""
+
+from pxcluster.controller import Hub
+from pxcluster.controller._activity import EVENTS_PER_REPLY
+from pxcluster.wire import Message, MsgType, Status
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def register(hub, identity, pid):
+    msg = Message(MsgType.REGISTER, f"{identity!r}-r", {"hostname": "node7", "pid": pid})
+    return hub.engine_message(identity, msg)[0].msg.content["id"]
+
+
+def monitor(hub, since=0):
+    out = hub.client_message(b"dash", Message(MsgType.MONITOR, f"m-{since}", {"since": since}))
+    return out[0].msg.content
+
+
+def test_monitor_reports_engines_queues_clients_and_finished_requests():
+    clock = Clock()
+    hub = Hub(heartbeat_timeout=3.0, clock=clock)
+    hub.client_message(b"alice", Message(MsgType.CONNECT, "a-0"))
+    register(hub, b"e0", 111)
+    register(hub, b"e1", 222)
+    hub.client_message(b"alice", Message(MsgType.EXECUTE, "a-1", {"code": "1"}, targets=[0, 1]))
+    clock.now += 0.25
+    report = monitor(hub)
+    assert report["engines"] == [[0, "node7", 111, 1, 0.25], [1, "node7", 222, 1, 0.25]]
+    assert report["clients"] == [["alice", 0.25]]
+    assert (report["finished"], report["events"]) == (0, [])
+
+    hub.engine_message(b"e1", Message(MsgType.REPLY, "e-1", {}, parent="a-1"))
+    error = {"ename": "ZeroDivisionError", "evalue": "division by zero", "traceback": "TB"}
+    hub.engine_message(
+        b"e0", Message(MsgType.REPLY, "e-2", error, parent="a-1", status=Status.ERROR)
+    )
+    report = monitor(hub)
+    assert [e[1:4] + e[5:] for e in report["events"]] == [
+        [1, "EXECUTE", "a-1", 0.25, "OK"],
+        [0, "EXECUTE", "a-1", 0.25, "ERROR"],
+    ]
+    assert [(e["engine"], e["ename"], e["traceback"]) for e in report["errors"]] == [
+        (0, "ZeroDivisionError", "TB")
+    ]
+    assert (report["finished"], report["errors_total"]) == (2, 1)
+    assert [e[3] for e in report["engines"]] == [0, 0]
+    # asking with the last sequence number seen gives only what is newer: nothing
+    assert monitor(hub, since=report["seq"])["events"] == []
+
+
+def test_monitor_remembers_dead_engines_and_caps_events_per_reply():
+    clock = Clock()
+    hub = Hub(heartbeat_timeout=3.0, clock=clock)
+    register(hub, b"e0", 111)
+    for i in range(EVENTS_PER_REPLY + 10):
+        hub.client_message(b"c", Message(MsgType.KEYS, f"c-{i}", targets=[0]))
+        hub.engine_message(b"e0", Message(MsgType.REPLY, f"e-{i}", {}, parent=f"c-{i}"))
+    hub.remove_engine(0, "no heartbeat for 3.1 s")
+    report = monitor(hub)
+    assert report["finished"] == EVENTS_PER_REPLY + 10
+    assert len(report["events"]) == EVENTS_PER_REPLY
+    assert report["events"][-1][3] == f"c-{EVENTS_PER_REPLY + 9}"  # the newest are kept
+    assert report["engines"] == []
+    assert [(g["id"], g["pid"], g["event"]) for g in report["gone"]] == [(0, 111, "died")]
