@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pxcluster import Cluster, MultiEngineClient
+from pxcluster.controller import Hub
 from pxcluster.testing import cluster_in
 
 
@@ -40,3 +42,18 @@ def mec(cluster4: Cluster) -> MultiEngineClient:
 
 def pytest_report_header() -> str:
     return f"pxcluster tests: {os.cpu_count()} cores"
+
+
+@pytest.fixture
+def make_hub() -> Iterator[Callable[..., Hub]]:
+    """Builds hubs for state-machine tests and closes their record stores afterwards."""
+    hubs: list[Hub] = []
+
+    def make(**options: Any) -> Hub:
+        hub = Hub(**options)
+        hubs.append(hub)
+        return hub
+
+    yield make
+    for hub in hubs:
+        hub.close()

@@ -1,6 +1,5 @@
 """Controller layer: the hub state machine driven directly with messages and a fake clock."""
 
-from pxcluster.controller import Hub
 from pxcluster.wire import Message, MsgType, Status
 
 
@@ -18,8 +17,8 @@ def register(hub, identity):
     return out[0].msg.content["id"]
 
 
-def test_engines_get_ids_in_order_of_arrival_and_clients_hear_of_them():
-    hub = Hub(heartbeat_timeout=3.0, clock=Clock())
+def test_engines_get_ids_in_order_of_arrival_and_clients_hear_of_them(make_hub):
+    hub = make_hub(heartbeat_timeout=3.0, clock=Clock())
     hub.client_message(b"c1", Message(MsgType.CONNECT, "c-1"))
     assert [register(hub, b"e%d" % i) for i in range(3)] == [0, 1, 2]
     assert register(hub, b"e1") == 1  # registering again keeps the id
@@ -28,8 +27,8 @@ def test_engines_get_ids_in_order_of_arrival_and_clients_hear_of_them():
         (b"c1", {"event": "registered", "engine": 3, "host": "", "version": 4})]
 
 
-def test_request_goes_to_each_target_and_reply_back_to_its_client():
-    hub = Hub(heartbeat_timeout=3.0, clock=Clock())
+def test_request_goes_to_each_target_and_reply_back_to_its_client(make_hub):
+    hub = make_hub(heartbeat_timeout=3.0, clock=Clock())
     register(hub, b"e0")
     register(hub, b"e1")
     request = Message(MsgType.EXECUTE, "c-1", {"code": "1"}, targets=[0, 1], header=b"H")
@@ -44,17 +43,17 @@ def test_request_goes_to_each_target_and_reply_back_to_its_client():
     assert hub.engines[0].queue_length() == 1
 
 
-def test_unknown_target_is_answered_at_once():
-    hub = Hub(heartbeat_timeout=3.0, clock=Clock())
+def test_unknown_target_is_answered_at_once(make_hub):
+    hub = make_hub(heartbeat_timeout=3.0, clock=Clock())
     out = hub.client_message(b"c", Message(MsgType.PULL, "c-1", targets=[5]))
     assert out[0].msg.status == Status.ENGINE_ERROR
     assert out[0].msg.engine == 5
     assert "not registered" in out[0].msg.content["error"]
 
 
-def test_silent_engine_dies_and_its_requests_fail():
+def test_silent_engine_dies_and_its_requests_fail(make_hub):
     clock = Clock()
-    hub = Hub(heartbeat_timeout=3.0, clock=clock)
+    hub = make_hub(heartbeat_timeout=3.0, clock=clock)
     hub.client_message(b"c", Message(MsgType.CONNECT, "c-0"))
     register(hub, b"e0")
     register(hub, b"e1")
@@ -81,8 +80,8 @@ def test_silent_engine_dies_and_its_requests_fail():
     assert late[0].msg.content == {"event": "register"}
 
 
-def test_shutdown_without_targets_stops_the_controller_and_engines():
-    hub = Hub(heartbeat_timeout=3.0, clock=Clock())
+def test_shutdown_without_targets_stops_the_controller_and_engines(make_hub):
+    hub = make_hub(heartbeat_timeout=3.0, clock=Clock())
     register(hub, b"e0")
     out = hub.client_message(b"c", Message(MsgType.SHUTDOWN, "c-1"))
     assert hub.shutdown_requested
@@ -90,8 +89,8 @@ def test_shutdown_without_targets_stops_the_controller_and_engines():
                                                  ("engine", MsgType.SHUTDOWN)]
 
 
-def test_engine_confirming_a_kill_is_forgotten_at_once():
-    hub = Hub(heartbeat_timeout=3.0, clock=Clock())
+def test_engine_confirming_a_kill_is_forgotten_at_once(make_hub):
+    hub = make_hub(heartbeat_timeout=3.0, clock=Clock())
     hub.client_message(b"c", Message(MsgType.CONNECT, "c-0"))
     register(hub, b"e0")
     register(hub, b"e1")
@@ -102,9 +101,9 @@ def test_engine_confirming_a_kill_is_forgotten_at_once():
     assert hub.engine_ids() == [0]
 
 
-def test_a_stalled_controller_blames_no_engine():
+def test_a_stalled_controller_blames_no_engine(make_hub):
     clock = Clock()
-    hub = Hub(heartbeat_timeout=3.0, clock=clock, heartbeat_period=0.5)
+    hub = make_hub(heartbeat_timeout=3.0, clock=clock, heartbeat_period=0.5)
     register(hub, b"e0")
     hub.heartbeat(b"e0", hub.next_ping())
     clock.now += 60.0  # the controller was busy for a minute: it sent no pings
@@ -116,8 +115,8 @@ def test_a_stalled_controller_blames_no_engine():
     assert hub.engine_ids() == []
 
 
-def test_an_engine_back_after_a_controller_restart_gets_its_old_id_if_free():
-    hub = Hub(heartbeat_timeout=3.0, clock=Clock())
+def test_an_engine_back_after_a_controller_restart_gets_its_old_id_if_free(make_hub):
+    hub = make_hub(heartbeat_timeout=3.0, clock=Clock())
 
     def register_as(identity, wanted):
         msg = Message(MsgType.REGISTER, f"{identity!r}-r", {"hostname": "h", "id": wanted})

@@ -1,6 +1,5 @@
 """Controller layer: the MONITOR reply, driven through the hub with messages and a fake clock."""
 
-from pxcluster.controller import Hub
 from pxcluster.controller._activity import EVENTS_PER_REPLY
 from pxcluster.wire import Message, MsgType, Status
 
@@ -23,16 +22,16 @@ def monitor(hub, since=0):
     return out[0].msg.content
 
 
-def test_monitor_reports_engines_queues_clients_and_finished_requests():
+def test_monitor_reports_engines_queues_clients_and_finished_requests(make_hub):
     clock = Clock()
-    hub = Hub(heartbeat_timeout=3.0, clock=clock)
+    hub = make_hub(heartbeat_timeout=3.0, clock=clock)
     hub.client_message(b"alice", Message(MsgType.CONNECT, "a-0"))
     register(hub, b"e0", 111)
     register(hub, b"e1", 222)
     hub.client_message(b"alice", Message(MsgType.EXECUTE, "a-1", {"code": "1"}, targets=[0, 1]))
     clock.now += 0.25
     report = monitor(hub)
-    assert report["engines"] == [[0, "node7", 111, 1, 0.25], [1, "node7", 222, 1, 0.25]]
+    assert report["engine_rows"] == [[0, "node7", 111, 1, 0.25], [1, "node7", 222, 1, 0.25]]
     assert report["clients"] == [["alice", 0.25]]
     assert (report["finished"], report["events"]) == (0, [])
 
@@ -50,14 +49,14 @@ def test_monitor_reports_engines_queues_clients_and_finished_requests():
         (0, "ZeroDivisionError", "TB")
     ]
     assert (report["finished"], report["errors_total"]) == (2, 1)
-    assert [e[3] for e in report["engines"]] == [0, 0]
+    assert [e[3] for e in report["engine_rows"]] == [0, 0]
     # asking with the last sequence number seen gives only what is newer: nothing
     assert monitor(hub, since=report["seq"])["events"] == []
 
 
-def test_monitor_remembers_dead_engines_and_caps_events_per_reply():
+def test_monitor_remembers_dead_engines_and_caps_events_per_reply(make_hub):
     clock = Clock()
-    hub = Hub(heartbeat_timeout=3.0, clock=clock)
+    hub = make_hub(heartbeat_timeout=3.0, clock=clock)
     register(hub, b"e0", 111)
     for i in range(EVENTS_PER_REPLY + 10):
         hub.client_message(b"c", Message(MsgType.KEYS, f"c-{i}", targets=[0]))
@@ -67,5 +66,5 @@ def test_monitor_remembers_dead_engines_and_caps_events_per_reply():
     assert report["finished"] == EVENTS_PER_REPLY + 10
     assert len(report["events"]) == EVENTS_PER_REPLY
     assert report["events"][-1][3] == f"c-{EVENTS_PER_REPLY + 9}"  # the newest are kept
-    assert report["engines"] == []
+    assert report["engine_rows"] == []
     assert [(g["id"], g["pid"], g["event"]) for g in report["gone"]] == [(0, 111, "died")]

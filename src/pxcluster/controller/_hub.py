@@ -97,8 +97,11 @@ class Hub:
         self.ping_seq = 0
         self.registry_version = 0  # counts registrations and removals, for clients
         self.engines: dict[int, EngineRecord] = {}
+        # The scheduler also counts each engine's load (see ``sent`` / ``answered``), so that
+        # placing a task never scans every engine.
+        self.scheduler = Scheduler(task_prefetch, task_prefetch_short)
         self.tasks = TaskBoard(
-            Scheduler(task_prefetch, task_prefetch_short),
+            self.scheduler,
             store if store is not None else RecordStore(":memory:"),
             self.engines,
             self.new_id,
@@ -116,6 +119,16 @@ class Hub:
         self.activity = Activity()  # recent replies, errors and lost engines, for MONITOR
 
     # -- helpers --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the record store, flushing what waits to be written (its database file)."""
+        self.tasks.store.close()
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def new_id(self) -> str:
         """A fresh id for a message the controller makes."""
@@ -200,6 +213,8 @@ class Hub:
                 )
                 continue
             engine.outstanding[msg.id] = Pending(client, msg.type, self._clock())
+            if msg.type not in CONTROL_REQUESTS:
+                self.scheduler.sent(target)
             out.append(Outbound("engine", engine.identity, header=msg.header, buffers=msg.buffers))
         return out
 
@@ -223,7 +238,7 @@ class Hub:
             for e in self.engines.values()
         ]
         return {
-            "engines": sorted(engines),
+            "engine_rows": sorted(engines),
             "clients": [
                 [c.decode("utf-8", "replace")[:100], round(now - self.client_seen.get(c, now), 3)]
                 for c in sorted(self.clients)[:1000]
@@ -250,6 +265,8 @@ class Hub:
         engine.last_pong = self.ping_seq
         if msg.type == MsgType.REPLY:
             pending = engine.outstanding.pop(msg.parent, None)  # parent: a str, wire checks
+            if pending is not None and pending.type not in CONTROL_REQUESTS:
+                self.scheduler.answered(engine_id)
         elif msg.type == MsgType.STREAM:
             pending = engine.outstanding.get(msg.parent)
         else:
@@ -289,6 +306,7 @@ class Hub:
                 self.ping_seq,
                 str(msg.content.get("host", ""))[:300],
             )
+            self.scheduler.engine_added(engine_id)
             log.info(
                 "engine %d registered (pid %s on %s)",
                 engine_id,
