@@ -16,7 +16,18 @@ from pathlib import Path
 
 import nox
 
-SUPPORTED = ("3.10", "3.11", "3.12", "3.13", "3.14")
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+_PREFIX = "Programming Language :: Python :: "
+# The supported versions are pyproject.toml's classifiers: one list to keep.
+SUPPORTED = tuple(
+    c.removeprefix(_PREFIX)
+    for c in tomllib.loads(Path("pyproject.toml").read_text())["project"]["classifiers"]
+    if c.startswith(_PREFIX) and c.removeprefix(_PREFIX).count(".") == 1
+)
 nox.options.sessions = ["other_pythons"]
 nox.options.default_venv_backend = "venv"
 
@@ -44,7 +55,7 @@ def _interpreter(minor: str) -> str | None:
     return None
 
 
-_THIS = "%d.%d" % sys.version_info[:2]
+_THIS = f"{sys.version_info[0]}.{sys.version_info[1]}"
 _FOUND = {m: p for m in SUPPORTED if m != _THIS and (p := _interpreter(m)) is not None}
 
 
