@@ -33,7 +33,8 @@ fi
 # PBS: Slurm's Torque wrappers, unpacked beside (not over) SGE's qsub.
 if [ ! -x "$prefix/pbs/usr/bin/qsub" ]; then
     tmp=$(mktemp -d)
-    (cd "$tmp" && apt-get download -q slurm-wlm-torque >/dev/null)
+    (cd "$tmp" && { apt-get download -q slurm-wlm-torque >/dev/null 2>&1 \
+        || { apt-get update -q && apt-get download -q slurm-wlm-torque >/dev/null; }; })
     mkdir -p "$prefix/pbs"
     dpkg-deb -x "$tmp"/slurm-wlm-torque_*.deb "$prefix/pbs"
     rm -rf "$tmp"
