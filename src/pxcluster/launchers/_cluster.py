@@ -1,83 +1,45 @@
-"""Launchers layer: a local cluster (controller + engines as subprocesses) and its record.
+"""Launchers layer: a cluster (controller + engines) started through launchers, and stopped.
 
 ``Cluster`` is what ``pxcluster start`` uses and what tests and benchmarks use from Python::
 
-    with Cluster(n=4) as cluster:
+    with Cluster(n=4) as cluster:                       # local processes
         mec = cluster.client()
+    with Cluster(n=4, engines="slurm") as cluster:      # engines as a Slurm job array
+        ...
 
-What it started is written to the profile's ``pid/cluster.json`` so that ``pxcluster stop``
-and ``pxcluster list``, run later from another process, find it.
+What it started is written to the profile's ``pid/cluster.json`` (``ClusterRecord``) so that
+``pxcluster stop``, ``list``, ``logs`` and ``add``, run later from another process, find it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import os
-import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pxcluster._errors import (
     ClusterAlreadyRunning,
-    LaunchFailed,
     NoClusterRunning,
     PxclusterError,
-    PxclusterTimeoutError,
 )
 from pxcluster.client import MultiEngineClient
-from pxcluster.launchers._processes import ProcessRef, log_tail, spawn, terminate, wait_gone
-from pxcluster.profile import ProfilePaths, read_client_connection
+from pxcluster.launchers._launcher import Launcher, LaunchHandle, LaunchSpec, make_launcher
+from pxcluster.launchers._record import ClusterRecord, handle_alive, running_controller
+from pxcluster.launchers._startup import (
+    Progress,
+    StatusReport,
+    wait_for_controller,
+    wait_for_engines,
+)
+from pxcluster.profile import LauncherConfig, ProfilePaths, load_launcher_config
 from pxcluster.serialize import sweep_stale
 
 
-@dataclasses.dataclass(frozen=True)
-class ClusterRecord:
-    """What ``pid/cluster.json`` says a ``start`` launched."""
-
-    profile: str
-    launcher: str
-    controller: ProcessRef
-    engines: list[ProcessRef]
-
-    def write(self, path: Path) -> None:
-        data = dataclasses.asdict(self)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, path)
-
-    @classmethod
-    def read(cls, path: Path) -> ClusterRecord | None:
-        try:
-            data = json.loads(path.read_text())
-            return cls(
-                profile=data["profile"],
-                launcher=data["launcher"],
-                controller=ProcessRef(**data["controller"]),
-                engines=[ProcessRef(**e) for e in data["engines"]],
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-
-def running_controller(paths: ProfilePaths) -> ProcessRef | None:
-    """The live controller of this profile, if any (from cluster.json or the connection file)."""
-    record = ClusterRecord.read(paths.cluster_file)
-    if record is not None and record.controller.alive():
-        return record.controller
-    try:
-        conn = read_client_connection(paths.client_file)
-    except NoClusterRunning:
-        return None
-    ref = ProcessRef.of(conn.controller_pid) if conn.controller_pid else None
-    return ref if ref is not None and ref.alive() else None
-
-
 class Cluster:
-    """A controller and ``n`` engines on this machine, started and stopped as one.
+    """A controller and ``n`` engines, started and stopped as one.
 
     Args:
         n: number of engines (default: the number of CPU cores).
@@ -86,6 +48,10 @@ class Cluster:
         controller_args: extra ``pxcontroller`` flags (e.g. ``["--heartbeat-timeout", "2"]``).
         engine_args: extra ``pxengine`` flags.
         timeout: seconds to wait for the controller and all engines to be ready.
+        engines: the engines' launcher ("local", "mpi", "ssh", "slurm", "sge", "pbs").
+        controller: the controller's launcher (same names).
+        options: launcher settings by launcher name; a launcher not given here reads its
+            own from the profile's ``pxcluster.toml``.
     """
 
     def __init__(
@@ -97,6 +63,9 @@ class Cluster:
         controller_args: Sequence[str] = (),
         engine_args: Sequence[str] = (),
         timeout: float = 60.0,
+        engines: str = "local",
+        controller: str = "local",
+        options: dict[str, LauncherConfig] | None = None,
     ) -> None:
         self.n = n if n is not None else (os.cpu_count() or 1)
         if self.n < 0:
@@ -105,124 +74,144 @@ class Cluster:
         self.controller_args = list(controller_args)
         self.engine_args = list(engine_args)
         self.timeout = timeout
-        self._procs: list[subprocess.Popen[bytes]] = []
-        self._controller: ProcessRef | None = None
-        self._engines: list[ProcessRef] = []
+        self.engine_launcher = engines
+        self.controller_launcher = controller
+        self._options = dict(options or {})
+        self._launchers: dict[str, Launcher] = {}
+        self._controller: LaunchHandle | None = None
+        self._engines: list[LaunchHandle] = []
         self._client: MultiEngineClient | None = None  # ours, for start and add_engines
         self._clients: list[MultiEngineClient] = []  # handed out by client()
+
+    def launcher(self, name: str) -> Launcher:
+        """This cluster's instance of launcher ``name`` (made on first use)."""
+        if name not in self._launchers:
+            options = self._options.get(name)
+            if options is None:
+                options = load_launcher_config(self.paths.config_file, name)
+            self._launchers[name] = make_launcher(name, self.paths, options)
+        return self._launchers[name]
 
     # -- start -----------------------------------------------------------------------------
 
     def _common_args(self) -> list[str]:
         return ["--profile", self.paths.name, "--profile-dir", str(self.paths.dir)]
 
-    def start(self, progress: Callable[[int, int], None] | None = None) -> Cluster:
+    def start(
+        self, progress: Progress | None = None, status: StatusReport | None = None
+    ) -> Cluster:
         """Start the controller, then the engines; return once all are registered.
 
         Args:
             progress: called with (engines registered, engines expected) while waiting,
                 so a long start can show the engines coming up.
+            status: called with a line whenever the launcher's jobs change state
+                ("slurm job 12: 4 pending (Resources)").
 
         Raises:
             ClusterAlreadyRunning: this profile's cluster is running already.
-            LaunchFailed: a process exited, or not all were ready within ``timeout``.
+            LaunchFailed: a process or job ended, or not all were ready within ``timeout``
+                (the message names the jobs, their states and output files).
         """
         self.paths.ensure()
         running = running_controller(self.paths)
         if running is not None:
             raise ClusterAlreadyRunning(
                 f"a cluster of profile {self.paths.name!r} is already running "
-                f"(controller pid {running.pid}); stop it with "
+                f"(controller {running.describe()}); stop it with "
                 f"`pxcluster stop --profile {self.paths.name}` or use another --profile"
             )
         for stale in (self.paths.client_file, self.paths.engine_file, self.paths.cluster_file):
             stale.unlink(missing_ok=True)
         deadline = time.monotonic() + self.timeout
         try:
-            self._start_controller(deadline)
+            self._start_controller(deadline, status)
             self._client = MultiEngineClient(
                 profile_dir=self.paths.dir, timeout=max(1.0, deadline - time.monotonic())
             )
-            self.add_engines(self.n, deadline - time.monotonic(), progress)
+            self.add_engines(self.n, deadline - time.monotonic(), progress, status=status)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _start_controller(self, deadline: float) -> None:
+    def _start_controller(self, deadline: float, status: StatusReport | None) -> None:
+        launcher = self.launcher(self.controller_launcher)
         log = self.paths.log / "controller.log"
-        proc = spawn(
-            "pxcluster.cli.controller",
-            [*self._common_args(), "--log-file", str(log), *self.controller_args],
-            log,
+        spec = LaunchSpec(
+            role="controller",
+            module="pxcluster.cli.controller",
+            args=(*self._common_args(), "--log-file", str(log), *self.controller_args),
+            timeout=self.timeout,
         )
-        self._procs.append(proc)
-        self._controller = ProcessRef.of(proc.pid)
+        (handle,) = launcher.start(spec)
+        self._controller = handle
         self._write_record()
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise LaunchFailed(
-                    f"the controller exited with code {proc.returncode} at start-up; "
-                    f"last lines of {log}:\n{log_tail(log)}"
-                )
-            with contextlib.suppress(NoClusterRunning):
-                if read_client_connection(self.paths.client_file).controller_pid == proc.pid:
-                    return
-            time.sleep(0.02)
-        raise LaunchFailed(f"the controller was not ready within {self.timeout} s; see {log}")
+        self._controller = wait_for_controller(
+            self.paths, launcher, handle, deadline, self.timeout, status
+        )
+        self._write_record()
 
     def add_engines(
         self,
         count: int,
         timeout: float | None = None,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
+        launcher: str | None = None,
+        status: StatusReport | None = None,
     ) -> list[int]:
         """Start ``count`` more engines and wait until they are registered; returns all ids.
 
-        ``progress`` is called with (registered, expected) as they register.
+        Args:
+            count: how many engines.
+            timeout: seconds to wait (default: the cluster's ``timeout``).
+            progress: called with (registered, expected) as they register.
+            launcher: their launcher (default: the cluster's engine launcher); a batch
+                launcher submits a further job, tracked and cancelled with the others.
+            status: called with a line whenever their jobs change state.
         """
         client = self._own_client()
         expected = len(client.get_ids()) + count
-        new = []
-        for _ in range(count):
-            proc = spawn(
-                "pxcluster.cli.engine", [*self._common_args(), "--log-to-file", *self.engine_args]
-            )
-            self._procs.append(proc)
-            new.append(proc)
-            self._engines.append(ProcessRef.of(proc.pid))
+        handles = self.launch_engines(count, launcher)
+        wait = self.timeout if timeout is None else timeout
+        return wait_for_engines(
+            client,
+            expected,
+            self.launcher(launcher or self.engine_launcher),
+            handles,
+            time.monotonic() + wait,
+            wait,
+            progress,
+            status,
+        )
+
+    def launch_engines(self, count: int, launcher: str | None = None) -> list[LaunchHandle]:
+        """Start ``count`` engines and record them, without waiting for them to register."""
+        chosen = self.launcher(launcher or self.engine_launcher)
+        try:
+            connection = self.paths.engine_file.read_text()
+        except OSError:
+            connection = ""
+        spec = LaunchSpec(
+            role="engine",
+            module="pxcluster.cli.engine",
+            args=(*self._common_args(), "--log-to-file", *self.engine_args),
+            count=count,
+            connection=connection,
+            timeout=self.timeout,
+        )
+        handles = chosen.start(spec) if count else []
+        self._engines.extend(handles)
         self._write_record()
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while True:
-            try:
-                ids = client.wait_for_engines(expected, timeout=0.1)
-            except PxclusterTimeoutError:
-                if progress is not None:
-                    progress(len(client.get_ids()), expected)
-            else:
-                if progress is not None:
-                    progress(len(ids), expected)
-                return ids
-            for proc in new:
-                if proc.poll() is not None:
-                    log = self.paths.log / f"engine-{proc.pid}.log"
-                    raise LaunchFailed(
-                        f"engine pid {proc.pid} exited with code {proc.returncode} at "
-                        f"start-up; last lines of {log}:\n{log_tail(log)}"
-                    )
-            if time.monotonic() > deadline:
-                got = len(client.get_ids())
-                raise LaunchFailed(
-                    f"only {got} of {expected} engines registered within {self.timeout} s; "
-                    f"see the logs in {self.paths.log}"
-                )
+        return handles
 
     def _write_record(self) -> None:
         if self._controller is None:
             return
-        ClusterRecord(self.paths.name, "local", self._controller, list(self._engines)).write(
-            self.paths.cluster_file
+        record = ClusterRecord(
+            self.paths.name, self.engine_launcher, self._controller, list(self._engines)
         )
+        record.write(self.paths.cluster_file)
 
     # -- use -------------------------------------------------------------------------------
 
@@ -245,33 +234,42 @@ class Cluster:
         return self._own_client().get_ids()
 
     def controller_alive(self) -> bool:
-        """True while this cluster's controller process runs."""
-        return self._controller is not None and self._controller.alive()
+        """True while this cluster's controller process runs (or its job is queued)."""
+        if self._controller is None:
+            return False
+        launcher = self.launcher(self._controller.launcher)
+        return not launcher.poll([self._controller])[0].state.ended
+
+    @property
+    def engine_handles(self) -> list[LaunchHandle]:
+        """The handle of every engine this cluster launched."""
+        return list(self._engines)
+
+    @property
+    def controller_handle(self) -> LaunchHandle | None:
+        return self._controller
 
     @property
     def engine_pids(self) -> list[int]:
-        return [e.pid for e in self._engines]
+        """Pids of the engines launched on this machine (batch engines' are not known)."""
+        return [e.pid for e in self._engines if e.pid]
 
     @property
     def controller_pid(self) -> int | None:
-        return self._controller.pid if self._controller else None
+        return self._controller.pid if self._controller and self._controller.pid else None
 
     # -- stop ------------------------------------------------------------------------------
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the engines and the controller; leaves no process behind."""
+        """Stop the engines and the controller (cancelling their jobs); leaves nothing behind."""
         for made in [*self._clients, self._client]:
             if made is not None:
                 made.close()
         self._clients.clear()
         self._client = None
-        refs = [r for r in [self._controller, *self._engines] if r is not None]
-        stop_processes(self.paths, refs, timeout)
+        handles = [h for h in [self._controller, *self._engines] if h is not None]
+        stop_handles(self.paths, handles, timeout, self._launchers)
         sweep_stale()  # shared-memory segments whose creators are gone
-        for proc in self._procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=1.0)
-        self._procs.clear()
 
     def __enter__(self) -> Cluster:
         return self.start()
@@ -280,15 +278,32 @@ class Cluster:
         self.stop()
 
 
-def stop_processes(paths: ProfilePaths, refs: Sequence[ProcessRef], timeout: float) -> None:
-    """Ask the controller to shut everything down, then make sure ``refs`` are gone."""
-    if any(r.alive() for r in refs):
+def stop_handles(
+    paths: ProfilePaths,
+    handles: Sequence[LaunchHandle],
+    timeout: float,
+    launchers: dict[str, Launcher] | None = None,
+) -> None:
+    """Ask the controller to shut everything down, then have each launcher make sure its
+    processes are gone (cancelling their jobs); removes the profile's run files."""
+    launchers = launchers if launchers is not None else {}
+    if paths.client_file.exists():
         try:
             with MultiEngineClient(profile_dir=paths.dir, timeout=2.0) as client:
                 client.kill(controller=True, timeout=2.0)
         except (PxclusterError, OSError):
-            pass  # not answering: the signals below do it
-        terminate(wait_gone(refs, timeout))
+            pass  # not answering: the launchers' stop does it
+    deadline = time.monotonic() + timeout
+    by_launcher: dict[str, list[LaunchHandle]] = {}
+    for handle in handles:
+        by_launcher.setdefault(handle.launcher, []).append(handle)
+    for name, group in by_launcher.items():
+        launcher = launchers.get(name)
+        if launcher is None:
+            with contextlib.suppress(PxclusterError):
+                launcher = make_launcher(name, paths, load_launcher_config(paths.config_file, name))
+        if launcher is not None:
+            launcher.stop(group, max(1.0, deadline - time.monotonic()))
     for path in (paths.cluster_file, paths.client_file, paths.engine_file):
         path.unlink(missing_ok=True)
 
@@ -300,15 +315,15 @@ def stop_profile(paths: ProfilePaths, timeout: float = 10.0) -> ClusterRecord | 
         NoClusterRunning: nothing of this profile is running.
     """
     record = ClusterRecord.read(paths.cluster_file)
-    refs: list[ProcessRef] = []
+    handles: list[LaunchHandle] = []
     if record is not None:
-        refs = [record.controller, *record.engines]
+        handles = [record.controller, *record.engines]
     controller = running_controller(paths)
-    if controller is not None and controller not in refs:
-        refs.append(controller)
-    if not any(r.alive() for r in refs):
+    if controller is not None and controller not in handles:
+        handles.append(controller)
+    if not any(handle_alive(paths, h) for h in handles):
         for path in (paths.cluster_file, paths.client_file, paths.engine_file):
             path.unlink(missing_ok=True)
         raise NoClusterRunning(f"no cluster of profile {paths.name!r} is running")
-    stop_processes(paths, refs, timeout)
+    stop_handles(paths, handles, timeout)
     return record

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -54,15 +54,23 @@ def spawn(
     module: str, args: Sequence[str], log_file: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """Run ``python -m module args`` detached from our terminal, output to ``log_file``."""
+    return spawn_argv([sys.executable, "-m", module, *args], log_file)
+
+
+def spawn_argv(
+    argv: Sequence[str], log_file: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Run ``argv`` detached from our terminal (its own session), output to ``log_file``."""
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            list(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            env=dict(env) if env is not None else None,
         )
     finally:
         if log_file:

@@ -1,6 +1,11 @@
 """Profile layer (bottom, pure): where a profile's files live, connection files, configuration."""
 
-from pxcluster.profile._config import ClusterConfig, load_config
+from pxcluster.profile._config import (
+    ClusterConfig,
+    LauncherConfig,
+    load_config,
+    load_launcher_config,
+)
 from pxcluster.profile._connection import (
     ClientConnection,
     EngineConnection,
@@ -10,14 +15,28 @@ from pxcluster.profile._connection import (
     write_connection,
     write_curve_keys,
 )
+from pxcluster.profile._launch_env import (
+    ARRAY_INDEX_ENV,
+    END_TIME_ENV,
+    JOB_ID_ENV,
+    LAUNCHER_ENV,
+    launch_info,
+)
 from pxcluster.profile._paths import ProfilePaths, profile_root
 
 __all__ = [
+    "ARRAY_INDEX_ENV",
+    "END_TIME_ENV",
+    "JOB_ID_ENV",
+    "LAUNCHER_ENV",
     "ClientConnection",
     "ClusterConfig",
     "EngineConnection",
+    "LauncherConfig",
     "ProfilePaths",
+    "launch_info",
     "load_config",
+    "load_launcher_config",
     "profile_root",
     "read_client_connection",
     "read_curve_keys",

@@ -17,14 +17,35 @@ Precedence: command-line flags override the file, the file overrides these defau
     retention_bytes = 268435456      # ... and at most this many bytes of them
     result_cap = 16777216            # a bigger task result is not kept, only its status
 
+    walltime_margin = 60.0   # no new tasks to an engine this many s before its job ends
+
     [engine]
     controller_timeout = 30.0  # an engine cut off from its controller this long exits
+
+Launchers (``pxcluster start --engines NAME``) read ``[launcher]`` (every launcher) and then
+``[NAME]`` (one launcher; its keys win); keys other than ``LauncherConfig``'s fields are
+only allowed in ``[NAME]`` and go to ``LauncherConfig.extra`` for that launcher to check:
+
+.. code-block:: toml
+
+    [launcher]
+    queue = "debug"          # Slurm partition, SGE or PBS queue
+    walltime = "01:00:00"    # the job's time limit (HH:MM:SS, or minutes)
+    account = "proj42"
+    directives = ["--mem=2G"]            # extra lines after #SBATCH / #$ / #PBS
+    modules = ["python/3.11"]            # `module load` each one in the job script
+    setup = ["source ~/venv/bin/activate"]   # shell lines before the processes start
+    python = "/opt/venv/bin/python"      # the interpreter on the nodes (default: this one)
+
+    [slurm]
+    template = "~/my-slurm-engines.sh"   # a job-script template instead of the built-in one
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +71,7 @@ class ClusterConfig:
     retention_bytes: int = 256 * 1024 * 1024
     result_cap: int = 16 * 1024 * 1024
     controller_timeout: float = 30.0
+    walltime_margin: float = 60.0
 
     def replace(self, **changes: Any) -> ClusterConfig:
         """A copy with ``changes`` applied; ``None`` values are ignored (flag not given)."""
@@ -76,3 +98,75 @@ def load_config(path: Path) -> ClusterConfig:
                 raise ValueError(f"{path}: unknown setting [{section}] {key}")
             flat[key] = value
     return ClusterConfig(**flat)
+
+
+@dataclasses.dataclass(frozen=True)
+class LauncherConfig:
+    """Settings of one launcher (see the module docstring for the file's sections).
+
+    Attributes:
+        queue: Slurm partition, SGE or PBS queue ("": the scheduler's default).
+        walltime: the job's time limit, ``[[HH:]MM:]SS`` or minutes ("": the default).
+        account: account or project to charge ("": none).
+        directives: extra scheduler lines, written after the system's prefix.
+        modules: environment modules to ``module load`` before starting.
+        setup: shell lines run before the processes start.
+        template: a job-script template file replacing the built-in one ("": built-in).
+        python: the Python interpreter where the processes run ("": this one).
+        extra: the launcher's own keys from its ``[NAME]`` section.
+    """
+
+    queue: str = ""
+    walltime: str = ""
+    account: str = ""
+    directives: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()
+    template: str = ""
+    python: str = ""
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> LauncherConfig:
+        """A copy with ``changes`` applied; ``None`` values are ignored (flag not given)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_LISTS = ("directives", "modules", "setup")
+
+
+def load_launcher_config(path: Path, name: str) -> LauncherConfig:
+    """The settings of launcher ``name`` from ``path`` (a missing file gives the defaults).
+
+    Raises:
+        ValueError: the file does not parse, or a value has the wrong type, or
+            ``[launcher]`` names an unknown setting.
+    """
+    if not path.exists():
+        return LauncherConfig()
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    known = {f.name for f in dataclasses.fields(LauncherConfig)} - {"extra"}
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for section in ("launcher", name):
+        for key, value in data.get(section, {}).items():
+            if key not in known:
+                if section == "launcher":
+                    raise ValueError(f"{path}: unknown setting [launcher] {key}")
+                extra[key] = value
+                continue
+            if key in _LISTS:
+                if isinstance(value, str):
+                    value = [value]
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ValueError(f"{path}: [{section}] {key} must be a list of strings")
+                value = tuple(value)
+            elif not isinstance(value, str):
+                if key == "walltime" and isinstance(value, int):
+                    value = str(value)
+                else:
+                    raise ValueError(f"{path}: [{section}] {key} must be a string")
+            values[key] = value
+    return LauncherConfig(**values, extra=extra)
