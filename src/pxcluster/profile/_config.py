@@ -18,6 +18,9 @@ Precedence: command-line flags override the file, the file overrides these defau
     result_cap = 16777216            # a bigger task result is not kept, only its status
 
     walltime_margin = 60.0   # no new tasks to an engine this many s before its job ends
+    dashboard = false        # serve the live web dashboard (needs pxcluster[dashboard])
+    dashboard_ip = "127.0.0.1"   # where it listens (loopback: this machine only)
+    dashboard_port = 0       # 0: a free port (`pxcluster list` prints the address)
 
     [engine]
     controller_timeout = 30.0  # an engine cut off from its controller this long exits
@@ -72,6 +75,9 @@ class ClusterConfig:
     result_cap: int = 16 * 1024 * 1024
     controller_timeout: float = 30.0
     walltime_margin: float = 60.0
+    dashboard: bool = False
+    dashboard_ip: str = "127.0.0.1"
+    dashboard_port: int = 0
 
     def replace(self, **changes: Any) -> ClusterConfig:
         """A copy with ``changes`` applied; ``None`` values are ignored (flag not given)."""
