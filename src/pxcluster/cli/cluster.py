@@ -4,6 +4,7 @@ pxcluster start -n 4     controller + 4 engines in the background; returns when 
 pxcluster -n 4           the same in the foreground; Ctrl-C stops it all
 pxcluster stop           stop the profile's cluster, leaving no process behind
 pxcluster list           running clusters, their engines and queue lengths
+pxcluster top            a running cluster's engines, queues, throughput and errors, live
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from pxcluster._errors import NoClusterRunning, PxclusterError
+from pxcluster.cli._dashboard import dashboard_wanted, wait_for_dashboard_url
+from pxcluster.cli.top import add_top_parser, cmd_top
 from pxcluster.client import MultiEngineClient
 from pxcluster.launchers import Cluster, running_controller, stop_profile
+from pxcluster.monitor import dashboard_url
 from pxcluster.profile import ProfilePaths, profile_root
 
 
@@ -57,6 +61,12 @@ def _start_flags(p: argparse.ArgumentParser) -> None:
         help="encrypt every connection with CurveZMQ (for engines on other hosts)",
     )
     p.add_argument(
+        "--dashboard",
+        action="store_true",
+        default=None,
+        help="also serve the live web dashboard; its address (with its token) is printed",
+    )
+    p.add_argument(
         "--timeout",
         type=float,
         default=60.0,
@@ -72,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
         "`pxcluster -n 4` runs one in the foreground until Ctrl-C.",
     )
     _start_flags(p)
-    sub = p.add_subparsers(dest="command", metavar="{start,stop,list}")
+    sub = p.add_subparsers(dest="command", metavar="{start,stop,list,top}")
     start = sub.add_parser(
         "start",
         help="start a cluster in the background; return when ready",
@@ -95,8 +105,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "list",
         help="list running clusters",
-        description="List running clusters: profile, controller, engines, queues.",
+        description="List running clusters: profile, controller, engines, queues, and the "
+        "address of each one's dashboard (with its token).",
     )
+    add_top_parser(sub)
     return p
 
 
@@ -104,6 +116,8 @@ def _cluster(args: argparse.Namespace) -> Cluster:
     controller_args = ["--ip", args.ip] if args.ip else []
     if args.curve:
         controller_args.append("--curve")
+    if args.dashboard:
+        controller_args.append("--dashboard")
     return Cluster(
         args.n,
         profile=args.profile,
@@ -113,7 +127,7 @@ def _cluster(args: argparse.Namespace) -> Cluster:
     )
 
 
-def _started(cluster: Cluster, seconds: float, foreground: bool) -> None:
+def _started(cluster: Cluster, seconds: float, foreground: bool, args: argparse.Namespace) -> None:
     ids = cluster.engine_ids()
     name = cluster.paths.name
     flag = "" if name == "default" else f"profile={name!r}"
@@ -121,6 +135,9 @@ def _started(cluster: Cluster, seconds: float, foreground: bool) -> None:
         f"pxcluster: profile {name!r} ready in {seconds:.1f} s: controller pid "
         f"{cluster.controller_pid}, {len(ids)} engines {ids}"
     )
+    if dashboard_wanted(cluster.paths, args.dashboard):
+        url = wait_for_dashboard_url(cluster.paths, timeout=15.0)
+        print(f"Dashboard: {url or 'did not start; see ' + str(cluster.paths.log)}")
     print("Connect from Python or IPython with:")
     print("    from pxcluster import client")
     print(f"    mec = client.MultiEngineClient({flag})")
@@ -171,7 +188,7 @@ def cmd_start(args: argparse.Namespace, foreground: bool) -> int:
         cluster.start(progress=report)
     finally:
         report.close()
-    _started(cluster, time.monotonic() - began, foreground)
+    _started(cluster, time.monotonic() - began, foreground, args)
     if not foreground:
         return 0
     # The cluster runs in its own session: whatever ends this foreground command (Ctrl-C,
@@ -217,6 +234,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows.append(f"{paths.name:<16} {controller.pid:<8} {len(queues):<8} {engines}")
         except PxclusterError as exc:
             rows.append(f"{paths.name:<16} {controller.pid:<8} {'?':<8} not answering: {exc}")
+        url = dashboard_url(paths)
+        if url is not None:
+            rows.append(f"{'':<16} dashboard: {url}")
     if not rows:
         print(f"no running clusters (profiles under {root})")
         return 0
@@ -234,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_stop(args)
         if args.command == "list":
             return cmd_list(args)
+        if args.command == "top":
+            return cmd_top(args)
         return cmd_start(args, foreground=True)
     except NoClusterRunning as exc:
         print(f"pxcluster: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pxcluster.cli._common import add_profile_flags, profile_from, setup_logging
+from pxcluster.cli._dashboard import start_dashboard, stop_dashboard
 from pxcluster.controller import ControllerServer
 
 
@@ -50,6 +51,19 @@ def parser() -> argparse.ArgumentParser:
         "network you do not trust",
     )
     p.add_argument(
+        "--dashboard",
+        action="store_true",
+        default=None,
+        help="also serve the live web dashboard (a process of its own; `pxcluster list` "
+        "prints its address with its token)",
+    )
+    p.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=None,
+        help="the dashboard's port (default: any free one)",
+    )
+    p.add_argument(
         "--log-file",
         type=Path,
         default=None,
@@ -68,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         heartbeat_period=args.heartbeat_period,
         heartbeat_timeout=args.heartbeat_timeout,
         curve=args.curve,
+        dashboard=args.dashboard,
+        dashboard_port=args.dashboard_port,
     )
     setup_logging(args.log_level, args.log_file or paths.log / "controller.log")
     server = ControllerServer(config, paths)
@@ -76,7 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"pxcontroller: clients at {server.client_url}, engines at {server.engine_url}", flush=True
     )
-    server.serve_forever()
+    dashboard = start_dashboard(paths, config) if config.dashboard else None
+    try:
+        server.serve_forever()
+    finally:
+        stop_dashboard(dashboard)
     return 0
 
 

@@ -1,0 +1,150 @@
+// pxcluster dashboard: renders each snapshot the server streams (server-sent events).
+// Every value from the cluster is put in the page as text (textContent), never as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const TASKS_SHOWN = 40;
+let chart = null;
+
+function bytes(n) {
+  if (n === null || n === undefined) return "-";
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return (i === 0 ? n.toFixed(0) : n.toFixed(1)) + " " + units[i];
+}
+
+function clock(t) { return new Date(t * 1000).toLocaleTimeString(); }
+
+function cell(row, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  row.appendChild(td);
+  return td;
+}
+
+function fillTable(id, items, build) {
+  const body = document.querySelector("#" + id + " tbody");
+  const rows = document.createDocumentFragment();
+  for (const item of items) rows.appendChild(build(item));
+  body.replaceChildren(rows);
+}
+
+function engineRow(e) {
+  const tr = document.createElement("tr");
+  tr.dataset.engine = e.id;
+  tr.dataset.state = e.state;
+  if (e.state === "dead" || e.state === "stopped") { tr.className = "gone"; tr.title = e.why; }
+  cell(tr, e.id);
+  const st = document.createElement("span");
+  st.className = "state " + e.state;
+  st.textContent = e.state;
+  tr.appendChild(document.createElement("td")).appendChild(st);
+  cell(tr, e.hostname);
+  cell(tr, e.pid);
+  cell(tr, e.queue);
+  cell(tr, bytes(e.memory));
+  cell(tr, e.cpu === null ? "-" : e.cpu.toFixed(0));
+  const gone = e.state === "dead" || e.state === "stopped";
+  cell(tr, e.last_seen.toFixed(1) + " s" + (gone ? " ago" : ""));
+  return tr;
+}
+
+function taskRow(ev) {
+  const tr = document.createElement("tr");
+  tr.dataset.status = ev.status;
+  cell(tr, clock(ev.done));
+  cell(tr, ev.engine);
+  cell(tr, ev.kind);
+  cell(tr, ev.took < 1 ? (ev.took * 1000).toFixed(1) + " ms" : ev.took.toFixed(2) + " s");
+  cell(tr, ev.status, ev.status);
+  cell(tr, ev.id);
+  return tr;
+}
+
+function renderErrors(errors) {
+  const box = $("errors");
+  if (!errors.length) {
+    const p = document.createElement("p");
+    p.className = "quiet";
+    p.textContent = "none";
+    box.replaceChildren(p);
+    return;
+  }
+  const open = new Set([...box.querySelectorAll("details[open]")].map((d) => d.dataset.seq));
+  const items = errors.slice().reverse().map((err) => {
+    const d = document.createElement("details");
+    d.dataset.seq = err.seq;
+    d.className = "error";
+    if (open.has(String(err.seq))) d.open = true;
+    const s = document.createElement("summary");
+    s.textContent = `${clock(err.time)} engine ${err.engine} ${err.kind}: ${err.ename}: ${err.evalue}`;
+    const pre = document.createElement("pre");
+    pre.textContent = err.traceback || "(no traceback)";
+    d.append(s, pre);
+    return d;
+  });
+  box.replaceChildren(...items);
+}
+
+function renderChart(points) {
+  const xs = points.map((p) => p[0]);
+  const ys = points.map((p) => p[1]);
+  const el = $("throughput-chart");
+  if (chart === null) {
+    chart = new uPlot({
+      width: Math.max(300, el.clientWidth), height: 180,
+      scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, Math.max(1, hi * 1.1)] } },
+      series: [{}, { label: "requests/s", stroke: "#1565c0", fill: "rgba(21,101,192,0.12)", width: 2 }],
+      axes: [{}, { size: 60 }],
+    }, [xs, ys], el);
+    window.addEventListener("resize", () => chart.setSize({ width: Math.max(300, el.clientWidth), height: 180 }));
+  } else {
+    chart.setData([xs, ys]);
+  }
+}
+
+function render(s) {
+  const live = s.engines.filter((e) => e.state === "idle" || e.state === "busy");
+  const busy = live.filter((e) => e.state === "busy").length;
+  $("profile").textContent = "profile " + s.profile;
+  $("controller").textContent = s.controller_url;
+  const status = $("status");
+  status.textContent = s.answering ? "live, " + clock(s.taken) : s.problem;
+  status.className = "status " + (s.answering ? "live" : "down");
+  $("n-engines").textContent = live.length;
+  $("n-engines-sub").textContent = `${busy} busy, ${live.length - busy} idle, ${s.engines.length - live.length} dead`;
+  const rate = s.throughput.length ? s.throughput[s.throughput.length - 1][1] : 0;
+  $("rate").textContent = rate.toFixed(1) + "/s";
+  $("queued").textContent = s.queued;
+  $("queued-sub").textContent = `${s.waiting} waiting on others, ${s.assigned} assigned to engines`;
+  $("finished").textContent = s.finished;
+  $("errors-total").textContent = s.errors_total + " errors";
+  $("store").textContent = s.store_records + " records";
+  $("store-sub").textContent = `${bytes(s.store_bytes)} of results, file ${bytes(s.store_file_bytes)}`;
+  $("n-clients").textContent = s.clients.length;
+  fillTable("engines", s.engines, engineRow);
+  fillTable("tasks", s.events.slice(-TASKS_SHOWN).reverse(), taskRow);
+  fillTable("clients", s.clients, (c) => {
+    const tr = document.createElement("tr");
+    cell(tr, c.session);
+    cell(tr, c.idle.toFixed(1) + " s ago");
+    return tr;
+  });
+  renderErrors(s.errors);
+  renderChart(s.throughput);
+  document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+}
+
+function connect() {
+  const events = new EventSource("/events");
+  events.onmessage = (m) => render(JSON.parse(m.data));
+  events.onerror = () => {
+    const status = $("status");
+    status.textContent = "dashboard server unreachable; retrying";
+    status.className = "status down";
+  };
+}
+
+connect();
