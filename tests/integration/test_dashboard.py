@@ -1,0 +1,133 @@
+"""The web dashboard in a real headless Chromium (Playwright driving Debian's chromium),
+against a real cluster started with --dashboard: what a user sees, and what a stranger gets.
+
+Set PXCLUSTER_SCREENSHOT=path.png to save the page as the first test last sees it (the
+README's docs/screens/dashboard.png is made that way).
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+import pxcluster.dashboard
+from pxcluster import CompositeError
+from pxcluster.cli._dashboard import wait_for_dashboard_url
+from pxcluster.monitor import running_dashboard
+from pxcluster.profile import ProfilePaths
+from pxcluster.testing import cluster_in
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run tests/services/install.sh (installs chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def dashboard(tmp_path):
+    """A 2-engine cluster with its dashboard, listed under PXCLUSTER_DIR; yields (cluster,
+    url with token); afterwards, the dashboard process must be gone with the cluster."""
+    folder = tmp_path / "pxroot" / "profile_dash"
+    with cluster_in(folder, n=2, heartbeat_timeout=2.0, controller_args=["--dashboard"]) as c:
+        paths = ProfilePaths.for_profile("dash", folder)
+        url = wait_for_dashboard_url(paths, timeout=30.0)
+        assert url is not None, (folder / "log" / "dashboard.log").read_text()
+        dashboard_pid = running_dashboard(paths).pid
+        yield c, url
+    assert not psutil.pid_exists(dashboard_pid) or psutil.Process(
+        dashboard_pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_page_shows_engines_tasks_errors_and_a_dead_engine(dashboard, browser):
+    cluster, url = dashboard
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    assert page.url.endswith("/")  # the token went into a cookie, out of the address bar
+    page.wait_for_selector('#engines tr[data-state="idle"] >> nth=1', timeout=20_000)
+    rows = page.query_selector_all("#engines tbody tr")
+    pids = {int(r.inner_text().split("\t")[3]) for r in rows}
+    assert pids == set(cluster.engine_pids)
+    assert page.inner_text("#status").startswith("live")
+
+    mec = cluster.client()
+    mec.execute("import time; time.sleep(0.2)")
+    with pytest.raises(CompositeError):
+        mec.execute("1/0", targets=[0])
+    page.wait_for_selector('#tasks tr[data-status="ERROR"]', timeout=20_000)
+    assert page.locator('#tasks tr[data-status="OK"]').count() >= 2  # the sleep, on each engine
+    summary = page.wait_for_selector("#errors details summary", timeout=20_000)
+    assert "engine 0 EXECUTE: ZeroDivisionError: division by zero" in summary.inner_text()
+    summary.click()
+    assert "1/0" in page.inner_text("#errors details pre")
+    assert int(page.inner_text("#finished")) >= 3
+
+    victim = cluster.engine_pids[1]
+    os.kill(victim, signal.SIGKILL)
+    dead = page.wait_for_selector(f'#engines tr[data-state="dead"]:has-text("{victim}")',
+                                  timeout=30_000)
+    assert "dead" in dead.inner_text()
+    assert page.locator('#engines tr[data-state="idle"]').count() == 1
+    shot = os.environ.get("PXCLUSTER_SCREENSHOT")
+    if shot:
+        page.wait_for_function("Number(document.body.dataset.updates) > 3")
+        page.screenshot(path=shot, full_page=True)
+    page.close()
+    mec.close()
+
+
+def test_requests_without_the_token_are_refused(dashboard, browser):
+    _, url = dashboard
+    base, token = re.fullmatch(r"(http://127\.0\.0\.1:\d+)/\?token=([0-9a-f]{32})", url).groups()
+    for path in ("/", "/api/snapshot", "/events", "/static/app.js", "/?token=" + "0" * 32):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base + path, timeout=10)
+        assert refused.value.code == 403, path
+        assert b"needs its token" in refused.value.read()
+    bearer = urllib.request.Request(base + "/api/snapshot",
+                                    headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(bearer, timeout=10) as answer:
+        assert answer.status == 200
+    page = browser.new_page()
+    page.goto(base + "/")
+    assert "403" in page.inner_text("body")
+    page.close()
+
+
+def test_list_prints_the_address_with_the_token(dashboard):
+    _, url = dashboard
+    listed = subprocess.run([sys.executable, "-m", "pxcluster.cli.cluster", "list"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert f"dashboard: {url}" in listed.stdout
+
+
+def test_page_loads_nothing_from_the_network():
+    """Everything the page loads comes from the dashboard itself (no CDN), and the vendored
+    chart library keeps its licence."""
+    static = Path(pxcluster.dashboard.__file__).parent / "static"
+    for name in ("index.html", "app.js", "style.css"):
+        assert not re.search(r"https?://", (static / name).read_text()), name
+    assert (static / "vendor" / "uplot" / "LICENSE").read_text().startswith("The MIT License")
