@@ -13,6 +13,8 @@ from pxcluster import Cluster, MultiEngineClient
 from pxcluster.controller import Hub
 from pxcluster.testing import cluster_in
 
+pytest_plugins = ["services.mpi"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_profile_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

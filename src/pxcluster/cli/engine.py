@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from pxcluster._errors import NoClusterRunning
 from pxcluster.cli._common import add_profile_flags, profile_from, setup_logging
-from pxcluster.engine import Engine
-from pxcluster.profile import EngineConnection, read_engine_connection
+from pxcluster.engine import Engine, MpiStartupError, rank_from_environment, start_mpi
+from pxcluster.profile import (
+    ENGINE_CONNECTION_ENV,
+    EngineConnection,
+    engine_connection_from_json,
+    read_engine_connection,
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,6 +53,14 @@ def parser() -> argparse.ArgumentParser:
         help="exit after this many seconds without a controller (default 30)",
     )
     p.add_argument(
+        "--mpi",
+        metavar="MODULE",
+        default=None,
+        help="initialise MPI before any user code by importing MODULE: mpi4py (then "
+        "`from mpi4py import MPI` works on the engines), pytrilinos, or any module that "
+        "initialises MPI on import. Under mpiexec, engine ids follow the MPI ranks.",
+    )
+    p.add_argument(
         "--log-file",
         type=Path,
         default=None,
@@ -59,10 +74,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def connection_from(args: argparse.Namespace, default_file: Path) -> EngineConnection:
-    """The connection file's settings, with ``--controller-ip/--controller-port`` applied."""
+def connection_from(
+    args: argparse.Namespace, default_file: Path, wait: float = 0.0
+) -> EngineConnection:
+    """Where the controller is: ``--file``, else the connection the launcher put in the
+    environment (``PXCLUSTER_ENGINE_CONNECTION``: no shared filesystem needed), else the
+    profile's engine file; with ``--controller-ip/--controller-port`` applied.
+
+    An engine started before its controller waits up to ``wait`` seconds for the file.
+    """
+    text = os.environ.get(ENGINE_CONNECTION_ENV, "")
+    path = args.file or default_file
     try:
-        conn = read_engine_connection(args.file or default_file)
+        if text and args.file is None:
+            conn = engine_connection_from_json(text, f"${ENGINE_CONNECTION_ENV}")
+        else:
+            conn = _wait_for_file(path, wait)
     except NoClusterRunning as exc:
         sys.exit(
             f"pxengine: {exc}\n(the engine needs the key in that file; "
@@ -73,10 +100,22 @@ def connection_from(args: argparse.Namespace, default_file: Path) -> EngineConne
         host, port = rest.rsplit(":", 1)
         host = args.controller_ip or host
         port = str(args.controller_port or port)
-        conn = EngineConnection(
-            f"{scheme}://{host}:{port}", conn.key, conn.controller_pid, conn.profile
-        )
+        # Only the address changes: the key, the heartbeat ports and the controller's
+        # CurveZMQ public key stay those of the file.
+        conn = dataclasses.replace(conn, url=f"{scheme}://{host}:{port}")
     return conn
+
+
+def _wait_for_file(path: Path, wait: float) -> EngineConnection:
+    """Read the engine file at ``path``, waiting up to ``wait`` s for it to appear."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return read_engine_connection(path)
+        except NoClusterRunning:
+            if path.exists() or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,9 +125,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.log_to_file and log_file is None:
         log_file = paths.log / f"engine-{os.getpid()}.log"
     setup_logging(args.log_level, log_file, redirect_output=args.log_to_file)
-    connection = connection_from(args, paths.engine_file)
     timeout = args.controller_timeout or config.controller_timeout
-    return Engine(connection, controller_timeout=timeout).run()
+    world = rank_from_environment()
+    if args.mpi:
+        try:
+            world = start_mpi(args.mpi)  # MPI_Init, in the main thread, before user code
+        except MpiStartupError as exc:
+            sys.exit(f"pxengine: {exc}")
+    connection = connection_from(args, paths.engine_file, wait=timeout)
+    requested = world.rank if world is not None else -1
+    return Engine(connection, controller_timeout=timeout, requested_id=requested).run()
 
 
 if __name__ == "__main__":

@@ -80,10 +80,17 @@ _STOP_GRACE = 3.0
 class Engine:
     """One engine: connect, register, then serve requests until told to stop."""
 
-    def __init__(self, connection: EngineConnection, controller_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        connection: EngineConnection,
+        controller_timeout: float = 30.0,
+        requested_id: int = -1,
+    ) -> None:
         self.connection = connection
         self.controller_timeout = controller_timeout
         self.id = -1
+        # The id to ask for at the first registration (an MPI rank); granted when free.
+        self._requested_id = requested_id
         self.identity = uuid.uuid4().hex.encode("ascii")
         self._session = f"eng{os.getpid()}-{self.identity[:8].decode()}"
         self._ids = itertools.count()
@@ -242,7 +249,10 @@ class Engine:
                 lost = self._lost_since
                 if lost is not None and time.monotonic() - lost > self.controller_timeout:
                     log.error(
-                        "no controller at %s for %.0f s: exiting",
+                        "no controller answered at %s for %.0f s: exiting. Is it running, "
+                        "and listening where this host can reach it? The address comes "
+                        "from the controller's --ip/--location (an interface name works "
+                        "too), or pxengine --controller-ip/--controller-port",
                         self.connection.url,
                         self.controller_timeout,
                     )
@@ -278,6 +288,8 @@ class Engine:
         content = {"hostname": socket.gethostname(), "pid": os.getpid(), "host": host_key()}
         if self.id >= 0:
             content["id"] = self.id  # a restarted controller gives us our id back if it can
+        elif self._requested_id >= 0:
+            content["id"] = self._requested_id  # our MPI rank: engine i is rank i
         dealer.send(encode(Message(MsgType.REGISTER, self._new_id(), content), self._signer))
 
     def _from_controller(self, dealer: Channel) -> None:

@@ -7,8 +7,12 @@ from pxcluster.profile._config import (
     load_launcher_config,
 )
 from pxcluster.profile._connection import (
+    ENGINE_CONNECTION_ENV,
     ClientConnection,
     EngineConnection,
+    client_connection_from_json,
+    connection_json,
+    engine_connection_from_json,
     read_client_connection,
     read_curve_keys,
     read_engine_connection,
@@ -27,6 +31,7 @@ from pxcluster.profile._paths import ProfilePaths, profile_root
 __all__ = [
     "ARRAY_INDEX_ENV",
     "END_TIME_ENV",
+    "ENGINE_CONNECTION_ENV",
     "JOB_ID_ENV",
     "LAUNCHER_ENV",
     "ClientConnection",
@@ -34,6 +39,9 @@ __all__ = [
     "EngineConnection",
     "LauncherConfig",
     "ProfilePaths",
+    "client_connection_from_json",
+    "connection_json",
+    "engine_connection_from_json",
     "launch_info",
     "load_config",
     "load_launcher_config",

@@ -41,31 +41,52 @@ class EngineConnection:
     curve_serverkey: str = ""
 
 
-def write_connection(path: Path, conn: ClientConnection | EngineConnection) -> None:
-    """Write ``conn`` to ``path`` atomically, readable by the owner only."""
+#: An engine started where the profile's files are not (ssh, a batch job on a host without a
+#: shared filesystem) finds its connection here: the engine file's JSON text. The
+#: environment is readable by the process's owner only, as the file is.
+ENGINE_CONNECTION_ENV = "PXCLUSTER_ENGINE_CONNECTION"
+
+
+def connection_json(conn: ClientConnection | EngineConnection) -> str:
+    """``conn`` as the JSON text of its connection file."""
     data: dict[str, Any] = dataclasses.asdict(conn)
     data["key"] = conn.key.decode("ascii")
     data["role"] = "client" if isinstance(conn, ClientConnection) else "engine"
     data["signature_scheme"] = "hmac-sha256"
+    return json.dumps(data, indent=2)
+
+
+def write_connection(path: Path, conn: ClientConnection | EngineConnection) -> None:
+    """Write ``conn`` to ``path`` atomically, readable by the owner only."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
+        handle.write(connection_json(conn))
     os.replace(tmp, path)
 
 
 def _read(path: Path, role: str) -> dict[str, Any]:
     try:
-        data: dict[str, Any] = json.loads(Path(path).read_text())
+        text = Path(path).read_text()
     except FileNotFoundError:
         raise NoClusterRunning(
             f"no connection file at {path}: is a cluster running? "
             "Start one with `pxcluster start -n 4`."
         ) from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise NoClusterRunning(f"cannot read connection file {path}: {exc}") from exc
+    return _parse(text, role, str(path))
+
+
+def _parse(text: str, role: str, source: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise NoClusterRunning(f"cannot read connection {source}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise NoClusterRunning(f"{source} is not a connection file (not a JSON object)")
     if data.get("role") != role:
-        raise NoClusterRunning(f"{path} is a {data.get('role')!r} connection file, not {role!r}")
+        raise NoClusterRunning(f"{source} is a {data.get('role')!r} connection file, not {role!r}")
     return data
 
 
@@ -75,7 +96,19 @@ def read_client_connection(path: Path) -> ClientConnection:
     Raises:
         NoClusterRunning: the file is missing, unreadable, or not a client file.
     """
-    data = _read(path, "client")
+    return _client_connection(_read(path, "client"))
+
+
+def client_connection_from_json(text: str, source: str) -> ClientConnection:
+    """A client connection from the JSON text of its file (fetched from another host).
+
+    Raises:
+        NoClusterRunning: the text is not a client connection.
+    """
+    return _client_connection(_parse(text, "client", source))
+
+
+def _client_connection(data: dict[str, Any]) -> ClientConnection:
     return ClientConnection(
         url=data["url"],
         key=data["key"].encode("ascii"),
@@ -91,7 +124,20 @@ def read_engine_connection(path: Path) -> EngineConnection:
     Raises:
         NoClusterRunning: the file is missing, unreadable, or not an engine file.
     """
-    data = _read(path, "engine")
+    return _engine_connection(_read(path, "engine"))
+
+
+def engine_connection_from_json(text: str, source: str) -> EngineConnection:
+    """An engine connection from the JSON text of its file (``source`` names where the
+    text came from, for errors: an environment variable, say).
+
+    Raises:
+        NoClusterRunning: the text is not an engine connection.
+    """
+    return _engine_connection(_parse(text, "engine", source))
+
+
+def _engine_connection(data: dict[str, Any]) -> EngineConnection:
     return EngineConnection(
         url=data["url"],
         key=data["key"].encode("ascii"),

@@ -40,12 +40,24 @@ def available() -> bool:
 
 
 def host_key() -> str:
-    """Identifies this host (and boot): equal keys mean shared memory is shared."""
+    """Identifies this process's shared memory: equal keys mean a segment one side makes in
+    ``/dev/shm`` is the other side's too.
+
+    Hostname and boot id alone are not enough: a container or a namespace "host" keeps the
+    machine's boot id and may keep its hostname while mounting a ``/dev/shm`` of its own,
+    where the other side's segments do not exist. So the key also names the filesystem
+    that ``/dev/shm`` is (its device number, unique per mounted tmpfs within one boot).
+    """
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         boot = ""
-    return f"{socket.gethostname()}/{boot}"
+    try:
+        shm = _DIR.stat()
+        fs = f"{shm.st_dev}:{shm.st_ino}"
+    except OSError:
+        fs = "none"
+    return f"{socket.gethostname()}/{boot}/{fs}"
 
 
 def export_frames(frames: Sequence[Buffer]) -> tuple[list[Buffer], list[int], list[str]]:
