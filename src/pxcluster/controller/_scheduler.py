@@ -13,15 +13,25 @@ keeps unfinished ones, so its memory is bounded by the work in flight.
 
 Assignment: the oldest queued task goes to the least-loaded live engine whose load is below
 its prefetch and that has not refused it. The load counts every request outstanding on the
-engine (MultiEngine work too), so the prefetch bounds how much can wait behind a long task:
-with the default of 2, an engine holds the task it runs and at most one more. An engine
-whose last ``SHORT_STREAK`` tasks each ran under ``SHORT_TASK_S`` gets ``short_prefetch``
-(8) instead: a deeper queue then costs at most milliseconds of imbalance, and it saves a
-round trip per task (measured: ~20% more tiny tasks per second). One longer task puts the
-engine back to ``prefetch``, and work stealing takes back what waits behind it.
+engine (MultiEngine work too: the hub reports those with ``sent`` and ``answered``), so the
+prefetch bounds how much can wait behind a long task: with the default of 2, an engine
+holds the task it runs and at most one more. An engine whose last ``SHORT_STREAK`` tasks
+each ran under ``SHORT_TASK_S`` gets ``short_prefetch`` (8) instead: a deeper queue then
+costs at most milliseconds of imbalance, and it saves a round trip per task (measured: ~20%
+more tiny tasks per second). One longer task puts the engine back to ``prefetch``, and work
+stealing takes back what waits behind it.
+
+Cost per task does not grow with the number of engines: engines with room sit in buckets by
+load (``_room[load]``, a dict used as an ordered set), so the least-loaded one is the first
+of the lowest non-empty bucket (at most ``short_prefetch`` buckets to look at), and a load
+change moves one engine between two buckets. Within a bucket engines take turns (one that
+gets a task goes to the end of the next bucket). Only a task that refused engines (``depend``)
+may look further into a bucket.
 
 Invariants: a task is in exactly one of ``_queue`` (QUEUED), ``_waiting_on`` (WAITING) or
-running on one engine; ``tasks`` holds all of them by id.
+running on one engine; ``tasks`` holds all of them by id. An engine is in ``_loads`` from
+``engine_added`` to ``engine_gone``, and in ``_room[_loads[e]]`` exactly when its load is
+below its limit.
 """
 
 from __future__ import annotations
@@ -85,6 +95,43 @@ class Scheduler:
         self.tasks: dict[str, Task] = {}
         self._queue: collections.deque[Task] = collections.deque()
         self._waiting_on: dict[str, list[Task]] = {}
+        self._loads: dict[int, int] = {}  # live engine -> requests outstanding on it
+        # _room[n]: engines with load n and room for more, in the order they got there
+        self._room: list[dict[int, None]] = [{} for _ in range(self.short_prefetch)]
+
+    # -- engines -----------------------------------------------------------------------------
+
+    def engine_added(self, engine: int, load: int = 0) -> None:
+        """A new live engine, with ``load`` requests outstanding already."""
+        self._loads[engine] = load
+        self._place(engine, -1)
+
+    def sent(self, engine: int) -> None:
+        """A queued request (not a task: ``assign`` counts those) went to ``engine``."""
+        self._change(engine, 1)
+
+    def answered(self, engine: int) -> None:
+        """A queued request or task on ``engine`` was answered (or withdrawn)."""
+        self._change(engine, -1)
+
+    def load(self, engine: int) -> int:
+        """Requests outstanding on ``engine`` as the scheduler counts them."""
+        return self._loads.get(engine, 0)
+
+    def _change(self, engine: int, delta: int) -> None:
+        old = self._loads.get(engine)
+        if old is None:
+            return  # not (or no longer) live
+        self._loads[engine] = max(0, old + delta)
+        self._place(engine, old)
+
+    def _place(self, engine: int, old: int) -> None:
+        """Move ``engine`` from the bucket of load ``old`` (-1: none) to where it belongs."""
+        if 0 <= old < len(self._room):
+            self._room[old].pop(engine, None)
+        load = self._loads[engine]
+        if load < self.limit(engine):
+            self._room[load][engine] = None
 
     # -- entering ----------------------------------------------------------------------------
 
@@ -122,33 +169,48 @@ class Scheduler:
 
     def ran(self, engine: int, seconds: float) -> None:
         """Note that a task ran ``seconds`` on ``engine`` (this sets its prefetch)."""
+        before = self.limit(engine)
         if seconds < SHORT_TASK_S:
             self._short_streak[engine] = self._short_streak.get(engine, 0) + 1
         else:
             self._short_streak[engine] = 0
+        if engine in self._loads and self.limit(engine) != before:
+            self._place(engine, self._loads[engine])
 
-    def assign(self, loads: dict[int, int]) -> list[tuple[int, Task]]:
-        """Pair queued tasks with engines that have room; ``loads`` is updated in place."""
+    def has_room(self) -> bool:
+        """True when some live engine can take a task now."""
+        return any(self._room)
+
+    def _pick(self, refused_by: set[int]) -> int | None:
+        """The least-loaded engine with room that is not in ``refused_by``."""
+        for bucket in self._room:
+            if not refused_by:
+                for engine in bucket:
+                    return engine
+            else:
+                for engine in bucket:
+                    if engine not in refused_by:
+                        return engine
+        return None
+
+    def assign(self) -> list[tuple[int, Task]]:
+        """Pair queued tasks with engines that have room (their loads count them)."""
         out: list[tuple[int, Task]] = []
         skipped: list[Task] = []
-        limits = {e: self.limit(e) for e in loads}
-        while self._queue:
-            room = [e for e, n in loads.items() if n < limits[e]]
-            if not room:
-                break
-            task = self._queue.popleft()
-            allowed = [e for e in room if e not in task.refused_by]
-            if not allowed:
+        queue = self._queue
+        while queue and self.has_room():
+            task = queue.popleft()
+            engine = self._pick(task.refused_by)
+            if engine is None:
                 skipped.append(task)  # only engines that refused it have room now
                 if len(skipped) > 64:
                     break  # bounded scan: the rest wait for the next turn
                 continue
-            engine = min(allowed, key=loads.__getitem__)
-            loads[engine] += 1
+            self._change(engine, 1)
             task.state = TaskState.RUNNING
             task.engine = engine
             out.append((engine, task))
-        self._queue.extendleft(reversed(skipped))
+        queue.extendleft(reversed(skipped))
         return out
 
     def refused(self, task: Task, engine: int, live_engines: set[int]) -> bool:
@@ -188,8 +250,11 @@ class Scheduler:
         return doomed
 
     def engine_gone(self, engine: int) -> None:
-        """An engine left: it can no longer refuse anything."""
+        """An engine left: it takes no more tasks and can no longer refuse anything."""
         self._short_streak.pop(engine, None)
+        load = self._loads.pop(engine, None)
+        if load is not None and load < len(self._room):
+            self._room[load].pop(engine, None)
         for task in self.tasks.values():
             task.refused_by.discard(engine)
 

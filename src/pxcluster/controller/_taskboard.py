@@ -269,9 +269,8 @@ class TaskBoard:
         """Send queued tasks to engines with room."""
         if not self.scheduler.tasks:
             return []
-        loads = {eid: e.queue_length() for eid, e in self._engines.items()}
         out: list[Outbound] = []
-        for engine_id, task in self.scheduler.assign(loads):
+        for engine_id, task in self.scheduler.assign():  # no scan of all engines per task
             task.sends += 1
             header = task.header
             if task.sends > 1:
@@ -292,13 +291,14 @@ class TaskBoard:
         if self.scheduler.queued:
             return []
         # what the idle engines can take
-        room = sum(
-            self.scheduler.limit(e) for e, rec in self._engines.items() if rec.queue_length() == 0
-        )
+        load = self.scheduler.load  # counted as requests come and go: no scan per engine
+        room = sum(self.scheduler.limit(e) for e in self._engines if load(e) == 0)
         out: list[Outbound] = []
         for engine_id, engine in self._engines.items():
             if room <= 0:
                 break
+            if load(engine_id) < 2:
+                continue  # nothing waits behind its running request
             sent = list(engine.outstanding.items())
             if len(sent) < 2 or now - sent[0][1].since < STEAL_AFTER:
                 continue

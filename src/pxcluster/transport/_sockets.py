@@ -74,8 +74,10 @@ class ChannelClosed(Exception):
 class Context:
     """One zmq context per process role; ``close()`` tears every socket down."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_sockets: int | None = None) -> None:
         self._ctx = zmq.Context()
+        if max_sockets is not None:  # libzmq's default is 1023 (an engine simulator needs more)
+            self._ctx.set(zmq.MAX_SOCKETS, max_sockets)
 
     def close(self, linger: float = 0.0) -> None:
         """Close every socket; ``linger`` seconds are allowed to flush what is queued."""
