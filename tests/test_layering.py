@@ -15,7 +15,7 @@ LAYERS = {
     "_errors": 0, "_buffers": 0, "wire": 0, "serialize": 0, "profile": 0,
     "transport": 1,
     "controller": 2, "engine": 2, "client": 2,
-    "launchers": 3, "monitor": 3, "testing": 4, "magics": 4, "dashboard": 4, "cli": 5,
+    "launchers": 3, "monitor": 3, "kernelclient": 3, "testing": 4, "magics": 4, "dashboard": 4, "cli": 5,
 }
 
 

@@ -11,32 +11,57 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pxcluster.client.multiengine import MultiEngineClient
 
 _lock = threading.Lock()
-_active: list[MultiEngineClient] = []  # at most one: the active client
+_active: dict[str, MultiEngineClient] = {}  # magic suffix ("" for %px) -> its client
+#: Called with a suffix when a client is activated under it (the magics add theirs).
+_listeners: list[Callable[[str], None]] = []
 
 
-def set_active(client: MultiEngineClient) -> None:
-    """Make ``client`` the one the magics use."""
+def set_active(client: MultiEngineClient, suffix: str = "") -> None:
+    """Make ``client`` the one the magics use (those named with ``suffix``: ``%px_a``)."""
     with _lock:
-        _active[:] = [client]
+        _active[suffix] = client
+        listeners = list(_listeners)
+    for listener in listeners:
+        listener(suffix)
 
 
-def active_client() -> MultiEngineClient | None:
-    """The client the magics use (the one activated last), or None before any activate()."""
+def active_client(suffix: str = "") -> MultiEngineClient | None:
+    """The client the magics (of ``suffix``) use: the one activated last, or None."""
     with _lock:
-        return _active[0] if _active else None
+        return _active.get(suffix)
+
+
+def active_suffixes() -> list[str]:
+    """The suffixes clients were activated under, ``""`` (plain ``%px``) included."""
+    with _lock:
+        return list(_active)
+
+
+def on_activate(listener: Callable[[str], None]) -> None:
+    """Call ``listener(suffix)`` whenever a client is activated (once per listener)."""
+    with _lock:
+        if listener not in _listeners:
+            _listeners.append(listener)
+
+
+def remove_listener(listener: Callable[[str], None]) -> None:
+    with _lock:
+        if listener in _listeners:
+            _listeners.remove(listener)
 
 
 def clear_active(client: MultiEngineClient | None = None) -> None:
-    """Forget the active client (only if it is ``client``, when one is given)."""
+    """Forget the active client (only where it is ``client``, when one is given)."""
     with _lock:
-        if _active and (client is None or _active[0] is client):
-            _active.clear()
+        for suffix in [k for k, v in _active.items() if client is None or v is client]:
+            del _active[suffix]
 
 
 def load_extension_in_running_ipython() -> bool:

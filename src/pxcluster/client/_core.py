@@ -76,6 +76,7 @@ class ClientCore:
         self._send_lock = threading.Lock()  # guards the sender socket and the link state
         self._pending: dict[str, PendingResult[Any]] = {}
         self._engines: list[int] = []
+        self._engine_set: frozenset[int] = frozenset()  # the same, for membership checks
         self._engines_version = -1  # the controller numbers its registry's changes
         self._engine_hosts: dict[int, str] = {}  # engine id -> host key
         self._host = host_key() if shm_available() else "no shared memory here"
@@ -187,6 +188,11 @@ class ClientCore:
         with self._engines_changed:
             return list(self._engines)
 
+    def knows_engines(self, engines: Sequence[int]) -> bool:
+        """True if every one of ``engines`` is registered, as last announced."""
+        known = self._engine_set
+        return all(e in known for e in engines)
+
     def same_host(self, engines: Sequence[int]) -> bool:
         """True if every one of ``engines`` runs on this host (so memory can be shared)."""
         hosts = self._engine_hosts
@@ -202,6 +208,7 @@ class ClientCore:
         with self._engines_changed:
             if version >= self._engines_version:
                 self._engines = sorted(engines)
+                self._engine_set = frozenset(self._engines)
                 self._engines_version = version
                 self._engines_changed.notify_all()
 
@@ -326,6 +333,7 @@ class ClientCore:
             elif content.get("event") in ("died", "stopped"):
                 engines.discard(engine)
             self._engines = sorted(engines)
+            self._engine_set = frozenset(self._engines)
             self._engines_changed.notify_all()
 
     def _fail_all(self, exc: Exception) -> None:

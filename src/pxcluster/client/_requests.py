@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pxcluster._buffers import Buffer
-from pxcluster._errors import EngineError
+from pxcluster._errors import CompositeError, EngineError, EngineNotRegistered
 from pxcluster.client._core import ClientCore
 from pxcluster.client._results import PendingResult
 from pxcluster.client._streams import OutputHandler, router_of
@@ -24,6 +24,9 @@ from pxcluster.wire import Message, MsgType
 
 Finish = Callable[[list[Message]], Any]
 
+#: Seconds to wait for the controller's engine list when a target is not in ours.
+_REFRESH_TIMEOUT = 10.0
+
 
 class EngineRequests:
     """Sending requests to engines and delivering what they answer (see the module doc)."""
@@ -32,15 +35,42 @@ class EngineRequests:
     _scalar = False
     targets: TargetSpec
     block: bool
+    #: Seconds a blocking call waits at most when it is given no ``timeout=`` (None: no
+    #: limit); the way to bound ``apply``, whose keywords all go to the function.
+    timeout: float | None = None
 
-    def _resolve(self, targets: TargetSpec | None) -> list[int]:
+    def _resolve(self, targets: TargetSpec | None, method: str = "this call") -> list[int]:
+        """The engine ids a call goes to; every one of them must be registered, so that a
+        call naming an unknown engine runs nowhere rather than on the others only.
+
+        Raises:
+            CompositeError: of an EngineNotRegistered for each unknown id (nothing is sent).
+            EngineError: ``'all'`` and no engine is registered.
+        """
         spec = self.targets if targets is None else targets
         if isinstance(spec, str) and spec == "all":
             ids = self._core.engines
             if not ids:
                 raise EngineError("no engines are registered with the controller")
             return ids
-        return normalize_targets(spec)
+        ids = normalize_targets(spec)
+        if not self._core.knows_engines(ids):
+            self._core.refresh_engines(_REFRESH_TIMEOUT)  # one may have just registered
+            known = self._core.engines
+            unknown = [e for e in ids if e not in known]
+            if unknown:
+                raise CompositeError(
+                    method,
+                    [
+                        EngineNotRegistered(
+                            f"engine {e} is not registered with the controller (engines: "
+                            f"{known}); nothing was sent to any engine",
+                            e,
+                        )
+                        for e in unknown
+                    ],
+                )
+        return ids
 
     def _blocking(self, block: bool | None) -> bool:
         return self.block if block is None else block
@@ -49,7 +79,7 @@ class EngineRequests:
         self, pending: PendingResult[Any], block: bool | None, timeout: float | None
     ) -> Any:
         if self._blocking(block):
-            return pending.get_result(timeout=timeout)
+            return pending.get_result(timeout=self.timeout if timeout is None else timeout)
         return pending
 
     def _per_engine(self, values: list[Any]) -> Any:

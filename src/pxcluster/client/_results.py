@@ -10,7 +10,9 @@ it replies; when the last one arrives it turns them into the call's value, or in
 from __future__ import annotations
 
 import concurrent.futures
+import sys
 import threading
+import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -89,7 +91,17 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         # progress(); a PendingResult chained onto another reports that one's progress.
         self._weights = dict(zip(self.keys, weights or [1] * len(self.keys), strict=True))
         self._source: PendingResult[Any] | None = None
+        self._sent_at = time.monotonic()
+        self._done_at: float | None = None
         self.set_running_or_notify_cancel()
+
+    def set_result(self, result: T) -> None:
+        self._done_at = time.monotonic()
+        super().set_result(result)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self._done_at = time.monotonic()
+        super().set_exception(exception)
 
     @property
     def msg_ids(self) -> list[str]:
@@ -170,6 +182,8 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         try:
             return self.result(timeout)
         except concurrent.futures.TimeoutError:
+            if self.done():
+                raise  # the call itself failed with a timeout (a task's, say)
             raise PxclusterTimeoutError(
                 f"{self.method} did not finish within {timeout} s; it may still finish "
                 "later: get_result() again, or clear_queue()/interrupt() to stop it"
@@ -216,6 +230,60 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         """Shorthand for ``get_result(block=True)``."""
         return self.get_result(block=True)
 
+    def result(self, timeout: float | None = None) -> T:
+        """The Future's own ``result``, with a TimeoutError that says what timed out.
+
+        Raises:
+            PxclusterTimeoutError: ``timeout`` ran out first (a builtin TimeoutError).
+        """
+        try:
+            return super().result(timeout)
+        except concurrent.futures.TimeoutError as exc:
+            if isinstance(exc, PxclusterTimeoutError) or self.done():
+                raise  # the call's own failure, not this wait's
+            raise PxclusterTimeoutError(
+                f"{self.method} did not finish within {timeout} s; it may still finish "
+                "later: wait again, or clear_queue()/interrupt() to stop it"
+            ) from None
+
+    def get(self, timeout: float | None = None) -> T:
+        """ipyparallel's name: ``get_result(timeout=timeout)``."""
+        value: T = self.get_result(timeout=timeout)
+        return value
+
+    def ready(self) -> bool:
+        """True once the call is done (ipyparallel's name of ``done()``)."""
+        return self.done()
+
+    def successful(self) -> bool:
+        """True if the call finished without an error.
+
+        Raises:
+            ValueError: the call has not finished yet.
+        """
+        if not self.done():
+            raise ValueError(f"{self.method} has not finished yet; wait() first")
+        return not self.cancelled() and self.exception() is None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from sending the call until it finished (or until now, if it runs)."""
+        end = self._done_at if self._done_at is not None else time.monotonic()
+        return end - self._sent_at
+
+    def display_outputs(self) -> None:
+        """Print what each engine wrote (``execute``): ``[stdout:E]`` / ``[stderr:E]``
+        blocks in engine order, as ipyparallel's ``display_outputs`` does; waits first."""
+        value = self.get_result()
+        entries = value if isinstance(value, ResultList) else []
+        for entry in entries:
+            for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+                text = entry.get(name) or ""
+                if text:
+                    stream.write(f"[{name}:{entry['id']}] {text}")
+                    if not text.endswith("\n"):
+                        stream.write("\n")
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until done; True if it finished within ``timeout``."""
         done, _ = concurrent.futures.wait([self], timeout)
@@ -228,7 +296,8 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
-        return f"<PendingResult {self.method} on {len(self.keys)} engine(s): {state}>"
+        engines = len({engine for _, engine in self.keys})
+        return f"<PendingResult {self.method} on {engines} engine(s): {state}>"
 
 
 def after_all(

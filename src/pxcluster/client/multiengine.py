@@ -8,19 +8,23 @@ per target (scatter, map), and returns the value, or a PendingResult when not bl
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pxcluster._buffers import Buffer
 from pxcluster._errors import PxclusterError, PxclusterTimeoutError
 from pxcluster.client._active import clear_active, load_extension_in_running_ipython, set_active
 from pxcluster.client._core import ClientCore
+from pxcluster.client._decorators import PartsFunction, RemoteFunction
 from pxcluster.client._partition import as_sliceable, concatenate, partition, split_bounds
 from pxcluster.client._progress import show_progress
 from pxcluster.client._requests import EngineRequests
 from pxcluster.client._results import PendingResult, ResultList, after_all, chained
 from pxcluster.client._streams import OutputHandler, router_of
+from pxcluster.client._sync_imports import SyncImports
 from pxcluster.client._targets import TargetSpec, normalize_targets
 from pxcluster.serialize import (
     create_segment,
@@ -34,7 +38,10 @@ from pxcluster.serialize import (
 )
 from pxcluster.wire import Message, MsgType
 
-__all__ = ["EngineView", "MultiEngineClient", "ParallelFunction", "TargetSpec"]
+if TYPE_CHECKING:
+    from pxcluster.client.executors import EngineExecutor
+
+__all__ = ["DirectView", "EngineView", "MultiEngineClient", "ParallelFunction", "TargetSpec"]
 
 #: With ``map(progress=True)`` the sequence is cut into up to this many chunks per engine,
 #: so the bar moves while engines work, not only when each finishes its whole part.
@@ -60,6 +67,8 @@ class MultiEngineClient(EngineRequests):
     """
 
     _scalar = False
+    #: A line ``%px`` prints before running a command (the kernel client's seed message).
+    px_banner: str | None = None
 
     def __init__(
         self,
@@ -337,10 +346,40 @@ class MultiEngineClient(EngineRequests):
             "zip_pull", MsgType.PULL, targets, finish, block, timeout, {"names": names}
         )
 
-    def __getitem__(self, key: int | str) -> Any:
+    def __getitem__(self, key: int | str | slice | Sequence[int]) -> Any:
+        """``mec['a']`` pulls ``a``; ``mec[0]`` is a view of engine 0 (``mec[-1]``: the
+        last engine); ``mec[1:3]``, ``mec[::2]``, ``mec[[0, 2]]`` and ``mec[:]`` are views
+        of several engines (a slice cuts the list of this client's engines, ``ids``)."""
         if isinstance(key, str):
             return self.pull(key)
-        return EngineView(self, normalize_targets(key)[0])
+        if isinstance(key, slice):
+            if key == slice(None) and self.targets == "all":
+                return DirectView(self, "all")
+            chosen = self.ids[key]
+            if not chosen:
+                raise IndexError(f"engines {self.ids}[{_slice_text(key)}] selects no engine")
+            return DirectView(self, chosen)
+        if isinstance(key, (bool, bytes)):
+            raise TypeError(f"index with an engine id, a list of ids or a slice, not {key!r}")
+        try:
+            index = operator.index(key)  # type: ignore[arg-type]
+        except TypeError:
+            ids = self._resolve(normalize_targets(key), "__getitem__")
+            return DirectView(self, ids)
+        if index < 0:
+            known = self.ids
+            if -index > len(known):
+                raise IndexError(f"engine index {index} out of range for engines {known}")
+            index = known[index]
+        return EngineView(self, self._resolve(index, "__getitem__")[0])
+
+    @property
+    def ids(self) -> list[int]:
+        """The ids of this client's (or view's) engines, as the controller last announced
+        them (no round trip; ``get_ids()`` asks the controller)."""
+        if isinstance(self.targets, str):
+            return self._core.engines
+        return normalize_targets(self.targets)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.push({key: value})
@@ -510,27 +549,56 @@ class MultiEngineClient(EngineRequests):
     def apply(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call ``func(*args, **kwargs)`` on each target; returns one result per engine.
 
-        The engines are the client's ``targets`` and the call blocks as ``block`` says (a
-        view, ``mec[0].apply(f)``, calls one engine and returns its result itself): every
-        keyword goes to ``func``. ``func`` travels with cloudpickle, so a lambda or a
-        closure is fine.
+        The engines are the client's ``targets``, the call blocks as ``block`` says and
+        waits at most ``timeout`` (the attributes; a view, ``mec[0].apply(f)``, calls one
+        engine and returns its result itself): every keyword goes to ``func``. To choose
+        per call, use ``apply_sync`` / ``apply_async``, a view (``mec[[0, 2]]``) or
+        ``with mec.temp_flags(block=False, timeout=5):``. ``func`` travels with
+        cloudpickle, so a lambda or a closure is fine; a function defined in ``__main__``
+        (a script, IPython, a notebook) sees the engine's names as its globals.
 
         Raises:
             CompositeError: ``func`` raised on one or more engines.
             SerializationError: ``func`` or an argument cannot be pickled; nothing was sent.
         """
+        return self._apply(func, args, kwargs, None)
+
+    def apply_sync(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``apply`` that waits for the results (at most the ``timeout`` attribute)."""
+        return self._apply(func, args, kwargs, True)
+
+    def apply_async(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``apply`` that returns a PendingResult at once."""
+        return self._apply(func, args, kwargs, False)
+
+    def _apply(
+        self,
+        func: Callable[..., Any],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        block: bool | None,
+        targets: TargetSpec | None = None,
+    ) -> Any:
         if not callable(func):
             raise TypeError(f"apply needs a callable, not {func!r}")
         head = dumps(func, name="the function")
-        counts, frames = dumps_many([("args", args), ("kwargs", kwargs)])
+        counts, frames = dumps_many([("args", tuple(args)), ("kwargs", kwargs)])
         content = {"mode": "apply", "counts": [len(head), *counts]}
 
         def finish(replies: list[Message]) -> Any:
             return self._per_engine([loads(reply.buffers) for reply in replies])
 
         return self._request(
-            "apply", MsgType.APPLY, None, finish, None, None, content, [*head, *frames]
+            "apply", MsgType.APPLY, targets, finish, block, None, content, [*head, *frames]
         )
+
+    def map_sync(self, func: Callable[..., Any] | str, *sequences: Iterable[Any]) -> Any:
+        """``map`` that waits for the list (at most the ``timeout`` attribute)."""
+        return self.map(func, *sequences, block=True)
+
+    def map_async(self, func: Callable[..., Any] | str, *sequences: Iterable[Any]) -> Any:
+        """``map`` that returns a PendingResult of the list at once."""
+        return self.map(func, *sequences, block=False)
 
     def parallelize(
         self,
@@ -541,15 +609,105 @@ class MultiEngineClient(EngineRequests):
         """A function that maps ``func`` over its sequence arguments on the engines."""
         return ParallelFunction(self, func, targets, block)
 
+    def _apply_parts(
+        self, func: Callable[..., Any], sequences: Sequence[Iterable[Any]], block: bool | None
+    ) -> Any:
+        """``func`` on each target with that target's part of each sequence; the results
+        joined in target order (``@mec.parallel()``)."""
+        if not sequences:
+            raise TypeError("a parallel function needs at least one sequence argument")
+        ids = self._resolve(None, "parallel")
+        parts_of = [partition(seq, len(ids)) for seq in sequences]
+        head = dumps(func, name="the function")
+        parts = []
+        for index, target in enumerate(ids):
+            args = tuple(parts[index] for parts in parts_of)
+            counts, frames = dumps_many([("args", args), ("kwargs", {})])
+            content = {"mode": "apply", "counts": [len(head), *counts]}
+            parts.append((target, content, [*head, *frames]))
+
+        def finish(replies: list[Message]) -> Any:
+            return concatenate([loads(reply.buffers) for reply in replies])
+
+        return self._request_each("parallel", MsgType.APPLY, parts, finish, block, None)
+
+    # -- ipyparallel's conveniences --------------------------------------------------------
+
+    def set_flags(
+        self,
+        *,
+        block: bool | None = None,
+        timeout: float | None = None,
+        targets: TargetSpec | None = None,
+    ) -> None:
+        """Set the defaults of ``block``, ``timeout`` and ``targets`` (those given)."""
+        if block is not None:
+            self.block = block
+        if timeout is not None:
+            self.timeout = timeout
+        if targets is not None:
+            self.targets = targets
+
+    @contextlib.contextmanager
+    def temp_flags(
+        self,
+        *,
+        block: bool | None = None,
+        timeout: float | None = None,
+        targets: TargetSpec | None = None,
+    ) -> Iterator[None]:
+        """``with mec.temp_flags(block=False):`` the flags given, restored on leaving."""
+        saved = (self.block, self.timeout, self.targets)
+        self.set_flags(block=block, timeout=timeout, targets=targets)
+        try:
+            yield
+        finally:
+            self.block, self.timeout, self.targets = saved
+
+    def remote(self, block: bool | None = None) -> Callable[[Callable[..., Any]], RemoteFunction]:
+        """Decorator: calling the function runs it on the targets (``apply``)."""
+
+        def decorate(func: Callable[..., Any]) -> RemoteFunction:
+            return RemoteFunction(self, func, block)
+
+        return decorate
+
+    def parallel(
+        self, block: bool | None = None, map: bool = False
+    ) -> Callable[[Callable[..., Any]], PartsFunction]:
+        """Decorator: calling the function on sequences runs it on each target with that
+        target's part of them, and joins the results (lists into a list, numpy arrays
+        into one array); ``map=True``: on each item instead, as ``map``."""
+
+        def decorate(func: Callable[..., Any]) -> PartsFunction:
+            return PartsFunction(self, func, block, map)
+
+        return decorate
+
+    def sync_imports(self, quiet: bool = False) -> SyncImports:
+        """``with mec.sync_imports(): import numpy as np`` imports here and, under the
+        same names, on the targets."""
+        return SyncImports(self, quiet)
+
+    def executor(self) -> EngineExecutor:
+        """A ``concurrent.futures.Executor`` sending each call to the next target in turn."""
+        from pxcluster.client.executors import EngineExecutor
+
+        return EngineExecutor(self)
+
     # -- interactive use -------------------------------------------------------------------
 
-    def activate(self) -> None:
-        """Make this client the one ``%px``, ``%%px``, ``%autopx`` and ``%result`` use.
+    def activate(self, suffix: str = "") -> None:
+        """Make this client the one ``%px``, ``%%px``, ``%autopx``, ``%result`` use.
 
         In IPython or Jupyter this also loads the ``pxcluster`` extension (the magics), as
         ``%load_ext pxcluster`` does. Activating another client later switches the magics.
+        ``suffix`` (``'_a'``) makes magics of their own for this client instead
+        (``%px_a``, ``%%px_a``, ``%autopx_a``, ``%pxresult_a``), beside the plain ones.
         """
-        set_active(self)
+        if suffix and not suffix.isidentifier() and not ("x" + suffix).isidentifier():
+            raise ValueError(f"a magic suffix is letters, digits or _, not {suffix!r}")
+        set_active(self, suffix)
         load_extension_in_running_ipython()
 
     def _ipython_key_completions_(self) -> list[str]:
@@ -593,15 +751,30 @@ class EngineView(MultiEngineClient):
         self._last_execute = parent._last_execute
         self.targets = [engine_id]
         self.block = parent.block
+        self.timeout = parent.timeout
         self.engine_id = engine_id
 
-    def _resolve(self, targets: TargetSpec | None) -> list[int]:
+    def _resolve(self, targets: TargetSpec | None, method: str = "this call") -> list[int]:
         if targets is not None and normalize_targets(targets) != [self.engine_id]:
             raise ValueError(
                 f"this is a view of engine {self.engine_id}; targets={targets!r} is not "
                 "allowed here (use the MultiEngineClient for other engines)"
             )
         return [self.engine_id]
+
+
+class DirectView(MultiEngineClient):
+    """Several engines of a MultiEngineClient (``mec[1:3]``, ``mec[[0, 2]]``, ``mec[:]``):
+    every method of the client, on those engines by default; a list per call as for the
+    client. ``targets=`` still chooses others for one call."""
+
+    def __init__(self, parent: MultiEngineClient, targets: TargetSpec) -> None:
+        self._core = parent._core
+        self._owns_core = False
+        self._last_execute = parent._last_execute
+        self.targets = targets
+        self.block = parent.block
+        self.timeout = parent.timeout
 
 
 class ParallelFunction:
@@ -621,6 +794,11 @@ class ParallelFunction:
 
     def __call__(self, *sequences: Iterable[Any]) -> Any:
         return self.client.map(self.func, *sequences, targets=self.targets, block=self.block)
+
+
+def _slice_text(key: slice) -> str:
+    parts = ["" if v is None else str(v) for v in (key.start, key.stop, key.step)]
+    return ":".join(parts).rstrip(":") or ":"
 
 
 def _joinable(layouts: list[Any]) -> bool:

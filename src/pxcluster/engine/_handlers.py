@@ -22,6 +22,7 @@ from pxcluster.engine._execute import (
     user_keys,
     user_traceback,
 )
+from pxcluster.engine._functions import bind_to_namespace
 from pxcluster.engine._tasks import TaskRunner
 from pxcluster.serialize import (
     SHM_THRESHOLD,
@@ -129,6 +130,8 @@ class RequestHandlers:
             frames = import_frames(frames, msg.content["shm"], unlink_after=False)
         values = loads_many(msg.content["counts"], frames)
         namespace = self.namespace
+        # push_function: a function from the client's __main__ lives in our namespace.
+        values = [bind_to_namespace(value, namespace) for value in values]
         # What the push replaces is freed after the reply is sent, not before: freeing a
         # 100 MB array takes ~15 ms that the caller need not wait for.
         self.retired += [namespace[name] for name in names if name in namespace]
@@ -169,7 +172,10 @@ class RequestHandlers:
         source = msg.content.get("source")
         counts: list[int] = msg.content["counts"]
         objects = loads_many(counts, msg.buffers)
-        func = eval(source, self.namespace) if source is not None else objects.pop(0)
+        if source is not None:
+            func = eval(source, self.namespace)
+        else:
+            func = bind_to_namespace(objects.pop(0), self.namespace)  # __main__'s see ours
         args, kwargs = objects
         if msg.content.get("mode") == "map":
             result: Any = list(map(func, *args))

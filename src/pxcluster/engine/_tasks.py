@@ -28,6 +28,7 @@ from typing import Any
 
 from pxcluster._buffers import Buffer
 from pxcluster.engine._execute import reset_namespace, run_cell
+from pxcluster.engine._functions import bind_to_namespace
 from pxcluster.serialize import dumps, dumps_many, loads_many
 
 Reply = tuple[dict[str, Any], list[Buffer]]
@@ -90,6 +91,7 @@ class TaskRunner:
         # A MapTask sends (func, args, kwargs) as one object; a map chunk sends the function
         # apart (pickled once for every chunk), then args and kwargs.
         func, args, kwargs = objects[0] if len(objects) == 1 else objects
+        func = bind_to_namespace(func, self.namespace)  # __main__'s functions see our names
         if spec.get("chunk"):
             result: Any = [func(*items) for items in zip(*args, strict=False)]
         else:

@@ -22,8 +22,9 @@ class AutoParallel:
     #: which after our rewrite would always look complete.
     has_side_effects = True
 
-    def __init__(self, shell: Any) -> None:
+    def __init__(self, shell: Any, magic: str = "px") -> None:
         self._shell = shell
+        self._magic = magic  # the cell magic each cell becomes (``px_a`` for a suffix)
         self._paused = False
 
     @property
@@ -51,4 +52,4 @@ class AutoParallel:
         cell = "".join(lines)
         if self._paused or not cell.strip() or cell.lstrip().startswith("%"):
             return lines
-        return [f"get_ipython().run_cell_magic('px', '', {cell!r})\n"]
+        return [f"get_ipython().run_cell_magic({self._magic!r}, '', {cell!r})\n"]

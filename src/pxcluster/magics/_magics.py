@@ -1,11 +1,14 @@
-"""Magics layer: ``%px``, ``%%px``, ``%autopx`` and ``%result``, on the active client.
+"""Magics layer: ``%px``, ``%%px``, ``%autopx``, ``%result`` / ``%pxresult`` and
+``%pxconfig``, on the active client.
 
 The magics always use the client activated last (``mec.activate()``), read at each call,
-so switching clients switches the magics. In blocking mode (the client's ``block``, or
-``--block``) a command's output shows live, each line under its engine's id, and each
-engine's final value shows as ``[E] Out[N]: value``; nothing else is returned, so nothing
-is shown twice. ``%result`` shows the whole result of the last command per engine in the
-seeds' layout. In non-blocking mode ``%px`` returns the PendingResult, as in the seeds.
+so switching clients switches the magics. ``mec.activate('_a')`` makes magics of their own
+for that client (``%px_a``, ``%%px_a``, ``%autopx_a``, ``%pxresult_a``, ``%pxconfig_a``)
+beside the plain ones. In blocking mode (the client's ``block``, or ``--block``) a
+command's output shows live, each line under its engine's id, and each engine's final value
+shows as ``[E] Out[N]: value``; nothing else is returned, so nothing is shown twice.
+``%result`` shows the whole result of the last command per engine in the seeds' layout. In
+non-blocking mode ``%px`` returns the PendingResult, as in the seeds.
 """
 
 from __future__ import annotations
@@ -21,78 +24,174 @@ from IPython.core.magic import (
     no_var_expand,
 )
 
+from pxcluster._errors import CompositeError, EngineNotRegistered
 from pxcluster.client import MultiEngineClient, active_client
+from pxcluster.client._targets import TargetSpec
 from pxcluster.magics._autopx import AutoParallel
-from pxcluster.magics._options import PxOptions, parse_px, parse_result
+from pxcluster.magics._options import parse_config, parse_px, parse_result
 from pxcluster.magics._output import show_values
 from pxcluster.magics._run import run_live
 
 
-@magics_class
-class ParallelMagics(Magics):
-    """The parallel magics of one IPython shell."""
+class _Suffixed:
+    """The magics of one suffix: each reads the client activated under that suffix."""
 
-    def __init__(self, shell: Any) -> None:
-        super().__init__(shell)
-        self.autopx_mode = AutoParallel(shell)
+    def __init__(self, shell: Any, suffix: str) -> None:
+        self.shell = shell
+        self.suffix = suffix
+        self.autopx_mode = AutoParallel(shell, "px" + suffix)
 
-    def _client(self) -> MultiEngineClient:
-        client = active_client()
+    def client(self) -> MultiEngineClient:
+        client = active_client(self.suffix)
         if client is None:
+            how = f"mec.activate({self.suffix!r})" if self.suffix else "mec.activate()"
             raise UsageError(
                 "no active pxcluster client: connect one and activate it, e.g.\n"
                 "    from pxcluster import client\n"
                 "    mec = client.MultiEngineClient()\n"
-                "    mec.activate()"
+                f"    {how}"
             )
         return client
+
+    def px(self, line: str, cell: str | None = None) -> Any:
+        try:
+            options = parse_px(line, cell)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        client = self.client()
+        targets = _resolve_targets(client, options.targets)
+        block = client.block if options.block is None else options.block
+        banner = getattr(client, "px_banner", None)
+        if banner:
+            print(banner)
+        run_here = (lambda: self._run_locally(options.code)) if options.local else None
+        if not block:
+            pending = client.execute(options.code, targets=targets, block=False)
+            if run_here is not None:
+                run_here()
+            return pending
+        show_values(run_live(client, options.code, targets, run_here))
+        return None
+
+    def _run_locally(self, code: str) -> None:
+        with self.autopx_mode.paused():
+            self.shell.run_cell(code, store_history=False)
+
+    def autopx(self, line: str = "") -> None:
+        if self.autopx_mode.enabled:
+            self.autopx_mode.disable()
+            print("Auto Parallel Disabled")
+            return
+        self.client()  # no client: say so now, not at the next cell
+        self.autopx_mode.enable()
+        print(f"Auto Parallel Enabled\nType %autopx{self.suffix} to disable")
+
+    def result(self, line: str = "") -> Any:
+        try:
+            targets = parse_result(line)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        client = self.client()
+        return client.get_result(targets=_resolve_targets(client, targets), block=True)
+
+    def pxconfig(self, line: str = "") -> None:
+        try:
+            options = parse_config(line)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        client = self.client()
+        if options.targets is not None:
+            client.targets = _resolve_targets(client, options.targets) or "all"
+        if options.block is not None:
+            client.block = options.block
+        print(f"targets={client.targets!r}, block={client.block}")
+
+
+def _resolve_targets(client: MultiEngineClient, spec: TargetSpec | None) -> TargetSpec | None:
+    """``spec`` with negative ids counted from the last engine, checked now, so that a bad
+    ``--targets`` is a one-line usage error rather than a traceback from the client."""
+    if spec is None or spec == "all":
+        return spec
+    ids = [spec] if isinstance(spec, int) else list(spec)
+    known = client.ids
+    chosen = []
+    for engine in ids:
+        if engine < 0:
+            if -engine > len(known):
+                raise UsageError(f"--targets {engine}: there are only {len(known)} engines")
+            engine = known[engine]
+        chosen.append(engine)
+    try:
+        client._resolve(chosen, "px")
+    except CompositeError as exc:
+        unknown = [e.engine_id for e in exc.elist if isinstance(e, EngineNotRegistered)]
+        raise UsageError(f"--targets: no engine {unknown} (engines: {known})") from None
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--targets: {exc}") from None
+    return chosen[0] if isinstance(spec, int) else chosen
+
+
+@magics_class
+class ParallelMagics(Magics):
+    """The parallel magics of one IPython shell (the plain ones, and suffixed ones made by
+    ``mec.activate(suffix)``)."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self._plain = _Suffixed(shell, "")
+        self.autopx_mode = self._plain.autopx_mode
+        self.suffixed: dict[str, _Suffixed] = {}
+
+    def _client(self) -> MultiEngineClient:
+        return self._plain.client()
+
+    def add_suffix(self, suffix: str) -> None:
+        """Register ``%px{suffix}`` and the others for the client activated as ``suffix``."""
+        if not suffix or suffix in self.suffixed:
+            return
+        magics = _Suffixed(self.shell, suffix)
+        self.suffixed[suffix] = magics
+        manager = self.shell.magics_manager  # type: ignore[union-attr]
+        manager.register_function(no_var_expand(magics.px), "line_cell", "px" + suffix)
+        for name in ("autopx", "result", "pxconfig"):
+            manager.register_function(getattr(magics, name), "line", name + suffix)
+        manager.register_function(magics.result, "line", "pxresult" + suffix)
+
+    def suffixed_names(self) -> dict[str, list[str]]:
+        """The magic names ``add_suffix`` registered, by kind (for unloading)."""
+        line, cell = [], []
+        for suffix in self.suffixed:
+            line += [n + suffix for n in ("px", "autopx", "result", "pxresult", "pxconfig")]
+            cell.append("px" + suffix)
+        return {"line": line, "cell": cell}
 
     @no_var_expand
     @line_cell_magic
     def px(self, line: str, cell: str | None = None) -> Any:
         """Run code on the engines: ``%px CODE`` or a ``%%px`` cell.
 
-        Options, before the code: ``--targets T`` (``all``, ``0``, ``0,2``, ``1:3``),
-        ``--block`` / ``--noblock`` (default: the client's ``block``), ``--local`` (also
-        run the code here).
+        Options, before the code: ``--targets T`` (``all``, ``0``, ``-1`` the last engine,
+        ``0,2``, ``1:3``), ``--block`` / ``--noblock`` (default: the client's ``block``),
+        ``--local`` (also run the code here).
         """
-        try:
-            options = parse_px(line, cell)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        return self._run(self._client(), options)
-
-    def _run(self, client: MultiEngineClient, options: PxOptions) -> Any:
-        block = client.block if options.block is None else options.block
-        run_here = (lambda: self._run_locally(options.code)) if options.local else None
-        if not block:
-            pending = client.execute(options.code, targets=options.targets, block=False)
-            if run_here is not None:
-                run_here()
-            return pending
-        show_values(run_live(client, options.code, options.targets, run_here))
-        return None
-
-    def _run_locally(self, code: str) -> None:
-        with self.autopx_mode.paused():
-            self.shell.run_cell(code, store_history=False)  # type: ignore[union-attr]
+        return self._plain.px(line, cell)
 
     @line_magic
     def autopx(self, line: str = "") -> None:
         """Switch the mode in which every cell is run on the engines (as ``%%px``) on/off."""
-        if self.autopx_mode.enabled:
-            self.autopx_mode.disable()
-            print("Auto Parallel Disabled")
-            return
-        self._client()  # no client: say so now, not at the next cell
-        self.autopx_mode.enable()
-        print("Auto Parallel Enabled\nType %autopx to disable")
+        self._plain.autopx(line)
 
     @line_magic
     def result(self, line: str = "") -> Any:
         """The last command's result on each engine, in the seeds' layout (``--targets T``)."""
-        try:
-            targets = parse_result(line)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        return self._client().get_result(targets=targets, block=True)
+        return self._plain.result(line)
+
+    @line_magic
+    def pxresult(self, line: str = "") -> Any:
+        """ipyparallel's name of ``%result``."""
+        return self._plain.result(line)
+
+    @line_magic
+    def pxconfig(self, line: str = "") -> None:
+        """Set the active client's default ``--targets`` and ``--block`` / ``--noblock``."""
+        self._plain.pxconfig(line)

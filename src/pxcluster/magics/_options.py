@@ -29,7 +29,8 @@ class PxOptions:
 
 
 def parse_targets(text: str) -> TargetSpec:
-    """``all``, an id (``3``), ids (``0,2``), a range (``1:3``, end excluded) or ``[0, 2]``.
+    """``all``, an id (``3``, ``-1`` the last), ids (``0,2``), a range (``1:3``, end
+    excluded) or ``[0, 2]``.
 
     Raises:
         ValueError: none of those.
@@ -41,6 +42,7 @@ def parse_targets(text: str) -> TargetSpec:
         if ":" in spec:
             start, stop = spec.split(":")
             return list(range(int(start or 0), int(stop)))
+        # a negative id counts from the last engine (``-1``), resolved by the magics
         ids = [int(part) for part in spec.split(",") if part]
     except ValueError:
         ids = []
@@ -91,3 +93,15 @@ def parse_result(line: str) -> TargetSpec | None:
     if rest or options.block is not None or options.local:
         raise ValueError("%result takes only --targets")
     return options.targets
+
+
+def parse_config(line: str) -> PxOptions:
+    """The ``--targets`` and ``--block`` / ``--noblock`` of ``%pxconfig``.
+
+    Raises:
+        ValueError: anything else, or nothing at all.
+    """
+    options, rest = _take_options(line)
+    if rest or options.local or (options.targets is None and options.block is None):
+        raise ValueError("%pxconfig takes --targets T, --block or --noblock")
+    return options
