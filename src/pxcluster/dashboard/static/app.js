@@ -3,7 +3,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const TASKS_SHOWN = 40;
+const TASKS_SHOWN = 25;
+const ERRORS_SHOWN = 8;
 let chart = null;
 
 function bytes(n) {
@@ -73,7 +74,7 @@ function renderErrors(errors) {
     return;
   }
   const open = new Set([...box.querySelectorAll("details[open]")].map((d) => d.dataset.seq));
-  const items = errors.slice().reverse().map((err) => {
+  const items = errors.slice(-ERRORS_SHOWN).reverse().map((err) => {
     const d = document.createElement("details");
     d.dataset.seq = err.seq;
     d.className = "error";
@@ -85,6 +86,12 @@ function renderErrors(errors) {
     d.append(s, pre);
     return d;
   });
+  if (errors.length > ERRORS_SHOWN) {
+    const more = document.createElement("p");
+    more.className = "quiet";
+    more.textContent = `and ${errors.length - ERRORS_SHOWN} earlier ones`;
+    items.push(more);
+  }
   box.replaceChildren(...items);
 }
 
@@ -121,8 +128,8 @@ function render(s) {
   $("queued-sub").textContent = `${s.waiting} waiting on others, ${s.assigned} assigned to engines`;
   $("finished").textContent = s.finished;
   $("errors-total").textContent = s.errors_total + " errors";
-  $("store").textContent = s.store_records + " records";
-  $("store-sub").textContent = `${bytes(s.store_bytes)} of results, file ${bytes(s.store_file_bytes)}`;
+  $("store").textContent = s.store_records;
+  $("store-sub").textContent = `records; ${bytes(s.store_bytes)} of results, file ${bytes(s.store_file_bytes)}`;
   $("n-clients").textContent = s.clients.length;
   fillTable("engines", s.engines, engineRow);
   fillTable("tasks", s.events.slice(-TASKS_SHOWN).reverse(), taskRow);
