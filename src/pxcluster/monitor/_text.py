@@ -11,6 +11,7 @@ import time
 from pxcluster.monitor._snapshot import ClusterSnapshot, EngineRow
 
 _BARS = " ▁▂▃▄▅▆▇█"
+_ASCII_BARS = " _.-:=+*#@"
 
 
 def human_bytes(n: int | None) -> str:
@@ -25,13 +26,14 @@ def human_bytes(n: int | None) -> str:
     raise AssertionError("unreachable")
 
 
-def sparkline(values: list[float], width: int) -> str:
-    """The last ``width`` values as a row of block characters, scaled to their maximum."""
+def sparkline(values: list[float], width: int, unicode: bool = True) -> str:
+    """The last ``width`` values as a row of bar characters, scaled to their maximum."""
+    bars = _BARS if unicode else _ASCII_BARS
     values = values[-width:]
     top = max(values, default=0.0)
     if top <= 0:
-        return _BARS[1] * len(values)
-    return "".join(_BARS[max(1, round(v / top * (len(_BARS) - 1)))] for v in values)
+        return bars[1] * len(values)
+    return "".join(bars[max(1, round(v / top * (len(bars) - 1)))] for v in values)
 
 
 def _engine_line(e: EngineRow) -> str:
@@ -44,8 +46,11 @@ def _engine_line(e: EngineRow) -> str:
     )
 
 
-def render_text(snap: ClusterSnapshot, width: int = 100, height: int = 40) -> list[str]:
-    """The lines of one ``top`` screen, each at most ``width`` characters, at most ``height``."""
+def render_text(
+    snap: ClusterSnapshot, width: int = 100, height: int = 40, unicode: bool = True
+) -> list[str]:
+    """The lines of one ``top`` screen, each at most ``width`` characters, at most ``height``
+    (``unicode`` False: ASCII only, for terminals that cannot show block characters)."""
     clock = time.strftime("%H:%M:%S", time.localtime(snap.taken or time.time()))
     live = snap.live_engines
     busy = sum(1 for e in live if e.state == "busy")
@@ -65,7 +70,7 @@ def render_text(snap: ClusterSnapshot, width: int = 100, height: int = 40) -> li
     rates = [rate for _, rate in snap.throughput]
     spark_width = max(10, width - 30)
     shown = min(len(rates), spark_width)
-    lines.append(f"rate, last {shown} polls: {sparkline(rates, spark_width)}")
+    lines.append(f"rate, last {shown} polls: {sparkline(rates, spark_width, unicode)}")
     lines.append("")
     lines.append(
         f"{'ENGINE':>6}  {'STATE':<7} {'HOST':<18} {'PID':>7}  {'QUEUE':>5}  {'MEMORY':>9}  "
