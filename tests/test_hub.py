@@ -1,6 +1,8 @@
 """Controller layer: the hub state machine driven directly with messages and a fake clock."""
 
-from pxcluster.wire import Message, MsgType, Status
+import dataclasses
+
+from pxcluster.wire import Message, MsgType, Status, pack_header, unpack_header
 
 
 class Clock:
@@ -77,7 +79,7 @@ def test_silent_engine_dies_and_its_requests_fail(make_hub):
     # a late message from the dead engine is not routed; it is asked to register again
     late = hub.engine_message(b"e0", Message(MsgType.REPLY, "e-9", parent="c-2"))
     assert late[0].to == "engine"
-    assert late[0].msg.content == {"event": "register"}
+    assert late[0].msg.content == {"event": "register", "reason": "declared dead"}
 
 
 def test_shutdown_without_targets_stops_the_controller_and_engines(make_hub):
@@ -128,3 +130,136 @@ def test_an_engine_back_after_a_controller_restart_gets_its_old_id_if_free(make_
     assert register_as(b"clash", 3) == 5  # taken: the next free one
     assert register_as(b"bogus", -2) == 6
     assert register_as(b"bogus2", True) == 7
+
+
+# -- every path of a task, and engines that come back from the dead ------------------------
+
+
+def connect_and_engines(hub, n):
+    hub.client_message(b"c", Message(MsgType.CONNECT, "c-0"))
+    return [register(hub, b"e%d" % i) for i in range(n)]
+
+
+def with_header(msg):
+    return dataclasses.replace(msg, header=pack_header(msg))
+
+
+def task(hub, task_id, **spec):
+    content = {"kind": "map", "counts": [1], **spec}
+    msg = Message(MsgType.TASK, task_id, content, [b"f"], session="c")
+    return hub.client_message(b"c", with_header(msg))
+
+
+def sent_tasks(out):
+    """(engine identity, task wire id) of each task the hub sent an engine."""
+    return [(o.identity, unpack_header(o.header, o.buffers).id)
+            for o in out if o.to == "engine" and o.msg is None]
+
+
+def reply(hub, engine, parent, status=Status.OK, **content):
+    msg = Message(MsgType.REPLY, f"{engine.decode()}-{parent}", content, parent=parent,
+                  status=status)
+    return hub.engine_message(engine, with_header(msg))
+
+
+def settled(out, task_id):
+    """The client-bound messages (made or forwarded) about ``task_id`` in ``out``."""
+    found = []
+    for o in out:
+        if o.to == "client":
+            msg = o.msg or unpack_header(o.header, o.buffers)
+            if msg.parent == task_id:
+                found.append(msg)
+    return found
+
+
+def kill_silently(hub, clock, alive=()):
+    for _ in range(hub.misses_allowed + 2):
+        clock.now += 1.0
+        ping = hub.next_ping()
+        for identity in alive:
+            hub.heartbeat(identity, ping)
+    return hub.check_liveness()
+
+
+def test_a_task_on_an_engine_that_dies_is_retried_elsewhere_then_fails(make_hub):
+    clock = Clock()
+    hub = make_hub(heartbeat_timeout=3.0, clock=clock, heartbeat_period=1.0)
+    connect_and_engines(hub, 2)
+    out = task(hub, "t-1", retries=1)
+    (first, _), = sent_tasks(out)
+    other = b"e1" if first == b"e0" else b"e0"
+    out = kill_silently(hub, clock, alive=[other])
+    assert settled(out, "t-1") == []  # retried, not failed
+    (again, wire_id), = sent_tasks(out)
+    assert again == other and wire_id != "t-1"  # a re-send travels under a fresh id
+    out = kill_silently(hub, clock)  # the second engine dies too: no retries left
+    (failed,) = settled(out, "t-1")
+    assert failed.status == Status.ENGINE_ERROR
+    assert failed.content["kind"] == "died"
+    # a late reply from the first engine, if it ever came back, settles nothing twice
+    assert settled(reply(hub, first, "t-1"), "t-1") == []
+
+
+def test_an_error_is_retried_and_a_refusal_tries_another_engine(make_hub):
+    hub = make_hub(heartbeat_timeout=3.0, clock=Clock())
+    connect_and_engines(hub, 2)
+    (engine, _), = sent_tasks(task(hub, "t-1", retries=1))
+    out = reply(hub, engine, "t-1", Status.ERROR, ename="ValueError")
+    assert settled(out, "t-1") == []
+    (engine2, wire2), = sent_tasks(out)
+    out = reply(hub, engine2, wire2, Status.REFUSED)  # depend said no there
+    (engine3, wire3), = sent_tasks(out)
+    assert engine3 != engine2
+    out = reply(hub, engine3, wire3, Status.REFUSED)  # every live engine refused
+    (failed,) = settled(out, "t-1")
+    assert failed.content["kind"] == "unmet"
+
+
+def test_abort_while_running_and_withdrawal_racing_the_reply(make_hub):
+    hub = make_hub(heartbeat_timeout=3.0, clock=Clock())
+    connect_and_engines(hub, 1)
+    (engine, _), = sent_tasks(task(hub, "t-1"))
+    out = hub.client_message(b"c", Message(MsgType.TASK_ABORT, "c-2", {"id": "t-1"}))
+    assert out[0].msg.content == {"state": "aborting", "id": "t-1"}
+    assert out[1].msg.type == MsgType.INTERRUPT  # it runs: interrupted where it runs
+    out = reply(hub, engine, "t-1", Status.ERROR, ename="KeyboardInterrupt")
+    (aborted,) = settled(out, "t-1")
+    assert aborted.status == Status.ABORTED
+    # withdrawn (work stealing) but its reply came first: settled once, by the reply
+    (engine, _), = sent_tasks(task(hub, "t-3"))
+    first = reply(hub, engine, "t-3")
+    late = reply(hub, engine, "t-3", Status.ABORTED, withdrawn=True)
+    assert len(settled(first, "t-3")) == 1
+    assert settled(late, "t-3") == []
+
+
+def test_after_a_failed_task_fails_its_dependents(make_hub):
+    hub = make_hub(heartbeat_timeout=3.0, clock=Clock())
+    connect_and_engines(hub, 1)
+    (engine, _), = sent_tasks(task(hub, "t-1"))
+    assert task(hub, "t-2", after=["t-1"]) == []  # waits
+    out = reply(hub, engine, "t-1", Status.ERROR, ename="ValueError")
+    (doomed,) = settled(out, "t-2")
+    assert doomed.content["kind"] == "unmet"
+    out = task(hub, "t-3", after=["t-1"])  # after a task already failed: at once
+    assert settled(out, "t-3")[0].content["kind"] == "unmet"
+    out = task(hub, "t-4", after=["nobody-9"])
+    assert "not known" in settled(out, "t-4")[0].content["error"]
+
+
+def test_an_engine_back_from_the_dead_drops_its_queue_and_gets_a_new_id(make_hub):
+    clock = Clock()
+    hub = make_hub(heartbeat_timeout=3.0, clock=clock, heartbeat_period=1.0)
+    connect_and_engines(hub, 1)
+    hub.client_message(b"c", Message(MsgType.EXECUTE, "c-1", {"code": "1"}, targets=[0]))
+    out = kill_silently(hub, clock)  # SIGSTOP: silent past the timeout
+    assert [o.msg.status for o in out if o.msg.type == MsgType.REPLY] == [Status.ENGINE_ERROR]
+    # SIGCONT: its next pong or reply is answered with "you were declared dead"
+    (ask,) = hub.heartbeat(b"e0", hub.next_ping())
+    assert ask.msg.content == {"event": "register", "reason": "declared dead"}
+    late = reply(hub, b"e0", "c-1")
+    assert [o.to for o in late] == ["engine"]  # its late reply reaches no client
+    msg = Message(MsgType.REGISTER, "e0-back", {"hostname": "h", "pid": 1, "id": 0})
+    assert hub.engine_message(b"e0", msg)[0].msg.content["id"] == 1  # never 0 again
+    assert hub.engine_ids() == [1]

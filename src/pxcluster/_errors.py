@@ -3,7 +3,7 @@
 ::
 
     PxclusterError
-      ProtocolError → LocalProtocolError, RemoteProtocolError
+      ProtocolError → LocalProtocolError, RemoteProtocolError → ContentMismatch
       SerializationError
       TransportError → ConnectionLost, PxclusterTimeoutError (also a builtin TimeoutError)
       EngineError → EngineDied, EngineNotRegistered
@@ -37,6 +37,18 @@ class LocalProtocolError(ProtocolError):
 
 class RemoteProtocolError(ProtocolError):
     """A peer sent a message that does not follow the protocol; it is dropped."""
+
+
+class ContentMismatch(RemoteProtocolError):
+    """An authentic message whose content does not match its type's schema (``wire``).
+
+    Unlike its parent, the header verified and parsed, so the receiver knows who sent it
+    and which request it was (``request_id``) and may answer it with an error.
+    """
+
+    def __init__(self, message: str, request_id: str) -> None:
+        super().__init__(message)
+        self.request_id = request_id
 
 
 class SerializationError(PxclusterError):

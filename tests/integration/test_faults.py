@@ -84,7 +84,8 @@ def reply_to(sock, key, msg_id, timeout=10.0):
 
 
 def new_id():
-    return f"fault-{uuid.uuid4().hex}"
+    """A fresh message id of the wire's form (``session-counter``)."""
+    return f"fault{uuid.uuid4().hex}-1"
 
 
 def assert_controller_alive(cluster, what):
@@ -226,33 +227,26 @@ def test_random_bytes_do_not_crash_the_controller(cluster_quick_exit, raw_socket
     cluster = cluster_quick_exit
     mec = cluster.client()
     ids = mec.get_ids()
-    sent = {}
-    before = {}
     for port in ("client", "engine"):
-        needle = f"dropped a message on the {port} port"
-        before[port] = log_count(cluster, needle)
-        url, _ = connection(cluster, port)
+        url, key = connection(cluster, port)
         sock = raw_socket(url)
-        messages = garbage_messages()
-        for frames in messages:
+        for frames in garbage_messages():
             sock.send_multipart(frames)
-        sent[port] = len(messages)
-
-    def all_dropped():
-        return all(
-            log_count(cluster, f"dropped a message on the {port} port") >= before[port] + n
-            for port, n in sent.items()
-        )
-
-    wait_for(
-        lambda: all_dropped() or not cluster.controller_alive(),
-        20,
-        message="the controller dropping every garbage message",
-    )
-    assert_controller_alive(cluster, "random bytes")
-    results = mec.execute("x = 1 + 1; x", timeout=10)
+        # The controller reads one socket's messages in order: an answer to a good message
+        # sent after the garbage shows that all of it was dropped.
+        if port == "client":
+            ping = Message(MsgType.CONNECT, new_id())
+        else:
+            ping = Message(MsgType.REGISTER, new_id(), {"hostname": "probe", "pid": 1})
+        sock.send_multipart(encode(ping, Signer(key)))
+        assert reply_to(sock, key, ping.id, timeout=20) is not None, log_tail(cluster)
+        assert_controller_alive(cluster, f"random bytes on the {port} port")
+        # a flood of bad messages writes one log line, not one per message
+        assert log_count(cluster, f"dropped a message on the {port} port") == 1, log_tail(cluster)
+    results = mec.execute("x = 1 + 1; x", targets=ids, timeout=10)
     assert [r["display"] for r in results] == ["2"] * len(ids)
-    assert mec.get_ids() == ids  # no engine was declared dead while it chewed on garbage
+    # no engine was declared dead while it chewed on garbage (the probe is one more)
+    assert set(ids) <= set(mec.get_ids())
 
 
 # -- 3. correctly signed garbage, and replays ---------------------------------------------------
@@ -375,9 +369,9 @@ def test_replayed_execute_runs_once(cluster1, raw_socket):
     assert answer.content["display"] == "1"
 
     wait_for(
-        lambda: log_count(cluster, "was already seen") >= 2,
+        lambda: log_count(cluster, "was already seen") >= 1,
         10,
-        message="the controller logging both replays",
+        message="the controller logging the replays (one line for both: rate-limited)",
     )
     assert mec.pull("counter", targets=[0], timeout=10) == [1]
     assert eavesdropper.poll(0) == 0

@@ -118,6 +118,11 @@ class TaskClient:
             MsgType.TASK_RESULT, {"id": taskid, "block": block}, "get_task_result", timeout
         )
         state = reply.content.get("state")
+        if state == "unknown" and reply.content.get("not_stored"):
+            raise UnknownTask(
+                f"task {taskid!r} finished but the controller could not keep its result: "
+                f"{reply.content.get('store_error')}"
+            )
         if state == "unknown":
             raise UnknownTask(f"no task with id {taskid!r} is known (never run, or cleared)")
         if state != "done":

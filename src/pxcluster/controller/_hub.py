@@ -25,6 +25,7 @@ Invariants:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import logging
@@ -37,9 +38,20 @@ from pxcluster.controller._outbound import Outbound
 from pxcluster.controller._scheduler import Scheduler
 from pxcluster.controller._store import RecordStore
 from pxcluster.controller._taskboard import TaskBoard
-from pxcluster.wire import CONTROL_REQUESTS, QUEUED_REQUESTS, Message, MsgType, Status
+from pxcluster.wire import (
+    CONTROL_REQUESTS,
+    QUEUED_REQUESTS,
+    Message,
+    MsgType,
+    NotifyContent,
+    Status,
+)
 
 log = logging.getLogger("pxcluster.controller")
+
+#: Identities of engines declared dead that the hub remembers (an engine that comes back
+#: later than this many deaths after its own is simply a new engine to it).
+_DEAD_REMEMBERED = 100_000
 
 
 #: Requests the hub forwards to the engines named in ``targets``; control requests jump the
@@ -72,9 +84,23 @@ class EngineRecord:
     last_pong: int = 0  # sequence number of the latest ping it answered
     host: str = ""  # the engine's host key: clients on the same host share memory with it
     outstanding: dict[str, Pending] = dataclasses.field(default_factory=dict)
+    #: What its launcher told it (``profile.launch_info``: launcher, job id, array index,
+    #: walltime end), so clients can map the engine to its job.
+    launch: dict[str, str | int | float] = dataclasses.field(default_factory=dict)
 
     def queue_length(self) -> int:
         return sum(1 for p in self.outstanding.values() if p.type not in CONTROL_REQUESTS)
+
+
+def _launch_of(value: object) -> dict[str, str | int | float]:
+    """An engine's ``launch`` registration field, kept only if it is small and flat."""
+    if not isinstance(value, dict) or len(value) > 16:
+        return {}
+    return {
+        str(k)[:64]: v[:256] if isinstance(v, str) else v
+        for k, v in value.items()
+        if type(v) in (str, int, float)
+    }
 
 
 class Hub:
@@ -112,6 +138,10 @@ class Hub:
         self.shutdown_requested = False
         self._by_identity: dict[bytes, int] = {}
         self._next_engine_id = 0
+        self._given_ids: set[int] = set()  # every id this hub handed out: never again
+        #: Identities of engines declared dead (-> their id), so that one coming back is
+        #: told to drop what it holds and join as a new engine (bounded: oldest forgotten).
+        self._declared_dead: collections.OrderedDict[bytes, int] = collections.OrderedDict()
         self._clock = clock
         self._session = f"ctl{os.getpid()}"
         self._msg_ids = itertools.count()
@@ -239,6 +269,7 @@ class Hub:
         ]
         return {
             "engine_rows": sorted(engines),
+            "launch": [[e.id, e.launch] for e in self.engines.values() if e.launch],
             "clients": [
                 [c.decode("utf-8", "replace")[:100], round(now - self.client_seen.get(c, now), 3)]
                 for c in sorted(self.clients)[:1000]
@@ -258,7 +289,7 @@ class Hub:
         engine_id = self._by_identity.get(identity)
         if engine_id is None:
             log.info("message from an unregistered engine; asking it to register")
-            ask = Message(MsgType.NOTIFY, self.new_id(), {"event": "register"})
+            ask = self._ask_to_register(identity)
             return [Outbound("engine", identity, ask)]
         engine = self.engines[engine_id]
         engine.last_seen = now
@@ -296,6 +327,7 @@ class Hub:
         if engine_id is None:
             engine_id = self._engine_id_for(msg.content.get("id"))
             self._by_identity[identity] = engine_id
+            self._declared_dead.pop(identity, None)
             pid = msg.content.get("pid")
             self.engines[engine_id] = EngineRecord(
                 engine_id,
@@ -305,6 +337,7 @@ class Hub:
                 now,
                 self.ping_seq,
                 str(msg.content.get("host", ""))[:300],
+                launch=_launch_of(msg.content.get("launch")),
             )
             self.scheduler.engine_added(engine_id)
             log.info(
@@ -326,16 +359,30 @@ class Hub:
             out += self._notify_clients({"event": "registered", "engine": engine_id, "host": host})
         return out + self.tasks.dispatch()
 
+    def _ask_to_register(self, identity: bytes) -> Message:
+        """The NOTIFY that asks an unknown engine to register (saying if it was declared
+        dead: then its queued requests must not run, their clients were told they failed)."""
+        content: NotifyContent = {"event": "register"}
+        if identity in self._declared_dead:
+            content["reason"] = "declared dead"
+        return Message(MsgType.NOTIFY, self.new_id(), dict(content))
+
     def _engine_id_for(self, wanted: object) -> int:
         """A new engine's id: the one it asks for (it had it before this controller
         restarted) when no live engine has it, else the next one never given out."""
-        if type(wanted) is int and 0 <= wanted < 1_000_000 and wanted not in self.engines:
+        if (
+            type(wanted) is int
+            and 0 <= wanted < 1_000_000
+            and wanted not in self.engines
+            and wanted not in self._given_ids  # ids are never reused (a dead engine's back)
+        ):
             engine_id = wanted
         else:
             engine_id = self._next_engine_id
             while engine_id in self.engines:
                 engine_id += 1
         self._next_engine_id = max(self._next_engine_id, engine_id + 1)
+        self._given_ids.add(engine_id)
         return engine_id
 
     def next_ping(self) -> bytes:
@@ -347,7 +394,7 @@ class Hub:
         """A pong (the echo of ping ``payload``) came back from ``identity``."""
         engine_id = self._by_identity.get(identity)
         if engine_id is None:
-            ask = Message(MsgType.NOTIFY, self.new_id(), {"event": "register"})
+            ask = self._ask_to_register(identity)
             return [Outbound("engine", identity, ask)]
         engine = self.engines[engine_id]
         engine.last_seen = self._clock()
@@ -375,6 +422,10 @@ class Hub:
         """
         engine = self.engines.pop(engine_id)
         del self._by_identity[engine.identity]
+        if event == "died":
+            self._declared_dead[engine.identity] = engine_id
+            if len(self._declared_dead) > _DEAD_REMEMBERED:
+                self._declared_dead.popitem(last=False)
         log.log(
             logging.WARNING if event == "died" else logging.INFO,
             "engine %d (pid %d on %s) %s: %s; failing %d requests",

@@ -18,7 +18,7 @@ from pathlib import Path
 import msgpack
 
 from pxcluster._buffers import Buffer
-from pxcluster._errors import NoClusterRunning, RemoteProtocolError
+from pxcluster._errors import ContentMismatch, NoClusterRunning, RemoteProtocolError
 from pxcluster.controller._hub import Hub
 from pxcluster.controller._outbound import Outbound
 from pxcluster.controller._store import RecordStore, Retention
@@ -42,6 +42,7 @@ from pxcluster.transport import (
     new_curve_keypair,
 )
 from pxcluster.wire import (
+    DropLog,
     Message,
     MsgType,
     ReplayGuard,
@@ -127,6 +128,9 @@ class ControllerServer:
         )
         self._ctx = Context()
         self._stop_requested = False
+        #: Dropped messages and survived errors: one log line per kind per 10 s, whatever
+        #: a peer sends.
+        self.drops = DropLog(log)
         ip = config.ip
         previous = _left_by_a_gone_controller(self.paths)
         self.took_over_from = 0  # pid of the gone controller whose place this one took
@@ -197,9 +201,7 @@ class ControllerServer:
             server_key = self._curve[0].decode("ascii")
         write_connection(
             self.paths.client_file,
-            ClientConnection(
-                self.client_url, self._client_key, pid, self.paths.name, server_key
-            ),
+            ClientConnection(self.client_url, self._client_key, pid, self.paths.name, server_key),
         )
         write_connection(
             self.paths.engine_file,
@@ -251,27 +253,43 @@ class ControllerServer:
         period = self.config.heartbeat_period
         poller = Poller([self.clients, self.engines, self._pong])
         next_beat = next_flush = time.monotonic()
+        clean = False
         try:
             while not (self.hub.shutdown_requested or self._stop_requested):
-                wake = min(next_beat, next_flush)
-                for chan in poller.poll(max(0.0, wake - time.monotonic())):
-                    assert isinstance(chan, Channel)
-                    self._drain(chan)
-                now = time.monotonic()
-                if now >= next_flush:
-                    self.store.flush()  # batched: one transaction for many finished tasks
-                    next_flush = now + _FLUSH_PERIOD
-                if now >= next_beat:
-                    self._drain(self._pong, limit=None)  # count every pong that came in
-                    self._send_all(self.hub.check_liveness())
-                    self._ping.send([self.hub.next_ping()])
-                    next_beat = now + period
+                try:
+                    wake = min(next_beat, next_flush)
+                    for chan in poller.poll(max(0.0, wake - time.monotonic())):
+                        assert isinstance(chan, Channel)
+                        self._drain(chan)
+                    now = time.monotonic()
+                    if now >= next_flush:
+                        next_flush = now + _FLUSH_PERIOD
+                        self.store.flush()  # batched; never raises (a failing disk waits)
+                    if now >= next_beat:
+                        next_beat = now + period
+                        self._drain(self._pong, limit=None)  # count every pong that came in
+                        self._send_all(self.hub.check_liveness())
+                        self._ping.send([self.hub.next_ping()])
+                except Exception:
+                    # A bug, not a peer's doing (their messages are handled one by one
+                    # below): the controller holds every engine's place, so it goes on.
+                    self.drops.exception("loop", "the controller's loop survived an error")
             if self._stop_requested:
                 self._send_all(self.hub.shutdown_engines())
+            clean = True
         finally:
-            log.info("controller stopping")
+            log.info("controller stopping" if clean else "controller failed")
             self.store.close()
-            self.remove_connection_files()
+            if clean:
+                self.remove_connection_files()
+            else:
+                # As after kill -9: the files stay, so `pxcontroller` takes this one's place
+                # (same ports and keys) and the engines, with their namespaces, come back.
+                log.error(
+                    "kept the connection files in %s: start pxcontroller again to take over "
+                    "this controller's engines and clients",
+                    self.paths.security,
+                )
             self._ctx.close(linger=1.0)
 
     def _drain(self, chan: Channel, limit: int | None = _BATCH) -> None:
@@ -282,8 +300,11 @@ class ControllerServer:
                 return
             taken += 1
             if chan is self._pong:
-                payload = bytes(frames[1]) if len(frames) > 1 else b""
-                self._send_all(self.hub.heartbeat(bytes(frames[0]), payload))
+                try:
+                    payload = bytes(frames[1]) if len(frames) > 1 else b""
+                    self._send_all(self.hub.heartbeat(bytes(frames[0]), payload))
+                except Exception:
+                    self.drops.exception("pong", "could not handle a heartbeat; dropped it")
             elif chan is self.clients:
                 self._from_client(frames)
             else:
@@ -315,18 +336,35 @@ class ControllerServer:
         try:
             routing, rest = split_routing(frames)
             msg = decode(rest, signer, guard, check_buffers=False)  # engines/clients check
+        except ContentMismatch as exc:
+            self.drops.warning(f"content-{port}", "dropped a message on the %s port: %s", port, exc)
+            if port == "client":  # authentic: tell the sender, so its call fails, not hangs
+                self._refuse(frames, exc.request_id, f"the controller refused it: {exc}")
+            return
         except RemoteProtocolError as exc:
-            log.warning("dropped a message on the %s port: %s", port, exc)
+            self.drops.warning(f"bad-{port}", "dropped a message on the %s port: %s", port, exc)
             if port == "client" and "signature" in str(exc):
                 self._refuse_unverified(frames)
             return
+        except Exception:  # a bug in decoding: still not a reason to stop
+            self.drops.exception(
+                f"decode-{port}", "could not decode a message on the %s port", port
+            )
+            return
         if len(routing) != 1:
-            log.warning("dropped a %s message with %d routing frames", port, len(routing))
+            self.drops.warning(
+                f"routing-{port}", "dropped a %s message with %d routing frames", port, len(routing)
+            )
             return
         try:
             outbound = handle(reply_identity(routing[0]), msg)
         except Exception:
-            log.exception("could not handle %s from a %s; dropped it", msg.type.name, port)
+            self.drops.exception(
+                f"handle-{msg.type.name}",
+                "could not handle %s from a %s; dropped it",
+                msg.type.name,
+                port,
+            )
             return
         self._send_all(outbound)
 
@@ -337,25 +375,34 @@ class ControllerServer:
         reply says nothing about the key, and goes only back to the sender.
         """
         try:
-            routing, rest = split_routing(frames)
-            head = msgpack.unpackb(bytes(rest[2]), raw=False)
+            head = msgpack.unpackb(bytes(split_routing(frames)[1][2]), raw=False)
             request_id = head["i"] if isinstance(head, dict) else None
         except Exception:
-            return
-        if len(routing) != 1 or not isinstance(request_id, str) or len(request_id) > 200:
             return
         text = (
             "the controller could not verify this message and dropped it (wrong key, or a "
             "buffer that changed while it was being sent)"
         )
+        self._refuse(frames, request_id, text, "unverified")
+
+    def _refuse(
+        self, frames: list[Buffer], request_id: object, text: str, kind: str = "invalid"
+    ) -> None:
+        """Answer a client's message that was dropped with an error, to its sender only."""
+        try:
+            routing = split_routing(frames)[0]
+        except RemoteProtocolError:
+            return
+        if len(routing) != 1 or not isinstance(request_id, str) or len(request_id) > 200:
+            return
         reply = Message(
             MsgType.REPLY,
             self.hub.new_id(),
-            {"error": text, "kind": "unverified"},
+            {"error": text[:1000], "kind": kind},
             parent=request_id,
             status=Status.ENGINE_ERROR,
         )
-        self._send_all([Outbound("client", routing[0], reply)])
+        self._send_all([Outbound("client", reply_identity(routing[0]), reply)])
 
     def _send_all(self, outbound: list[Outbound]) -> None:
         previous: Outbound | None = None
@@ -374,16 +421,22 @@ class ControllerServer:
                 and previous.header is out.header
                 and previous.buffers is out.buffers
             ):
-                if out.msg is not None:
-                    frames = encode(out.msg, signer)
-                else:
-                    frames = encode_raw(out.header, out.buffers, signer)
+                try:
+                    if out.msg is not None:
+                        frames = encode(out.msg, signer)
+                    else:
+                        frames = encode_raw(out.header, out.buffers, signer)
+                except Exception:  # a bug: lose this message, not the controller
+                    self.drops.exception("encode", "could not encode a message to a %s", out.to)
+                    frames = []
             previous = out
+            if not frames:
+                continue  # could not be encoded (logged above): never sent half-made
             try:
                 chan.send([out.identity, *frames])
             except ChannelClosed:
                 if out.to == "client":
-                    log.info("a client left before its reply; dropping it")
+                    self.drops.info("client-left", "a client left before its reply; dropped it")
                     self.hub.client_gone(out.identity)
                 else:
-                    log.info("an engine left before a message reached it")
+                    self.drops.info("engine-left", "an engine left before a message reached it")

@@ -141,8 +141,7 @@ class TaskBoard:
     def request(self, client: bytes, msg: Message) -> list[Outbound]:
         """TASK_RESULT, TASK_ABORT, TASK_STATUS or TASK_CLEAR from a client."""
         if msg.type == MsgType.TASK_STATUS:
-            counts = self.scheduler.counts()
-            counts.update(self.store.stats())
+            counts: dict[str, Any] = {**self.scheduler.counts(), **self.store.stats()}
             return [self._reply(client, msg.id, counts)]
         if msg.type == MsgType.TASK_CLEAR:
             cleared = self.store.clear_session(str(msg.content.get("session", msg.session)))
@@ -159,7 +158,10 @@ class TaskBoard:
         if record is not None:
             return [self._record_reply(client, request_id, record)]
         if task_id not in self.scheduler.tasks:
-            return [self._reply(client, request_id, {"state": "unknown", "id": task_id})]
+            content: dict[str, Any] = {"state": "unknown", "id": task_id}
+            if task_id in self.store.lost:  # finished, but the disk failed too long to keep it
+                content.update(not_stored=True, store_error=self.store.error or "unknown")
+            return [self._reply(client, request_id, content)]
         if block:
             self._waiters[task_id].append((client, request_id))
             return []

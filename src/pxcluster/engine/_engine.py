@@ -33,12 +33,12 @@ import time
 import uuid
 from typing import Any
 
-from pxcluster._errors import RemoteProtocolError
+from pxcluster._errors import LocalProtocolError, RemoteProtocolError
 from pxcluster.engine._display import install as install_display
 from pxcluster.engine._execute import new_namespace
 from pxcluster.engine._handlers import RequestHandlers, error_reply
 from pxcluster.engine._tasks import TaskRefused
-from pxcluster.profile import EngineConnection
+from pxcluster.profile import EngineConnection, launch_info
 from pxcluster.serialize import host_key, sweep_stale
 from pxcluster.transport import (
     Channel,
@@ -52,6 +52,7 @@ from pxcluster.transport import (
 from pxcluster.wire import (
     CONTROL_REQUESTS,
     QUEUED_REQUESTS,
+    DropLog,
     Message,
     MsgType,
     RecentIds,
@@ -73,6 +74,8 @@ def session_of(request_id: str) -> str:
 
 
 _STOP = object()
+#: Seconds without the controller before the engine warns that it lost it.
+_LOST_AFTER = 2.0
 #: Seconds a stopping engine waits for user code to give up before it exits regardless.
 _STOP_GRACE = 3.0
 
@@ -85,6 +88,7 @@ class Engine:
         connection: EngineConnection,
         controller_timeout: float = 30.0,
         requested_id: int = -1,
+        rejoin_when_declared_dead: bool = True,
     ) -> None:
         self.connection = connection
         self.controller_timeout = controller_timeout
@@ -119,6 +123,10 @@ class Engine:
             curve_server=self._curve,
         )
         self._sender_lock = threading.Lock()  # user threads may print too
+        #: Dropped messages and survived errors, one log line per kind per 10 s.
+        self._drops = DropLog(log)
+        #: Once declared dead, rejoin as a new engine (True) or exit (False).
+        self.rejoin_when_declared_dead = rejoin_when_declared_dead
 
     def _new_id(self) -> str:
         return f"{self._session}-{next(self._ids)}"
@@ -141,7 +149,10 @@ class Engine:
                 break
             if item is _STOP:
                 break
-            self._run_request(item)
+            try:
+                self._run_request(item)
+            except Exception:  # a bug in the engine, never in user code (that is caught)
+                self._drops.exception("main", "the engine survived an error in a request")
         io_thread.join(timeout=2.0)
         self._ctx.close(linger=1.0)
         return self._exit_code
@@ -215,7 +226,15 @@ class Engine:
         return write
 
     def _send_from_main(self, msg: Message) -> None:
-        frames = encode(msg, self._signer)
+        try:
+            frames = encode(msg, self._signer)
+        except LocalProtocolError as exc:  # content msgpack cannot carry: say so instead
+            content = {"error": f"the engine could not encode its reply: {exc}"[:2000]}
+            status = Status.ENGINE_ERROR if msg.type == MsgType.REPLY else msg.status
+            bare = Message(
+                msg.type, msg.id, content, parent=msg.parent, engine=self.id, status=status
+            )
+            frames = encode(bare, self._signer)
         with self._sender_lock:
             try:
                 self._sender.send(frames)
@@ -238,14 +257,13 @@ class Engine:
         # Cut off from the controller since when (None: connected). Counts from start-up
         # until the first registration, so an engine pointed at nothing does not wait forever.
         self._lost_since: float | None = time.monotonic()
+        self._lost_warned = True  # before the first registration, only the timeout speaks
         try:
             while not self._stopping.is_set():
-                for chan in poller.poll(self._poll_timeout()):
-                    if chan is monitor:
-                        self._on_link_event(monitor.recv_event())
-                    else:
-                        self._from_controller(dealer)
-                self._enforce_deadline()
+                try:
+                    self._io_turn(poller, monitor, dealer)
+                except Exception:  # a bug: the engine's namespace is worth going on for
+                    self._drops.exception("io", "the engine's I/O loop survived an error")
                 lost = self._lost_since
                 if lost is not None and time.monotonic() - lost > self.controller_timeout:
                     log.error(
@@ -260,6 +278,22 @@ class Engine:
                     self._stop_main()
         finally:
             monitor.close()
+
+    def _io_turn(self, poller: Poller, monitor: Monitor, dealer: Channel) -> None:
+        for chan in poller.poll(self._poll_timeout()):
+            if chan is monitor:
+                event = monitor.recv_event()
+                if event == "disconnected":
+                    self._from_controller(dealer)  # a SHUTDOWN may be waiting: read it first
+                self._on_link_event(event)
+            else:
+                self._from_controller(dealer)
+        self._enforce_deadline()
+        lost = self._lost_since
+        if lost is not None and not self._lost_warned and time.monotonic() - lost > _LOST_AFTER:
+            self._lost_warned = True
+            if not self._stopping.is_set():
+                log.warning("lost the controller at %s", self.connection.url)
 
     def _poll_timeout(self) -> float:
         deadline = self._deadline
@@ -278,14 +312,20 @@ class Engine:
 
     def _on_link_event(self, event: str) -> None:
         if event == "disconnected" and self._lost_since is None:
-            log.warning("lost the controller at %s", self.connection.url)
+            # Warned about only if it lasts (``_io_turn``): a controller that is stopping
+            # closes its sockets just after it sent SHUTDOWN, and that is no news.
+            log.info("connection to the controller at %s dropped", self.connection.url)
             self._lost_since = time.monotonic()
+            self._lost_warned = False
         elif event == "connected" and self._registered.is_set():
             self._lost_since = None  # back; a controller that forgot us asks us to register
 
     def _register(self, dealer: Channel) -> None:
         self._registered.clear()
         content = {"hostname": socket.gethostname(), "pid": os.getpid(), "host": host_key()}
+        launch = launch_info(os.environ)
+        if launch:  # the launcher's handle (job id, array index, walltime end)
+            content["launch"] = launch
         if self.id >= 0:
             content["id"] = self.id  # a restarted controller gives us our id back if it can
         elif self._requested_id >= 0:
@@ -298,7 +338,9 @@ class Engine:
             try:
                 msg = decode(frames, self._signer, self._guard, check_buffers=False)
             except RemoteProtocolError as exc:
-                log.warning("dropped a message from the controller: %s", exc)
+                self._drops.warning("bad", "dropped a message from the controller: %s", exc)
+            except Exception:
+                self._drops.exception("decode", "could not decode a message; dropped it")
             else:
                 try:
                     check_digests(msg)
@@ -310,21 +352,61 @@ class Engine:
                     try:
                         self._dispatch(dealer, msg)
                     except Exception:
-                        log.exception("could not handle %s; dropped it", msg.type.name)
+                        self._drops.exception(
+                            f"handle-{msg.type.name}",
+                            "could not handle %s; dropped it",
+                            msg.type.name,
+                        )
             frames = dealer.recv_nowait()
 
     def _dispatch(self, dealer: Channel, msg: Message) -> None:
         if msg.type == MsgType.REPLY and not self._registered.is_set():
             self._on_registered(msg)
         elif msg.type == MsgType.NOTIFY and msg.content.get("event") == "register":
-            log.warning("controller does not know this engine: registering again")
-            self._register(dealer)
+            self._asked_to_register(dealer, msg)
         elif msg.type in CONTROL_REQUESTS:
             self._control(dealer, msg)
         elif msg.type in QUEUED_REQUESTS:
             self._inbox.put(msg)
         else:
             log.warning("ignoring unexpected %s from the controller", msg.type.name)
+
+    def _asked_to_register(self, dealer: Channel, msg: Message) -> None:
+        """The controller does not know us: it restarted, or it declared us dead.
+
+        Declared dead (we were stopped, or cut off, past the heartbeat timeout), our clients
+        were told our requests failed and may have run them again elsewhere: what we still
+        hold must not run, so it is dropped, and we join again as a new engine (ids are never
+        reused) or exit, as configured.
+        """
+        if msg.content.get("reason") != "declared dead":
+            if not self._registered.is_set():
+                return  # our registration is on its way already
+            log.warning("controller does not know this engine: registering again")
+            self._register(dealer)
+            return
+        dropped = self._drain_inbox()
+        running = self._running
+        if running is not None:
+            self._interrupt(running)
+        if not self.rejoin_when_declared_dead:
+            log.error(
+                "the controller declared engine %d dead: exiting (dropped %d queued requests)",
+                self.id,
+                len(dropped),
+            )
+            self._exit_code = 3
+            self._stop_main()
+            return
+        log.warning(
+            "the controller declared engine %d dead: dropped %d queued requests%s and joining "
+            "again as a new engine",
+            self.id,
+            len(dropped),
+            ", interrupted the running one" if running else "",
+        )
+        self.id = -1  # ask for no id: the old one is never given out again
+        self._register(dealer)
 
     def _on_registered(self, msg: Message) -> None:
         engine_id = msg.content.get("id")

@@ -1,5 +1,12 @@
-"""Wire layer (bottom, sans-IO): message types, framing and signing. Never touches a socket."""
+"""Wire layer (bottom, sans-IO): message types, their content schemas, framing and signing.
 
+Never touches a socket. Each message type's content is declared once, as a ``TypedDict`` in
+``_schemas.py``, and every decoded message is checked against it. To add a field to a
+message (an MPI rank in REGISTER, say), add one line ``rank: int`` to that type's
+``TypedDict``; see ``_schemas.py`` for the rules.
+"""
+
+from pxcluster.wire._droplog import DropLog
 from pxcluster.wire._framing import (
     DELIMITER,
     Message,
@@ -13,20 +20,54 @@ from pxcluster.wire._framing import (
     split_routing,
     unpack_header,
 )
-from pxcluster.wire._signing import RecentIds, ReplayGuard, Signer, new_key
+from pxcluster.wire._schemas import (
+    CONTENT,
+    ApplyContent,
+    ControlContent,
+    ExecuteContent,
+    NoContent,
+    NotifyContent,
+    PullContent,
+    PushContent,
+    RegisterContent,
+    ReplyContent,
+    StreamContent,
+    TaskClearContent,
+    TaskContent,
+    TaskQueryContent,
+    content_problem,
+)
+from pxcluster.wire._signing import REPLAY_WINDOW, RecentIds, ReplayGuard, Signer, new_key
 from pxcluster.wire._types import CONTROL_REQUESTS, QUEUED_REQUESTS, MsgType, Status
 
 __all__ = [
+    "CONTENT",
     "CONTROL_REQUESTS",
     "DELIMITER",
     "QUEUED_REQUESTS",
+    "REPLAY_WINDOW",
+    "ApplyContent",
+    "ControlContent",
+    "DropLog",
+    "ExecuteContent",
     "Message",
     "MsgType",
+    "NoContent",
+    "NotifyContent",
+    "PullContent",
+    "PushContent",
     "RecentIds",
+    "RegisterContent",
     "ReplayGuard",
+    "ReplyContent",
     "Signer",
     "Status",
+    "StreamContent",
+    "TaskClearContent",
+    "TaskContent",
+    "TaskQueryContent",
     "check_digests",
+    "content_problem",
     "decode",
     "encode",
     "encode_raw",

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import msgpack
 
 from pxcluster._buffers import Buffer
-from pxcluster._errors import LocalProtocolError, RemoteProtocolError
+from pxcluster._errors import ContentMismatch, LocalProtocolError, RemoteProtocolError
+from pxcluster.wire._schemas import content_problem
 from pxcluster.wire._signing import RecentIds, ReplayGuard, Signer
 from pxcluster.wire._types import MsgType, Status
 
@@ -60,11 +62,10 @@ class Message:
 
 
 def _header_dict(msg: Message) -> dict[str, Any]:
-    head: dict[str, Any] = {"t": int(msg.type), "i": msg.id}
+    # Every message says when it was sent: receivers refuse replays older than their window.
+    head: dict[str, Any] = {"t": int(msg.type), "i": msg.id, "ts": msg.ts or time.time()}
     if msg.session:
         head["n"] = msg.session
-    if msg.ts:
-        head["ts"] = msg.ts
     if msg.content:
         head["c"] = msg.content
     if msg.parent:
@@ -82,11 +83,33 @@ def _header_dict(msg: Message) -> dict[str, Any]:
 
 
 def pack_header(msg: Message) -> bytes:
-    """The encoded header of ``msg`` (what ``encode`` signs and sends)."""
+    """The encoded header of ``msg`` (what ``encode`` signs and sends).
+
+    Text that UTF-8 cannot carry (a lone surrogate, e.g. a file name that was not UTF-8,
+    printed by user code) is sent with its surrogates written as ``\\udcff`` escapes,
+    rather than failing the whole reply.
+    """
+    head = _header_dict(msg)
     try:
-        return msgpack.packb(_header_dict(msg), **_packer_options)  # type: ignore[no-any-return]
+        return msgpack.packb(head, **_packer_options)  # type: ignore[no-any-return]
+    except UnicodeEncodeError:
+        try:
+            return msgpack.packb(_escape_surrogates(head), **_packer_options)  # type: ignore[no-any-return]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise LocalProtocolError(f"cannot encode header of {msg.type.name}: {exc}") from exc
     except (TypeError, ValueError, OverflowError) as exc:
         raise LocalProtocolError(f"cannot encode header of {msg.type.name}: {exc}") from exc
+
+
+def _escape_surrogates(value: Any) -> Any:
+    """``value`` with every string made encodable (only on the rare failure path)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_escape_surrogates(k): _escape_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escape_surrogates(v) for v in value]
+    return value
 
 
 def encode(msg: Message, signer: Signer) -> list[Buffer]:
@@ -150,7 +173,16 @@ def unpack_header(header: bytes, buffers: Sequence[Buffer], check_sizes: bool = 
         head = msgpack.unpackb(header, raw=False)
     except Exception as exc:  # msgpack raises several types on malformed input
         raise RemoteProtocolError(f"header does not parse: {exc}") from exc
-    return _message_from(head, header, buffers, check_sizes)
+    msg = _message_from(head, header, buffers, check_sizes)
+    _check_content(msg)
+    return msg
+
+
+def _check_content(msg: Message) -> None:
+    """Raise ContentMismatch if ``msg``'s content does not fit its type (``_schemas``)."""
+    problem = content_problem(msg.type, msg.content)
+    if problem is not None:
+        raise ContentMismatch(problem, msg.id)
 
 
 _ABSENT: Any = object()
@@ -184,10 +216,7 @@ def _message_from(
             and type(ts) in (float, int)
             and type(sizes) in (list, tuple)
             and type(digests) in (list, tuple)
-            and (
-                not check_sizes
-                or (len(sizes) == len(buffers) and _sizes_match(buffers, sizes))
-            )
+            and (not check_sizes or (len(sizes) == len(buffers) and _sizes_match(buffers, sizes)))
         ):
             return Message(
                 msg_type,
@@ -288,8 +317,12 @@ def decode(
     receiver (who unpickles them) must; a router that only forwards them need not, which
     saves it a pass over every payload while integrity still holds end to end.
 
+    Every message's content is checked against its type's schema (``wire._schemas``), so
+    no handler sees a field of the wrong type.
+
     Raises:
         RemoteProtocolError: bad signature, unparsable header, replayed id or wrong buffers.
+        ContentMismatch: the message is authentic but its content does not fit its type.
     """
     if (
         len(frames) < 3
@@ -308,6 +341,7 @@ def decode(
     msg = _message_from(head, header, buffers)
     if check_buffers:
         check_digests(msg)
-    if guard is not None and not guard.check_and_add(msg.id):
-        raise RemoteProtocolError(f"message id {msg.id} was already seen")
+    if guard is not None and not guard.check_and_add(msg.id, msg.ts):
+        raise RemoteProtocolError(f"message id {msg.id} was already seen, or is too old")
+    _check_content(msg)  # after the replay check: a replay is never answered
     return msg

@@ -6,7 +6,9 @@ import collections
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from pxcluster._buffers import Buffer
 
@@ -40,38 +42,73 @@ class Signer:
         return hmac.compare_digest(bytes(signature), self.sign(parts))
 
 
-class ReplayGuard:
-    """Drops a message whose id was already seen: a sliding window per sender session.
+#: Seconds a signed message stays acceptable after it was sent (by the sender's clock): older
+#: ones are refused as replays, which is what lets a receiver forget a quiet session without
+#: ever accepting its old messages again. Also the clock skew tolerated between hosts.
+REPLAY_WINDOW = 3600.0
 
-    Ids are ``session-counter``. For each session the guard keeps the highest counter seen
-    and a bitmap of the ``window`` counters below it (as IPsec's anti-replay window does):
-    memory is a few kilobytes per session however many messages pass, and a replay is
-    caught however old it is. A counter more than ``window`` below the highest is refused:
-    one sender's messages reach a receiver over one connection, in order, so only an
-    attacker's replay is that late. Ids of another form fall back to a bounded set.
+
+class ReplayGuard:
+    """Drops a message whose id was already seen, or that was sent too long ago.
+
+    Ids are ``session-counter`` (ASCII digits). For each session the guard keeps the
+    highest counter seen and a bitmap of the ``window`` counters below it (as IPsec's
+    anti-replay window does): memory is a few hundred bytes per session however many
+    messages pass. A counter more than ``window`` below the highest is refused: one sender's
+    messages reach a receiver over one connection, in order, so only an attacker's replay is
+    that late.
+
+    The guard never forgets within a key's lifetime: a message whose send time (``ts``, in
+    every header and covered by the signature) is more than ``max_age`` seconds from the
+    receiver's clock is refused, and a session is forgotten only once its newest message is
+    that old, so any message of a forgotten session is refused by its age. Ids of any other
+    form are refused. Memory: the sessions that spoke within ``max_age``; past
+    ``max_sessions`` of them new sessions are refused until old ones age out.
     """
 
-    def __init__(self, window: int = 4096, max_sessions: int = 4096) -> None:
+    def __init__(
+        self,
+        window: int = 4096,
+        max_sessions: int = 100_000,
+        max_age: float = REPLAY_WINDOW,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._window = window
         self._mask = (1 << window) - 1
-        self._sessions: collections.OrderedDict[str, list[int]] = collections.OrderedDict()
+        #: session -> [highest counter, bitmap below it, newest send time]
+        self._sessions: dict[str, list[Any]] = {}
         self._max_sessions = max_sessions
-        self._other = RecentIds(10_000)
+        self._max_age = max_age
+        self._clock = clock
+        self._next_sweep = 0.0
+        self.refused_old = 0  # counts, for tests and logs
+        self.refused_full = 0
 
-    def check_and_add(self, msg_id: str) -> bool:
-        """Return True the first time ``msg_id`` is seen, False for a replay."""
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def check_and_add(self, msg_id: str, ts: float = 0.0) -> bool:
+        """Return True the first time ``msg_id`` (sent at ``ts``) is seen, False otherwise."""
         session, sep, tail = msg_id.rpartition("-")
-        if not (sep and session and tail.isdigit() and len(tail) < 19):
-            return self._other.check_and_add(msg_id)
+        if not (sep and session and tail.isascii() and tail.isdigit() and len(tail) < 19):
+            return False  # int() would refuse a Unicode digit: never let it get there
+        now = self._clock()
+        if not now - self._max_age < ts < now + self._max_age:
+            self.refused_old += 1
+            return False
         counter = int(tail)
         state = self._sessions.get(session)
         if state is None:
-            self._sessions[session] = [counter, 1]
-            if len(self._sessions) > self._max_sessions:
-                self._sessions.popitem(last=False)
+            if now >= self._next_sweep or len(self._sessions) >= self._max_sessions:
+                self._sweep(now)
+            if len(self._sessions) >= self._max_sessions:
+                self.refused_full += 1
+                return False
+            self._sessions[session] = [counter, 1, ts]
             return True
-        self._sessions.move_to_end(session)
-        top, bits = state
+        top, bits, newest = state
+        if ts > newest:
+            state[2] = ts
         if counter > top:
             shift = counter - top
             state[0] = counter
@@ -82,6 +119,14 @@ class ReplayGuard:
             return False
         state[1] = bits | (1 << offset)
         return True
+
+    def _sweep(self, now: float) -> None:
+        """Forget sessions whose newest message is past the age limit (their messages, all
+        older still, are refused by age from now on)."""
+        self._next_sweep = now + min(60.0, self._max_age / 4)
+        horizon = now - self._max_age
+        for session in [k for k, v in self._sessions.items() if v[2] <= horizon]:
+            del self._sessions[session]
 
 
 class RecentIds:
@@ -96,7 +141,7 @@ class RecentIds:
         self._seen: set[str] = set()
         self._capacity = capacity
 
-    def check_and_add(self, msg_id: str) -> bool:
+    def check_and_add(self, msg_id: str, ts: float = 0.0) -> bool:
         """Return True the first time ``msg_id`` is seen (within the last ``capacity``)."""
         if msg_id in self._seen:
             return False
