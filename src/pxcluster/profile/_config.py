@@ -5,9 +5,9 @@ Precedence: command-line flags override the file, the file overrides these defau
 .. code-block:: toml
 
     [controller]
-    ip = "127.0.0.1"
+    ip = "127.0.0.1"         # address to listen on (0.0.0.0: every interface)
     client_port = 0          # 0: a free port, written to the connection file
-    engine_port = 0
+    engine_port = 0          # 0: a free port, written to the connection file
     heartbeat_period = 0.5   # seconds between pings
     heartbeat_timeout = 3.0  # an engine silent this long is declared dead
     curve = false            # encrypt every connection with CurveZMQ (use between hosts)
