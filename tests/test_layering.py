@@ -15,7 +15,8 @@ LAYERS = {
     "_errors": 0, "_buffers": 0, "wire": 0, "serialize": 0, "profile": 0,
     "transport": 1,
     "controller": 2, "engine": 2, "client": 2,
-    "launchers": 3, "monitor": 3, "kernelclient": 3, "testing": 4, "magics": 4, "dashboard": 4, "cli": 5,
+    "launchers": 3, "monitor": 3, "kernelclient": 3,
+    "testing": 4, "magics": 4, "dashboard": 4, "cli": 5,
 }
 
 
@@ -57,5 +58,5 @@ def test_public_surface():
     assert sorted(pxcluster.__all__) == [
         "Cluster", "CompositeError", "EngineError", "MapTask", "MultiEngineClient",
         "PendingResult", "PxclusterError", "PxclusterTimeoutError", "RemoteError", "ResultList",
-        "StringTask", "TaskClient", "TaskResult", "__version__",
+        "StringTask", "TaskClient", "TaskResult", "__version__", "register_joblib_backend",
     ]

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         TaskClient,
         TaskResult,
     )
+    from pxcluster.client._joblib import register_joblib_backend
     from pxcluster.launchers import Cluster
 
 # Imported on first use, not with the package: an engine process imports pxcluster too, and
@@ -42,6 +43,7 @@ _LAZY = {
     "StringTask": "pxcluster.client",
     "TaskClient": "pxcluster.client",
     "TaskResult": "pxcluster.client",
+    "register_joblib_backend": "pxcluster.client._joblib",
 }
 
 
@@ -86,4 +88,5 @@ __all__ = [
     "TaskClient",
     "TaskResult",
     "__version__",
+    "register_joblib_backend",
 ]

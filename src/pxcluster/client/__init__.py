@@ -21,17 +21,26 @@ from pxcluster._errors import (
     UnmetDependency,
 )
 from pxcluster.client._active import active_client
+from pxcluster.client._decorators import depend, require
 from pxcluster.client._results import PendingResult, ResultList
 from pxcluster.client._streams import EngineOutput
 from pxcluster.client._tasks import MapTask, Namespace, StringTask, TaskResult
-from pxcluster.client.multiengine import EngineView, MultiEngineClient, ParallelFunction
+from pxcluster.client.executors import EngineExecutor, TaskExecutor
+from pxcluster.client.multiengine import (
+    DirectView,
+    EngineView,
+    MultiEngineClient,
+    ParallelFunction,
+)
 from pxcluster.client.task import LoadBalancedFunction, PendingTask, TaskClient
 
 __all__ = [
     "CompositeError",
     "ConnectionLost",
+    "DirectView",
     "EngineDied",
     "EngineError",
+    "EngineExecutor",
     "EngineNotRegistered",
     "EngineOutput",
     "EngineView",
@@ -52,9 +61,12 @@ __all__ = [
     "TaskAborted",
     "TaskClient",
     "TaskError",
+    "TaskExecutor",
     "TaskResult",
     "TaskTimeout",
     "UnknownTask",
     "UnmetDependency",
     "active_client",
+    "depend",
+    "require",
 ]

@@ -20,6 +20,7 @@ from pxcluster._errors import (
     TaskTimeout,
     UnmetDependency,
 )
+from pxcluster.client._decorators import task_predicate
 from pxcluster.client._results import reply_error
 from pxcluster.serialize import detach, dumps_many, loads, loads_many
 from pxcluster.wire import Message, Status
@@ -114,6 +115,8 @@ class MapTask(_Task):
     ) -> None:
         if not callable(func):
             raise TypeError(f"MapTask needs a callable, not {func!r}")
+        if depend is None:  # @require / @depend on the function choose the engines
+            depend = task_predicate(func)
         self.func = func
         self.args = tuple(args or ())
         self.kwargs = dict(kwargs or {})
@@ -194,6 +197,11 @@ class TaskResult:
     completed: float = 0.0
     stdout: str = ""
     stderr: str = ""
+
+    @property
+    def results(self) -> Namespace:
+        """IPython 0.10's name of ``ns``: the names a StringTask pulled."""
+        return self.ns
 
     @property
     def duration(self) -> float:

@@ -13,16 +13,20 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pxcluster._buffers import Buffer
 from pxcluster._errors import PxclusterTimeoutError, TaskError, UnknownTask
 from pxcluster.client._core import ClientCore
+from pxcluster.client._decorators import task_predicate
 from pxcluster.client._partition import as_sliceable
 from pxcluster.client._results import PendingResult
 from pxcluster.client._tasks import MapTask, StringTask, TaskResult, chunked, task_result
 from pxcluster.serialize import detach, dumps, dumps_many
 from pxcluster.wire import Message, MsgType, unpack_header
+
+if TYPE_CHECKING:
+    from pxcluster.client.executors import TaskExecutor
 
 
 class PendingTask(PendingResult[TaskResult]):
@@ -172,10 +176,27 @@ class TaskClient:
         if reply.content.get("state") == "unknown":
             raise UnknownTask(f"no task with id {taskid!r} is known (never run, or cleared)")
 
-    def queue_status(self, timeout: float | None = 10.0) -> dict[str, int]:
-        """Counts of tasks: queued, waiting (on ``after``), running, and records kept."""
+    def queue_status(self, verbose: bool = False, timeout: float | None = 10.0) -> dict[str, Any]:
+        """Counts of tasks in the controller: ``queued`` (no engine yet), ``waiting`` (on
+        ``after``), ``assigned`` (sent to an engine: running there or next in its line),
+        and the records kept.
+
+        ``verbose=True`` adds the ids of this client's tasks by state: ``pending`` (not
+        finished), ``succeeded`` and ``failed``.
+        """
         reply = self._core.call_controller(MsgType.TASK_STATUS, {}, "queue_status", timeout)
-        return dict(reply.content)
+        status: dict[str, Any] = dict(reply.content)
+        if verbose:
+            mine: dict[str, list[str]] = {"pending": [], "succeeded": [], "failed": []}
+            for taskid, pending in self._tasks.items():
+                if not pending.done():
+                    mine["pending"].append(taskid)
+                elif pending.result().failure is None:
+                    mine["succeeded"].append(taskid)
+                else:
+                    mine["failed"].append(taskid)
+            status.update(mine)
+        return status
 
     def clear(self, timeout: float | None = 10.0) -> int:
         """Forget the finished results of this client's tasks, here and in the controller."""
@@ -219,6 +240,9 @@ class TaskClient:
         if chunksize is None:
             chunksize = max(1, math.ceil(length / (4 * max(1, len(self._core.engines)))))
         head = detach(dumps(func, name="the function"))
+        predicate = task_predicate(func)  # @require / @depend: only engines that meet it
+        depend_frames = detach(dumps(predicate, name="the condition")) if predicate else []
+        depend_counts = [len(depend_frames)] if depend_frames else []
         ids = []
         for chunk in chunked(seqs, chunksize):
             counts, frames = dumps_many([("args", chunk), ("kwargs", {})])
@@ -226,11 +250,13 @@ class TaskClient:
             spec = {
                 "kind": "map",
                 "chunk": True,
-                "counts": [len(head), *counts],
+                "counts": [*depend_counts, len(head), *counts],
                 "retries": 0,
                 "after": [],
             }
-            ids.append(self._send(spec, [*head, *frames]))
+            if depend_frames:
+                spec["depend"] = True
+            ids.append(self._send(spec, [*depend_frames, *head, *frames]))
         return self._ordered_results(ids, timeout)
 
     def _ordered_results(self, ids: list[str], timeout: float | None) -> Iterator[Any]:
@@ -251,6 +277,22 @@ class TaskClient:
             return LoadBalancedFunction(self, func, chunksize)
 
         return decorate
+
+    def executor(self, retries: int = 0) -> TaskExecutor:
+        """A ``concurrent.futures.Executor`` whose calls run as load-balanced tasks."""
+        from pxcluster.client.executors import TaskExecutor
+
+        return TaskExecutor(self, retries)
+
+    def register_joblib_backend(self, name: str = "pxcluster", make_default: bool = False) -> None:
+        """Register a joblib backend (``name``) that runs joblib's batches on this client.
+
+        Raises:
+            ImportError: joblib is not installed.
+        """
+        from pxcluster.client._joblib import register_joblib_backend
+
+        register_joblib_backend(name, make_default, client=self)
 
     # -- lifetime ----------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from pxcluster._errors import (
     NoClusterRunning,
     PxclusterError,
 )
-from pxcluster.client import MultiEngineClient
+from pxcluster.client import MultiEngineClient, TaskClient
 from pxcluster.launchers._launcher import Launcher, LaunchHandle, LaunchSpec, make_launcher
 from pxcluster.launchers._record import ClusterRecord, handle_alive, running_controller
 from pxcluster.launchers._startup import (
@@ -81,7 +81,7 @@ class Cluster:
         self._controller: LaunchHandle | None = None
         self._engines: list[LaunchHandle] = []
         self._client: MultiEngineClient | None = None  # ours, for start and add_engines
-        self._clients: list[MultiEngineClient] = []  # handed out by client()
+        self._clients: list[MultiEngineClient | TaskClient] = []  # handed out to the user
 
     def launcher(self, name: str) -> Launcher:
         """This cluster's instance of launcher ``name`` (made on first use)."""
@@ -221,6 +221,13 @@ class Cluster:
         Each call connects a new client; ``stop()`` closes any still open.
         """
         made = MultiEngineClient(profile_dir=self.paths.dir, **kwargs)
+        self._clients.append(made)
+        return made
+
+    def task_client(self, **kwargs: Any) -> TaskClient:
+        """A new TaskClient of this cluster (``kwargs`` as TaskClient takes); ``stop()``
+        closes it if it is still open."""
+        made = TaskClient(profile_dir=self.paths.dir, **kwargs)
         self._clients.append(made)
         return made
 

@@ -1,0 +1,238 @@
+"""What ipyparallel users type, on pxcluster: views, *_sync/*_async, AsyncResult's names,
+decorators, sync_imports, executors, joblib, and functions that see the engine's names.
+
+One 3-engine cluster serves the module (started once); each test uses its own clients.
+"""
+
+import concurrent.futures
+import os
+
+import numpy as np
+import pytest
+
+import pxcluster
+from pxcluster import CompositeError, PxclusterTimeoutError
+from pxcluster.client import MapTask, UnmetDependency, depend, require
+from pxcluster.testing import cluster_in
+
+pytestmark = pytest.mark.timeout(120)
+
+T = 10  # seconds any single blocking call may take before the test fails instead of hanging
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with cluster_in(tmp_path_factory.mktemp("habits") / "profile", n=3) as made:
+        yield made
+
+
+@pytest.fixture
+def mec(cluster):
+    client = cluster.client(timeout=T)
+    client.timeout = T
+    client.reset()
+    return client
+
+
+@pytest.fixture
+def tc(cluster):
+    return cluster.task_client()
+
+
+def main_function(source, name):
+    """A function defined in ``__main__``, as a script, IPython or a notebook defines it."""
+    namespace = {"__name__": "__main__"}
+    exec(source, namespace)
+    func = namespace[name]
+    assert func.__module__ == "__main__"
+    return func
+
+
+# -- views -------------------------------------------------------------------------------
+
+
+def test_views_by_slice_list_and_index(mec):
+    assert mec.ids == [0, 1, 2]
+    pids = mec[[0, 1]].apply(os.getpid)
+    assert len(pids) == 2
+    assert len(set(pids)) == 2
+    assert mec[1:3].targets == [1, 2]
+    assert mec[::2].ids == [0, 2]
+    assert mec[:].apply(os.getpid) == mec.apply(os.getpid)
+    assert mec[-1].engine_id == 2
+    view = mec[[0, 2]]
+    view.execute("x = 7")
+    assert view.pull("x") == [7, 7]
+    assert view["x"] == [7, 7]
+    assert mec[1].apply(lambda: "x" in globals()) is False
+    view.scatter("part", range(4))
+    assert view.gather("part") == [0, 1, 2, 3]
+
+
+def test_unknown_target_runs_nowhere(mec):
+    with pytest.raises(CompositeError) as info:
+        mec.execute("ran_here = 2", targets=[1, 99])
+    assert "99" in str(info.value.elist[0])
+    assert mec.apply(lambda: "ran_here" in globals()) == [False, False, False]
+    with pytest.raises(CompositeError):
+        mec[[0, 99]]
+
+
+# -- apply, map and their results ----------------------------------------------------------
+
+
+def test_apply_sync_async_timeout_and_keywords(mec):
+    def f(a, timeout=None, block=None):
+        return (a, timeout, block)
+
+    # Every keyword goes to the function; the call's own settings are attributes.
+    assert mec[0].apply(f, 1, timeout=2, block=3) == (1, 2, 3)
+    assert mec[0].apply_sync(f, 1) == (1, None, None)
+    pending = mec[0].apply_async(f, 4)
+    assert pending.get(timeout=T) == (4, None, None)
+    assert pending.ready()
+    assert pending.successful()
+    assert pending.elapsed > 0
+    with mec.temp_flags(block=False):
+        assert isinstance(mec.apply(f, 5), pxcluster.PendingResult)
+    slow = mec[0].apply_async(lambda: __import__("time").sleep(30))
+    with pytest.raises(PxclusterTimeoutError, match=r"did not finish within 0\.2 s"):
+        slow.result(timeout=0.2)
+    assert not slow.ready()
+    with pytest.raises(ValueError, match="not finished"):
+        slow.successful()
+    mec.interrupt(targets=0)
+    assert slow.wait(T)
+    assert not slow.successful()
+    assert "on 1 engine(s)" in repr(mec.interrupt(targets=0, block=False))
+
+
+def test_map_sync_async_and_display_outputs(mec, capsys):
+    assert mec.map_sync(lambda x: x * 2, range(6)) == [0, 2, 4, 6, 8, 10]
+    assert mec.map_async(lambda x: x + 1, range(3)).get(timeout=T) == [1, 2, 3]
+    pending = mec.execute("print('hello from', 6 * 7)", block=False)
+    pending.wait(T)
+    pending.display_outputs()
+    out = capsys.readouterr().out
+    assert out.splitlines() == [f"[stdout:{e}] hello from 42" for e in (0, 1, 2)]
+
+
+# -- decorators, sync_imports ---------------------------------------------------------------
+
+
+def test_remote_and_parallel_decorators(mec):
+    @mec.remote()
+    def where():
+        return os.getpid()
+
+    assert len(set(where())) == 3
+
+    @mec.parallel()
+    def double(part):
+        return part * 2
+
+    result = double(np.arange(9))
+    assert isinstance(result, np.ndarray)  # one array, not a list of rows
+    assert result.tolist() == [0, 2, 4, 6, 8, 10, 12, 14, 16]
+    assert mec.parallel()(lambda part: [len(part)])(list(range(7))) == [3, 2, 2]
+    assert mec.parallel(map=True)(lambda x: x - 1)([1, 2, 3]) == [0, 1, 2]
+
+
+def test_sync_imports_binds_the_same_names_on_the_engines(mec, capsys):
+    with mec.sync_imports():
+        import json as js
+        from math import sqrt
+
+    assert js.dumps(1) == "1"
+    assert sqrt(4) == 2.0
+    assert "import json as js" in capsys.readouterr().out
+    mec.execute("check = (js.dumps([1]), sqrt(9))")
+    assert mec.pull("check") == [("[1]", 3.0)] * 3
+
+
+def test_require_and_depend_choose_engines_for_tasks(tc, mec):
+    @require("json")
+    def dumped(x):
+        return json.dumps(x)  # noqa: F821 - require imports it into the function's globals
+
+    assert tc.run(MapTask(dumped, (3,)), block=True, timeout=T).r == "3"
+    assert tc.map(dumped, [1, 2]) == ["1", "2"]
+
+    mec.execute("flag = False")
+    mec[2].execute("flag = True")
+
+    def flagged():
+        return __import__("__main__").flag
+
+    @depend(flagged)
+    def engine_id():
+        return __import__("os").getpid()
+
+    pid2 = mec[2].apply(os.getpid)
+    ids = [tc.run(MapTask(engine_id)) for _ in range(4)]
+    tc.barrier(ids, timeout=T)
+    assert {tc.get_task_result(t).r for t in ids} == {pid2}
+
+    @require("no_such_module_here")
+    def impossible():
+        return 1
+
+    refused = tc.run(MapTask(impossible), block=True, timeout=T)
+    assert isinstance(refused.failure, UnmetDependency)
+
+
+# -- executors and joblib ------------------------------------------------------------------
+
+
+def test_executors_are_concurrent_futures_executors(tc, mec):
+    with tc.executor() as pool:
+        assert isinstance(pool, concurrent.futures.Executor)
+        future = pool.submit(pow, 2, 10)
+        assert future.result(timeout=T) == 1024
+        assert list(pool.map(abs, [-1, -2, 3], timeout=T)) == [1, 2, 3]
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pool.submit(abs, 1)
+    with mec.executor() as pool:
+        pids = {pool.submit(os.getpid).result(timeout=T) for _ in range(3)}
+        assert len(pids) == 3  # one call per engine in turn
+        assert list(pool.map(lambda x: x * x, range(5))) == [0, 1, 4, 9, 16]
+
+
+def test_joblib_backend_runs_on_the_engines(cluster):
+    joblib = pytest.importorskip("joblib", reason="pip install joblib (in the test extra)")
+    with cluster.task_client() as tc:
+        tc.register_joblib_backend()
+        with joblib.parallel_config(backend="pxcluster"):
+            pids = joblib.Parallel()(joblib.delayed(os.getpid)() for _ in range(12))
+            squares = joblib.Parallel(n_jobs=2)(joblib.delayed(pow)(x, 2) for x in range(10))
+    assert squares == [x * x for x in range(10)]
+    assert os.getpid() not in pids
+    assert set(pids) <= set(cluster.client().apply(os.getpid))
+
+
+# -- functions see the engine's names ------------------------------------------------------
+
+
+def test_functions_from_main_see_the_engine_namespace(mec, tc):
+    mec.execute("import numpy as np; offset = 100")
+    zeros = main_function("def zeros():\n    return np.zeros(3).tolist()", "zeros")
+    assert mec.apply(zeros) == [[0.0, 0.0, 0.0]] * 3
+    shifted = main_function("def shifted(x):\n    return x + offset", "shifted")
+    assert mec.map(shifted, [1, 2, 3]) == [101, 102, 103]
+    assert mec.parallelize(shifted)([0]) == [100]
+    assert tc.run(MapTask(shifted, (5,)), block=True, timeout=T).r == 105
+    assert tc.map(shifted, range(3)) == [100, 101, 102]
+    # global x; x = ... sets the engine's name
+    setter = main_function("def setter(v):\n    global stored\n    stored = v", "setter")
+    mec.apply(setter, 9)
+    assert mec.pull("stored") == [9, 9, 9]
+    # push_function: bound to the engine's namespace too
+    mec.push_function({"shifted": shifted})
+    mec.execute("r = shifted(1)")
+    assert mec.pull("r") == [101] * 3
+    # helpers defined beside the function come along
+    main_ns = {"__name__": "__main__"}
+    exec("def helper(x):\n    return x * offset\ndef uses(x):\n    return helper(x)", main_ns)
+    assert mec[0].apply(main_ns["uses"], 2) == 200
+    # a function from an importable module keeps its module's globals
+    assert mec[0].apply(os.path.join, "a", "b") == "a/b"
