@@ -10,7 +10,7 @@
       RemoteError (engine id, remote type name, message, traceback)
       CompositeError (also an ExceptionGroup of RemoteError and EngineError)
       TaskError → TaskAborted, TaskTimeout, UnmetDependency, UnknownTask
-      LauncherError → LaunchFailed, ClusterAlreadyRunning, NoClusterRunning
+      LauncherError → LaunchFailed → BatchSubmitError; ClusterAlreadyRunning, NoClusterRunning
 """
 
 from __future__ import annotations
@@ -245,6 +245,11 @@ class LauncherError(PxclusterError):
 
 class LaunchFailed(LauncherError):
     """A controller or engine process exited or did not become ready in time."""
+
+
+class BatchSubmitError(LaunchFailed):
+    """The batch system's submit command (sbatch, qsub) is missing or refused the job script;
+    the message names the command, its exit code and what it said."""
 
 
 class ClusterAlreadyRunning(LauncherError):

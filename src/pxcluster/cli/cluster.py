@@ -5,6 +5,8 @@ pxcluster -n 4           the same in the foreground; Ctrl-C stops it all
 pxcluster stop           stop the profile's cluster, leaving no process behind
 pxcluster list           running clusters, their engines and queue lengths
 pxcluster top            a running cluster's engines, queues, throughput and errors, live
+pxcluster add -n 8       more engines; logs/restart/signal ENGINE_ID: one engine (cli/_jobs.py)
+pxcluster start --engines slurm|sge|pbs|mpi|ssh [--controller ...]: other launchers
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ from typing import Any
 
 from pxcluster._errors import NoClusterRunning, PxclusterError
 from pxcluster.cli._dashboard import dashboard_wanted, wait_for_dashboard_url
+from pxcluster.cli._jobs import (
+    add_job_parsers,
+    add_launcher_flags,
+    job_lines,
+    launcher_options,
+    main_for,
+)
 from pxcluster.cli.top import add_top_parser, cmd_top
 from pxcluster.client import MultiEngineClient
 from pxcluster.launchers import Cluster, running_controller, stop_profile
@@ -72,6 +81,7 @@ def _start_flags(p: argparse.ArgumentParser) -> None:
         default=60.0,
         help="seconds to wait for the cluster to be ready (default %(default)s)",
     )
+    add_launcher_flags(p)
     _profile_flags(p)
 
 
@@ -82,7 +92,7 @@ def parser() -> argparse.ArgumentParser:
         "`pxcluster -n 4` runs one in the foreground until Ctrl-C.",
     )
     _start_flags(p)
-    sub = p.add_subparsers(dest="command", metavar="{start,stop,list,top}")
+    sub = p.add_subparsers(dest="command", metavar="{start,stop,list,top,add,logs,restart,signal}")
     start = sub.add_parser(
         "start",
         help="start a cluster in the background; return when ready",
@@ -109,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
         "address of each one's dashboard (with its token).",
     )
     add_top_parser(sub)
+    add_job_parsers(sub, _profile_flags)
     return p
 
 
@@ -118,12 +129,16 @@ def _cluster(args: argparse.Namespace) -> Cluster:
         controller_args.append("--curve")
     if args.dashboard:
         controller_args.append("--dashboard")
+    paths = ProfilePaths.for_profile(args.profile, args.profile_dir)
     return Cluster(
         args.n,
         profile=args.profile,
         profile_dir=args.profile_dir,
         controller_args=controller_args,
         timeout=args.timeout,
+        engines=args.engines,
+        controller=args.controller,
+        options=launcher_options(args, paths, [args.engines, args.controller]),
     )
 
 
@@ -132,9 +147,16 @@ def _started(cluster: Cluster, seconds: float, foreground: bool, args: argparse.
     name = cluster.paths.name
     flag = "" if name == "default" else f"profile={name!r}"
     print(
-        f"pxcluster: profile {name!r} ready in {seconds:.1f} s: controller pid "
-        f"{cluster.controller_pid}, {len(ids)} engines {ids}"
+        f"pxcluster: profile {name!r} ready in {seconds:.1f} s: controller "
+        f"{_controller_words(cluster)}, {len(ids)} engines {ids}"
     )
+    if cluster.engine_launcher != "local":
+        jobs = sorted({h.job_id for h in cluster.engine_handles if h.job_id})
+        where = f" (job {', '.join(jobs)})" if jobs else ""
+        print(
+            f"Engines launched by {cluster.engine_launcher}{where}; "
+            f"`pxcluster logs ID` shows one's output"
+        )
     if dashboard_wanted(cluster.paths, args.dashboard):
         url = wait_for_dashboard_url(cluster.paths, timeout=15.0)
         print(f"Dashboard: {url or 'did not start; see ' + str(cluster.paths.log)}")
@@ -175,6 +197,13 @@ class RegistrationReport:
             print(f"pxcluster: {registered}/{expected} engines registered", file=sys.stderr)
         self._shown = registered
 
+    def note(self, line: str) -> None:
+        """A line about the launcher's jobs ("slurm job 12: 4 pending (Resources)")."""
+        if self._bar is not None:
+            self._bar.write(f"pxcluster: {line}", file=sys.stderr)
+        else:
+            print(f"pxcluster: {line}", file=sys.stderr)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
@@ -185,7 +214,7 @@ def cmd_start(args: argparse.Namespace, foreground: bool) -> int:
     cluster = _cluster(args)
     report = RegistrationReport()
     try:
-        cluster.start(progress=report)
+        cluster.start(progress=report, status=report.note)
     finally:
         report.close()
     _started(cluster, time.monotonic() - began, foreground, args)
@@ -204,6 +233,13 @@ def cmd_start(args: argparse.Namespace, foreground: bool) -> int:
     finally:
         cluster.stop()
     return 0
+
+
+def _controller_words(cluster: Cluster) -> str:
+    handle = cluster.controller_handle
+    if handle is None or handle.launcher == "local":
+        return f"pid {cluster.controller_pid}"
+    return f"{handle.describe()} (pid {handle.pid})"
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
@@ -234,6 +270,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows.append(f"{paths.name:<16} {controller.pid:<8} {len(queues):<8} {engines}")
         except PxclusterError as exc:
             rows.append(f"{paths.name:<16} {controller.pid:<8} {'?':<8} not answering: {exc}")
+        rows += [f"{'':<16} {line}" for line in job_lines(paths)]
         url = dashboard_url(paths)
         if url is not None:
             rows.append(f"{'':<16} dashboard: {url}")
@@ -256,6 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_list(args)
         if args.command == "top":
             return cmd_top(args)
+        done = main_for(args.command, args) if args.command else None
+        if done is not None:
+            return done
         return cmd_start(args, foreground=True)
     except NoClusterRunning as exc:
         print(f"pxcluster: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ from typing import Any
 
 from pxcluster._errors import (
     ClusterAlreadyRunning,
+    LaunchFailed,
     NoClusterRunning,
     PxclusterError,
 )
@@ -83,6 +84,33 @@ class Cluster:
         self._client: MultiEngineClient | None = None  # ours, for start and add_engines
         self._clients: list[MultiEngineClient | TaskClient] = []  # handed out to the user
 
+    @classmethod
+    def attach(
+        cls,
+        profile: str = "default",
+        profile_dir: str | Path | None = None,
+        timeout: float = 60.0,
+        options: dict[str, LauncherConfig] | None = None,
+    ) -> Cluster:
+        """The running cluster of a profile, from its ``pid/cluster.json`` (for ``add``,
+        ``restart`` and ``stop`` from another process than the one that started it).
+
+        Raises:
+            NoClusterRunning: the profile has no record of a started cluster.
+        """
+        cluster = cls(0, profile=profile, profile_dir=profile_dir, timeout=timeout, options=options)
+        record = ClusterRecord.read(cluster.paths.cluster_file)
+        if record is None or running_controller(cluster.paths) is None:
+            raise NoClusterRunning(
+                f"no cluster of profile {cluster.paths.name!r} is running "
+                "(start one with `pxcluster start`)"
+            )
+        cluster.engine_launcher = record.launcher
+        cluster.controller_launcher = record.controller.launcher
+        cluster._controller = record.controller
+        cluster._engines = list(record.engines)
+        return cluster
+
     def launcher(self, name: str) -> Launcher:
         """This cluster's instance of launcher ``name`` (made on first use)."""
         if name not in self._launchers:
@@ -129,7 +157,7 @@ class Cluster:
             self._client = MultiEngineClient(
                 profile_dir=self.paths.dir, timeout=max(1.0, deadline - time.monotonic())
             )
-            self.add_engines(self.n, deadline - time.monotonic(), progress, status=status)
+            self._add(self.n, deadline, self.timeout, progress, None, status)
         except BaseException:
             self.stop()
             raise
@@ -170,20 +198,32 @@ class Cluster:
                 launcher submits a further job, tracked and cancelled with the others.
             status: called with a line whenever their jobs change state.
         """
+        wait = self.timeout if timeout is None else timeout
+        return self._add(count, time.monotonic() + wait, wait, progress, launcher, status)
+
+    def _add(
+        self,
+        count: int,
+        deadline: float,
+        said_timeout: float,
+        progress: Progress | None,
+        launcher: str | None,
+        status: StatusReport | None,
+    ) -> list[int]:
         client = self._own_client()
         expected = len(client.get_ids()) + count
         handles = self.launch_engines(count, launcher)
-        wait = self.timeout if timeout is None else timeout
-        return wait_for_engines(
-            client,
-            expected,
-            self.launcher(launcher or self.engine_launcher),
-            handles,
-            time.monotonic() + wait,
-            wait,
-            progress,
-            status,
-        )
+        chosen = self.launcher(launcher or self.engine_launcher)
+        try:
+            return wait_for_engines(
+                client, expected, chosen, handles, deadline, said_timeout, progress, status
+            )
+        except LaunchFailed:
+            # what did not come up is cancelled, not left queued (the rest keeps running)
+            chosen.stop(handles, timeout=10.0)
+            self._engines = [h for h in self._engines if h not in handles]
+            self._write_record()
+            raise
 
     def launch_engines(self, count: int, launcher: str | None = None) -> list[LaunchHandle]:
         """Start ``count`` engines and record them, without waiting for them to register."""
@@ -267,13 +307,17 @@ class Cluster:
 
     # -- stop ------------------------------------------------------------------------------
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the engines and the controller (cancelling their jobs); leaves nothing behind."""
+    def close_clients(self) -> None:
+        """Close the clients this object made (the cluster keeps running)."""
         for made in [*self._clients, self._client]:
             if made is not None:
                 made.close()
         self._clients.clear()
         self._client = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the engines and the controller (cancelling their jobs); leaves nothing behind."""
+        self.close_clients()
         handles = [h for h in [self._controller, *self._engines] if h is not None]
         stop_handles(self.paths, handles, timeout, self._launchers)
         sweep_stale()  # shared-memory segments whose creators are gone

@@ -1,0 +1,240 @@
+"""CLI layer: ``pxcluster`` commands and flags about launchers, jobs and single engines.
+
+pxcluster start --engines slurm --walltime 1:00:00   engines as a Slurm job array
+pxcluster add -n 8 --engines slurm                   8 more engines (a further job)
+pxcluster logs 3                                     engine 3's log and its job's output
+pxcluster restart 3                                  stop engine 3, start one in its place
+pxcluster signal 3 TERM                              signal engine 3 through its launcher
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+
+from pxcluster._errors import LauncherError, PxclusterError
+from pxcluster.launchers import (
+    LAUNCHERS,
+    Cluster,
+    ClusterRecord,
+    JobStatus,
+    LaunchHandle,
+    make_launcher,
+)
+from pxcluster.launchers._engines import engine_handle
+from pxcluster.launchers._startup import summarize
+from pxcluster.profile import LauncherConfig, ProfilePaths, load_launcher_config
+
+
+def add_launcher_flags(p: argparse.ArgumentParser, controller: bool = True) -> None:
+    """``--engines``, ``--controller`` and the batch settings that override pxcluster.toml."""
+    names = ", ".join(LAUNCHERS)
+    p.add_argument(
+        "--engines",
+        default="local",
+        metavar="LAUNCHER",
+        help=f"how to start the engines: {names} (default: %(default)s)",
+    )
+    if controller:
+        p.add_argument(
+            "--controller",
+            default="local",
+            metavar="LAUNCHER",
+            help="how to start the controller (same names; default: %(default)s)",
+        )
+    p.add_argument("--queue", default=None, help="batch queue or Slurm partition")
+    p.add_argument(
+        "--walltime",
+        default=None,
+        help="batch job time limit (minutes, or HH:MM:SS); engines stop taking tasks "
+        "walltime_margin seconds before it ends",
+    )
+    p.add_argument("--account", default=None, help="batch account or project to charge")
+
+
+def launcher_options(
+    args: argparse.Namespace, paths: ProfilePaths, names: list[str]
+) -> dict[str, LauncherConfig]:
+    """Each named launcher's settings: pxcluster.toml, overridden by the flags."""
+    out = {}
+    for name in names:
+        try:
+            base = load_launcher_config(paths.config_file, name)
+        except ValueError as exc:
+            raise LauncherError(str(exc)) from exc
+        out[name] = base.replace(queue=args.queue, walltime=args.walltime, account=args.account)
+    return out
+
+
+def add_job_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    profile_flags: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """The ``add``, ``logs``, ``restart`` and ``signal`` subcommands."""
+    add = sub.add_parser(
+        "add",
+        help="add engines to a running cluster",
+        description="Start N more engines for the profile's running cluster (with a batch "
+        "launcher: a further job, tracked and cancelled on stop with the others).",
+    )
+    add.add_argument("-n", "--n", type=int, default=1, dest="n", help="how many (default 1)")
+    add_launcher_flags(add, controller=False)
+    add.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    profile_flags(add)
+
+    logs = sub.add_parser(
+        "logs",
+        help="an engine's log and its job's output",
+        description="Show the last lines of an engine's log and of its launcher's output "
+        "files (a batch job's stdout/stderr), wherever they are.",
+    )
+    logs.add_argument("engine", type=int, help="the engine id")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="lines of each (default 50)")
+    profile_flags(logs)
+
+    restart = sub.add_parser(
+        "restart",
+        help="replace one engine",
+        description="Stop engine ENGINE (through its launcher: a batch array task is "
+        "cancelled) and start one engine in its place with the same launcher.",
+    )
+    restart.add_argument("engine", type=int, help="the engine id")
+    restart.add_argument("--timeout", type=float, default=60.0, help="seconds to wait")
+    profile_flags(restart)
+
+    sig = sub.add_parser(
+        "signal",
+        help="signal one engine through its launcher",
+        description="Send a signal to one engine's process (batch launchers: TERM and KILL "
+        "cancel its array task).",
+    )
+    sig.add_argument("engine", type=int, help="the engine id")
+    sig.add_argument("signal", help="signal name or number (TERM, INT, KILL, USR1, 15, ...)")
+    profile_flags(sig)
+
+
+def _paths(args: argparse.Namespace) -> ProfilePaths:
+    return ProfilePaths.for_profile(args.profile, args.profile_dir)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    options = launcher_options(args, paths, [args.engines])
+    cluster = Cluster.attach(args.profile, args.profile_dir, args.timeout, options)
+    began = time.monotonic()
+    try:
+        ids = cluster.add_engines(
+            args.n, launcher=args.engines, status=lambda line: print(f"pxcluster: {line}")
+        )
+    finally:
+        cluster.close_clients()
+    print(
+        f"pxcluster: {args.n} engines added through {args.engines} in "
+        f"{time.monotonic() - began:.1f} s; engines now {ids}"
+    )
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    engine, handle = engine_handle(paths, args.engine)
+    if handle is None:
+        log = paths.log / f"engine-{engine.pid}.log"
+        print(
+            f"engine {engine.id} (pid {engine.pid} on {engine.hostname}) was not started by "
+            f"this cluster's launchers; its log, if it logs to the profile: {log}"
+        )
+        try:
+            print("\n".join(log.read_text(errors="replace").splitlines()[-args.lines :]))
+        except OSError as exc:
+            print(f"(cannot read {log}: {exc.strerror})")
+        return 0
+    launcher = make_launcher(
+        handle.launcher, paths, load_launcher_config(paths.config_file, handle.launcher)
+    )
+    (state,) = launcher.poll([handle])
+    print(
+        f"engine {engine.id}: {handle.describe()}, pid {engine.pid} on {engine.hostname}, "
+        f"{state.describe()}"
+    )
+    print(launcher.read_output(handle, args.lines))
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    engine, handle = engine_handle(paths, args.engine)
+    if handle is None:
+        raise LauncherError(
+            f"engine {engine.id} was not started by this cluster's launchers; "
+            "pxcluster cannot start another like it"
+        )
+    cluster = Cluster.attach(args.profile, args.profile_dir, args.timeout)
+    try:
+        mec = cluster.client()
+        mec.kill(targets=engine.id, block=True, timeout=10.0)
+        launcher = cluster.launcher(handle.launcher)
+        if handle.job_id:
+            # the engine left by itself; cancel its array task in case it is stuck
+            with contextlib.suppress(LauncherError):
+                launcher.signal(handle, signal.SIGTERM)
+        ids = cluster.add_engines(1, launcher=handle.launcher)
+    finally:
+        cluster.close_clients()
+    print(f"pxcluster: engine {engine.id} replaced; engines now {ids}")
+    return 0
+
+
+def cmd_signal(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    text = args.signal.upper().removeprefix("SIG")
+    try:
+        signum = int(text) if text.isdigit() else int(signal.Signals[f"SIG{text}"])
+    except KeyError:
+        raise LauncherError(f"unknown signal {args.signal!r}") from None
+    engine, handle = engine_handle(paths, args.engine)
+    if handle is None:
+        raise LauncherError(f"engine {engine.id} was not started by this cluster's launchers")
+    launcher = make_launcher(
+        handle.launcher, paths, load_launcher_config(paths.config_file, handle.launcher)
+    )
+    launcher.signal(handle, signum)
+    print(
+        f"pxcluster: sent {signal.Signals(signum).name} to engine {engine.id} ({handle.describe()})"
+    )
+    return 0
+
+
+def job_lines(paths: ProfilePaths) -> list[str]:
+    """For ``pxcluster list``: the state of each launcher's jobs of this profile's cluster."""
+    record = ClusterRecord.read(paths.cluster_file)
+    if record is None:
+        return []
+    lines = []
+    groups: dict[tuple[str, str], list[LaunchHandle]] = {}
+    for handle in [record.controller, *record.engines]:
+        if handle.launcher == "local":
+            continue
+        groups.setdefault((handle.launcher, handle.job_id), []).append(handle)
+    for (name, _job), handles in groups.items():
+        try:
+            launcher = make_launcher(name, paths, load_launcher_config(paths.config_file, name))
+            statuses: list[JobStatus] = launcher.poll(handles)
+        except (PxclusterError, ValueError) as exc:
+            lines.append(f"{name}: cannot ask: {exc}")
+            continue
+        role = "controller" if handles[0].role == "controller" else "engines"
+        lines.append(f"{role} {summarize(handles, statuses)}")
+    return lines
+
+
+def main_for(command: str, args: argparse.Namespace) -> int | None:
+    """Run ``command`` if it is one of this module's; None if it is not."""
+    commands = {"add": cmd_add, "logs": cmd_logs, "restart": cmd_restart, "signal": cmd_signal}
+    run = commands.get(command)
+    if run is None:
+        return None
+    return run(args)

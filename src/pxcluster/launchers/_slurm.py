@@ -1,0 +1,101 @@
+"""Launchers layer: the ``slurm`` launcher (sbatch, scancel, ``scontrol show job``).
+
+State comes from ``scontrol -o show job ID``, which lists pending, running and recently
+finished array tasks with Slurm's ``Reason`` (JobHeldUser, Resources, Priority, ...) and
+exit code, and works without accounting (``sacct`` needs slurmdbd).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pxcluster._errors import LauncherError
+from pxcluster.launchers._batch import BatchLauncher, expand_indices, hms, run_command
+from pxcluster.launchers._launcher import JobState, JobStatus, LaunchHandle
+
+_RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "STAGE_OUT", "RESIZING", "SIGNALING"}
+_PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "STOPPED"}
+
+
+def _fields(line: str) -> dict[str, str]:
+    return dict(re.findall(r"(?:^|\s)([A-Za-z][\w/:]*)=(\S*)", line))
+
+
+def status_of(fields: dict[str, str]) -> JobStatus:
+    """A JobStatus from one ``scontrol -o show job`` record."""
+    state = fields.get("JobState", "")
+    reason = fields.get("Reason", "None")
+    reason = "" if reason in ("None", "(null)") else reason
+    host = fields.get("BatchHost", "") or fields.get("NodeList", "")
+    host = "" if host in ("(null)", "None") else host
+    if state in _PENDING:
+        if reason.startswith("JobHeld") or state == "REQUEUE_HOLD":
+            reason = f"held: {reason}" if reason else "held"
+        elif state != "PENDING":
+            reason = f"{state.lower()}: {reason}" if reason else state.lower()
+        return JobStatus(JobState.PENDING, reason, host)
+    if state in _RUNNING:
+        return JobStatus(JobState.RUNNING, "", host)
+    if state == "COMPLETED":
+        return JobStatus(JobState.FINISHED, "", host)
+    exit_code = fields.get("ExitCode", "")
+    words = [state or "?"]
+    if reason:
+        words.append(reason)
+    if exit_code and exit_code != "0:0":
+        words.append(f"exit code {exit_code}")
+    return JobStatus(JobState.FAILED, ", ".join(words), host)
+
+
+class SlurmLauncher(BatchLauncher):
+    """Slurm: engines as ``sbatch --array``; see ``BatchLauncher``."""
+
+    name = "slurm"
+    prefix = "#SBATCH"
+    template_name = "slurm.sh"
+    submit_command = ("sbatch", "--parsable")
+    cancel_command = ("scancel",)
+
+    def array_directive(self, count: int) -> str:
+        return f"--array=0-{count - 1}"
+
+    def queue_directive(self, queue: str) -> str:
+        return f"--partition={queue}"
+
+    def walltime_directive(self, seconds: int) -> str:
+        return f"--time={hms(seconds)}"
+
+    def account_directive(self, account: str) -> str:
+        return f"--account={account}"
+
+    def output_pattern(self, jobs: Path, stem: str, array: bool) -> str:
+        return str(jobs / (f"{stem}-%A_%a.out" if array else f"{stem}-%j.out"))
+
+    def output_file(self, pattern: str, job_id: str, index: int) -> str:
+        return pattern.replace("%A", job_id).replace("%a", str(index)).replace("%j", job_id)
+
+    def job_states(self, job_id: str) -> dict[int, JobStatus] | JobStatus:
+        done = run_command(["scontrol", "-o", "show", "job", job_id])
+        if done.returncode != 0:
+            said = (done.stderr or done.stdout).strip()
+            if "Invalid job id" in said:
+                return JobStatus(JobState.FINISHED, "no longer listed by Slurm")
+            raise LauncherError(f"scontrol show job {job_id}: {said}")
+        states: dict[int, JobStatus] = {}
+        for line in done.stdout.splitlines():
+            fields = _fields(line)
+            if not fields:
+                continue
+            status = status_of(fields)
+            tasks = fields.get("ArrayTaskId", "")
+            if not tasks or tasks == "N/A":
+                states[-1] = status
+            for index in expand_indices(tasks):
+                states[index] = status
+        return states
+
+    def cancel_one(self, handle: LaunchHandle) -> list[str]:
+        if handle.array_index >= 0:
+            return ["scancel", f"{handle.job_id}_{handle.array_index}"]
+        return ["scancel", handle.job_id]

@@ -1,0 +1,111 @@
+"""Engines and controllers as Slurm jobs, against a real single-node Slurm (tests/services/slurm.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pxcluster import MultiEngineClient
+from pxcluster.launchers import ClusterRecord
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(120)]
+
+
+def pxcluster(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """Run the ``pxcluster`` command as a user would (SLURM_CONF comes from the fixture)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pxcluster.cli.cluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+        check=False,
+    )
+
+
+@pytest.fixture
+def profile(slurm: object) -> Iterator[Path]:
+    """A profile folder (under PXCLUSTER_DIR, so `pxcluster list` sees it) whose cluster is
+    stopped, and its jobs checked gone, after the test."""
+    folder = Path(os.environ["PXCLUSTER_DIR"]) / "profile_slurm"
+    folder.mkdir(parents=True)
+    yield folder
+    record = ClusterRecord.read(folder / "pid" / "cluster.json")
+    pxcluster("stop", "--profile-dir", str(folder), timeout=60)
+    if record is not None:
+        jobs = {h.job_id for h in [record.controller, *record.engines] if h.job_id}
+        left = [j for j in _queue() if j.split("_")[0] in jobs]
+        assert not left, f"jobs still queued after stop: {left}"
+
+
+def _queue() -> list[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()
+
+
+def _config(profile: Path, text: str) -> None:
+    (profile / "pxcluster.toml").write_text(text)
+
+
+def test_engines_run_as_one_job_array_and_stop_cancels_it(profile: Path) -> None:
+    done = pxcluster("start", "-n", "4", "--engines", "slurm", "--profile-dir", str(profile))
+    assert done.returncode == 0, done.stderr
+    assert "4 engines [0, 1, 2, 3]" in done.stdout
+    record = ClusterRecord.read(profile / "pid" / "cluster.json")
+    assert record is not None
+    jobs = {h.job_id for h in record.engines}
+    assert len(jobs) == 1, record.engines
+    (job,) = jobs
+    assert sorted(_queue()) == [f"{job}_{i}" for i in range(4)]
+
+    with MultiEngineClient(profile_dir=profile, timeout=30) as mec:
+        assert mec.map(lambda x: x * x, range(8)) == [x * x for x in range(8)]
+        indices = mec.execute("import os; i = os.environ['SLURM_ARRAY_TASK_ID']")
+        assert sorted(mec.pull("i")) == ["0", "1", "2", "3"], indices
+
+    listing = pxcluster("list")
+    assert f"slurm job {job}: 4 running" in listing.stdout, listing.stdout
+    logs = pxcluster("logs", "2", "--profile-dir", str(profile))
+    assert logs.returncode == 0, logs.stderr
+    assert f"slurm job {job}[" in logs.stdout and ".out <==" in logs.stdout
+
+    stopped = pxcluster("stop", "--profile-dir", str(profile))
+    assert stopped.returncode == 0, stopped.stderr
+    assert not [j for j in _queue() if j.startswith(f"{job}_")]
+
+
+def test_a_refused_directive_fails_at_once_naming_sbatch(profile: Path) -> None:
+    _config(profile, '[slurm]\ndirectives = ["--partitoin=debug"]\n')
+    done = pxcluster("start", "-n", "2", "--engines", "slurm", "--profile-dir", str(profile))
+    assert done.returncode == 1
+    assert "sbatch" in done.stderr and "refused the job" in done.stderr, done.stderr
+    assert "partitoin" in done.stderr
+
+
+def test_a_job_that_fails_at_once_fails_start_with_its_output(profile: Path) -> None:
+    _config(profile, '[slurm]\npython = "/nonexistent/bin/python3"\n')
+    done = pxcluster(
+        "start", "-n", "2", "--engines", "slurm", "--timeout", "60", "--profile-dir", str(profile)
+    )
+    assert done.returncode == 1
+    assert "FAILED" in done.stderr and "exit code 127" in done.stderr, done.stderr
+    assert "/nonexistent/bin/python3" in done.stderr  # the job's own output lines
+    assert ".out" in done.stderr  # the output file is named
+
+
+def test_a_held_job_says_held_and_start_gives_up_naming_it(profile: Path) -> None:
+    _config(profile, '[slurm]\ndirectives = ["--hold"]\n')
+    done = pxcluster(
+        "start", "-n", "2", "--engines", "slurm", "--timeout", "8", "--profile-dir", str(profile)
+    )
+    assert done.returncode == 1
+    assert "only 0 of 2 engines registered within 8.0 s" in done.stderr, done.stderr
+    assert "pending (held: JobHeldUser)" in done.stderr
+    assert "output:" in done.stderr and ".out" in done.stderr
