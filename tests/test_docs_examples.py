@@ -1,0 +1,138 @@
+"""Every code example of the documentation site (docs/src) runs, in order, page by page.
+
+Each page gets a fresh profile root (PXCLUSTER_DIR); a page that starts with
+``<!-- docs-test: cluster N -->`` also gets a running N-engine cluster of the default
+profile, as a reader who followed "Getting started" has. Blocks run by their language:
+``python`` in one namespace per page, ``bash`` in a shell (with this venv's commands first on
+PATH), ``ipython`` as cells of a real IPython shell, ``toml`` through ``load_config`` (so
+every setting shown is one pxcluster accepts). Other blocks (``text``, ``console``) are
+output, not run. A block preceded by ``<!-- docs-test: skip REASON -->`` is not run; the
+reason is mandatory and says where that behaviour is tested instead.
+"""
+
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pxcluster.profile import load_config
+from pxcluster.testing import cluster_in
+
+DOCS = Path(__file__).parent.parent / "docs" / "src"
+FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
+SKIP = re.compile(r"<!-- docs-test: skip (.+?) -->\s*$")
+CLUSTER = re.compile(r"<!-- docs-test: cluster (\d+) -->")
+RUN = ("python", "bash", "ipython", "toml")
+
+
+def blocks(page):
+    """(line number, language, code, skip reason or None) of each fenced block."""
+    text = page.read_text()
+    for m in FENCE.finditer(text):
+        before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        skip = SKIP.search(before)
+        yield text.count("\n", 0, m.start()) + 1, m[1], m[2], skip[1] if skip else None
+
+
+def pages():
+    return sorted(DOCS.glob("*.md"))
+
+
+def test_every_page_has_examples_or_says_why_not():
+    """A page with no runnable block is a reference page (generated) or says so."""
+    for page in pages():
+        runnable = [b for b in blocks(page) if b[1] in RUN]
+        text = page.read_text()
+        assert runnable or "<!-- generated:" in text or "--8<--" in text, page.name
+
+
+def test_skips_give_a_reason():
+    for page in pages():
+        for line, _lang, _code, reason in blocks(page):
+            assert reason is None or len(reason) > 15, f"{page.name}:{line}: say why"
+
+
+class Shell:
+    """A real IPython shell for ``ipython`` blocks (made on first use, torn down after)."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+        self.ip = None
+
+    def run(self, code):
+        if self.ip is None:
+            from IPython.core.interactiveshell import InteractiveShell
+            from traitlets.config import Config
+
+            os.environ["IPYTHONDIR"] = str(self.tmp_path / "ipython")
+            config = Config()
+            config.HistoryManager.hist_file = ":memory:"
+            self.ip = InteractiveShell.instance(config=config)
+        result = self.ip.run_cell(code)
+        if not result.success:
+            raise AssertionError(f"cell failed: {result.error_in_exec or result.error_before_exec}")
+
+    def close(self):
+        if self.ip is not None:
+            from IPython.core.interactiveshell import InteractiveShell
+
+            with contextlib.suppress(Exception):
+                self.ip.run_line_magic("unload_ext", "pxcluster")
+            InteractiveShell.clear_instance()
+
+
+def _stop_everything(root):
+    for folder in root.glob("profile_*"):
+        if (folder / "pid" / "cluster.json").exists():
+            subprocess.run([sys.executable, "-m", "pxcluster.cli.cluster", "stop",
+                            "--profile-dir", str(folder)], capture_output=True, timeout=60,
+                           check=False)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("page", pages(), ids=lambda p: p.name)
+def test_page_examples_run(page, tmp_path, monkeypatch):
+    root = Path(os.environ["PXCLUSTER_DIR"])  # conftest gives every test its own
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for name in ("__main__",):
+        monkeypatch.setitem(sys.modules, name, sys.modules[name])
+    monkeypatch.setattr(sys, "displayhook", sys.displayhook)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    wanted = CLUSTER.search(page.read_text())
+    namespace = {"__name__": "__docs__"}
+    shell = Shell(tmp_path)
+    with contextlib.ExitStack() as stack:
+        stack.callback(_stop_everything, root)
+        stack.callback(shell.close)
+        if wanted:
+            stack.enter_context(cluster_in(root / "profile_default", n=int(wanted[1])))
+        for line, lang, code, skip in blocks(page):
+            if skip or lang not in RUN:
+                continue
+            where = f"{page.name}:{line} ({lang})"
+            if lang == "python":
+                out = io.StringIO()
+                with contextlib.redirect_stdout(out):
+                    try:
+                        exec(compile(code, where, "exec"), namespace)
+                    except Exception as exc:
+                        raise AssertionError(f"{where} failed:\n{code}") from exc
+            elif lang == "bash":
+                done = subprocess.run(["bash", "-euo", "pipefail", "-c", code],
+                                      capture_output=True, text=True, timeout=180, check=False)
+                assert done.returncode == 0, f"{where} failed:\n{code}\n{done.stdout}{done.stderr}"
+            elif lang == "ipython":
+                shell.run(code)
+            else:
+                config = tmp_path / "pxcluster.toml"
+                config.write_text(code)
+                load_config(config)  # raises on an unknown key or a bad value
+        for value in namespace.values():  # clients the page left open
+            if type(value).__name__ in ("MultiEngineClient", "TaskClient"):
+                value.close()
