@@ -236,3 +236,33 @@ def test_functions_from_main_see_the_engine_namespace(mec, tc):
     assert mec[0].apply(main_ns["uses"], 2) == 200
     # a function from an importable module keeps its module's globals
     assert mec[0].apply(os.path.join, "a", "b") == "a/b"
+
+
+# -- found by trying --------------------------------------------------------------------
+
+
+def test_syntax_errors_show_the_users_line_only(mec):
+    with pytest.raises(CompositeError) as info:
+        mec[0].execute("x = (1,")
+    traceback_text = info.value.elist[0].traceback
+    assert "SyntaxError" in traceback_text
+    assert "ast.py" not in traceback_text
+
+
+def test_commands_tell_their_version_and_profile_root(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PXCLUSTER_DIR": str(tmp_path / "elsewhere")}
+    for command in ("pxcluster", "pxcontroller", "pxengine"):
+        done = subprocess.run(
+            [bin_dir / command, "--version"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.stdout.strip() == f"{command} {pxcluster.__version__}"
+        shown = subprocess.run(
+            [bin_dir / command, "--help"], env=env, capture_output=True, text=True, timeout=60
+        ).stdout
+        assert "elsewhere" in shown
+        assert "~/.pxcluster" not in shown

@@ -8,20 +8,27 @@ import os
 import sys
 from pathlib import Path
 
-from pxcluster.profile import ClusterConfig, ProfilePaths, load_config
+from pxcluster.profile import ClusterConfig, ProfilePaths, load_config, profile_root
+
+
+def add_version_flag(parser: argparse.ArgumentParser) -> None:
+    """``--version``: the package's version, then exit."""
+    from pxcluster import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
 
 def add_profile_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
         default="default",
-        help="profile name (folder ~/.pxcluster/profile_NAME; default: %(default)s)",
+        help=f"profile name (folder {profile_root()}/profile_NAME; default: %(default)s)",
     )
     parser.add_argument(
         "--profile-dir",
         type=Path,
         default=None,
-        help="use this profile folder instead of ~/.pxcluster/profile_NAME",
+        help=f"use this profile folder instead of {profile_root()}/profile_NAME",
     )
     parser.add_argument(
         "--log-level",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pxcluster._errors import NoClusterRunning, PxclusterError
+from pxcluster.cli._common import add_version_flag
 from pxcluster.cli._dashboard import dashboard_wanted, wait_for_dashboard_url
 from pxcluster.cli._jobs import (
     add_job_parsers,
@@ -40,13 +41,13 @@ def _profile_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
         default="default",
-        help="profile name (folder ~/.pxcluster/profile_NAME; default: %(default)s)",
+        help=f"profile name (folder {profile_root()}/profile_NAME; default: %(default)s)",
     )
     p.add_argument(
         "--profile-dir",
         type=Path,
         default=None,
-        help="use this profile folder instead of ~/.pxcluster/profile_NAME",
+        help=f"use this profile folder instead of {profile_root()}/profile_NAME",
     )
 
 
@@ -92,6 +93,7 @@ def parser() -> argparse.ArgumentParser:
         "`pxcluster -n 4` runs one in the foreground until Ctrl-C.",
     )
     _start_flags(p)
+    add_version_flag(p)
     sub = p.add_subparsers(dest="command", metavar="{start,stop,list,top,add,logs,restart,signal}")
     start = sub.add_parser(
         "start",

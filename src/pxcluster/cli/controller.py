@@ -7,7 +7,7 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-from pxcluster.cli._common import add_profile_flags, profile_from, setup_logging
+from pxcluster.cli._common import add_profile_flags, add_version_flag, profile_from, setup_logging
 from pxcluster.cli._dashboard import start_dashboard, stop_dashboard
 from pxcluster.controller import ControllerServer
 
@@ -22,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
         "reconnect to this one.",
     )
     add_profile_flags(p)
+    add_version_flag(p)
     p.add_argument(
         "--ip",
         default=None,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pxcluster._errors import NoClusterRunning
-from pxcluster.cli._common import add_profile_flags, profile_from, setup_logging
+from pxcluster.cli._common import add_profile_flags, add_version_flag, profile_from, setup_logging
 from pxcluster.engine import Engine, MpiStartupError, rank_from_environment, start_mpi
 from pxcluster.profile import (
     ENGINE_CONNECTION_ENV,
@@ -28,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
         "the code clients send, until the controller stops it.",
     )
     add_profile_flags(p)
+    add_version_flag(p)
     p.add_argument(
         "--file",
         type=Path,

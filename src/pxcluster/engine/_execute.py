@@ -71,6 +71,10 @@ def user_traceback(exc: BaseException) -> str:
     tb: TracebackType | None = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         tb = tb.tb_next
+    if isinstance(exc, SyntaxError) and tb is not None and tb.tb_frame.f_code.co_filename.endswith(
+        "ast.py"
+    ):
+        tb = None  # raised by the parser (ast.parse): the caret under the user's line says all
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 

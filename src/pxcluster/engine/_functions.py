@@ -22,6 +22,7 @@ import types
 from typing import Any
 
 _FunctionType = types.FunctionType
+_CodeType = types.CodeType
 
 
 def bind_to_namespace(obj: Any, namespace: dict[str, Any]) -> Any:
@@ -48,7 +49,10 @@ def bind_to_namespace(obj: Any, namespace: dict[str, Any]) -> Any:
 def _uses_globals(code: types.CodeType) -> bool:
     if code.co_names:
         return True
-    return any(type(c) is types.CodeType and _uses_globals(c) for c in code.co_consts)
+    for const in code.co_consts:  # a plain loop: no generator to set up per call
+        if type(const) is _CodeType and _uses_globals(const):
+            return True
+    return False
 
 
 def _rebuild(
