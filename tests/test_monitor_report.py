@@ -68,3 +68,28 @@ def test_monitor_remembers_dead_engines_and_caps_events_per_reply(make_hub):
     assert report["events"][-1][3] == f"c-{EVENTS_PER_REPLY + 9}"  # the newest are kept
     assert report["engine_rows"] == []
     assert [(g["id"], g["pid"], g["event"]) for g in report["gone"]] == [(0, 111, "died")]
+
+
+def test_top_screen_fits_the_terminal_and_shows_dead_engines_and_jobs():
+    from pxcluster.monitor import ClusterSnapshot, EngineRow, render_text
+    from pxcluster.monitor._source import _job_name
+
+    job = _job_name({"launcher": "slurm", "job_id": "1234", "array_index": 3})
+    assert job == "slurm 1234_3"
+    engines = tuple(EngineRow(i, "node1", 100 + i, "busy" if i % 2 else "idle", i % 2, 0.2,
+                              50_000_000, 12.0, job=job) for i in range(300))
+    dead = EngineRow(300, "node2", 999, "dead", 0, 4.0, why="no heartbeat for 3.1 s")
+    snap = ClusterSnapshot(1e9, "big", "tcp://h:1", True, (*engines, dead),
+                           throughput=((1.0, 10.0), (2.0, 20.0)), finished=30)
+    lines = render_text(snap, width=90, height=30, unicode=False)
+    assert len(lines) == 30
+    assert all(len(line) <= 90 for line in lines)
+    assert "engines: 300 live (150 busy, 150 idle), 1 dead" in lines[1]
+    assert "throughput: 20.0/s" in lines[2]
+    assert any("... and" in line and "more engines" in line for line in lines)
+    assert all(line.isascii() for line in lines)
+    tall = render_text(snap, width=120, height=400)
+    dead_line = next(line for line in tall if " DEAD " in line)
+    assert "999" in dead_line
+    assert "ago" in dead_line
+    assert "slurm 1234_3" in next(line for line in tall if "node1" in line)

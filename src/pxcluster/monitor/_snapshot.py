@@ -27,6 +27,9 @@ class EngineRow:
     memory: int | None = None
     cpu: float | None = None
     why: str = ""
+    #: the batch job it runs in, as its launcher told it ("slurm 1234_3"; "" when started
+    #: by hand or locally)
+    job: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

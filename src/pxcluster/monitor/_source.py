@@ -39,6 +39,15 @@ EVENTS_SHOWN = 100
 GONE_SHOWN = 32
 
 
+def _job_name(launch: object) -> str:
+    """``slurm 1234_3`` from an engine's launch info (its launcher, job id, array index)."""
+    if not isinstance(launch, dict) or not launch.get("job_id"):
+        return ""
+    index = launch.get("array_index")
+    suffix = f"_{index}" if isinstance(index, int) else ""
+    return f"{launch.get('launcher', '')} {launch['job_id']}{suffix}".strip()
+
+
 class MonitorSource:
     """Polls one cluster's controller for snapshots; see the module docstring.
 
@@ -136,11 +145,24 @@ class MonitorSource:
     def _engine_rows(self, content: dict[str, Any]) -> tuple[EngineRow, ...]:
         rows: list[EngineRow] = []
         live: set[int] = set()
+        jobs = {pair[0]: _job_name(pair[1]) for pair in content.get("launch", ())}
         for engine_id, hostname, pid, queue, last_seen in content.get("engine_rows", ()):
             live.add(engine_id)
             memory, cpu = self._process_stats(hostname, pid)
             state = "busy" if queue else "idle"
-            rows.append(EngineRow(engine_id, hostname, pid, state, queue, last_seen, memory, cpu))
+            rows.append(
+                EngineRow(
+                    engine_id,
+                    hostname,
+                    pid,
+                    state,
+                    queue,
+                    last_seen,
+                    memory,
+                    cpu,
+                    job=jobs.get(engine_id, ""),
+                )
+            )
         gone = [g for g in content.get("gone", ()) if g["id"] not in live]
         shown: set[int] = set()
         for g in reversed(gone[-GONE_SHOWN:]):  # the latest word on each engine id

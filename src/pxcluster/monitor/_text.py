@@ -42,8 +42,8 @@ def _engine_line(e: EngineRow) -> str:
     seen = f"{e.last_seen:.1f}s" + (" ago" if e.state in ("dead", "stopped") else "")
     return (
         f"{e.id:>6}  {state:<7} {e.hostname[:18]:<18} {e.pid:>7}  {e.queue:>5}  "
-        f"{human_bytes(e.memory):>9}  {cpu:>4}  {seen}"
-    )
+        f"{human_bytes(e.memory):>9}  {cpu:>4}  {seen:<10} {e.job}"
+    ).rstrip()
 
 
 def render_text(
@@ -79,7 +79,7 @@ def render_text(
     order = {"busy": 0, "idle": 1, "dead": 2, "stopped": 3}
     engines = sorted(snap.engines, key=lambda e: (order.get(e.state, 4), e.id))
     errors = list(snap.errors)[-3:]
-    reserve = 2 + (2 + 2 * len(errors) if errors else 0) + 4  # errors and a few tasks
+    reserve = 1 + (2 + 2 * len(errors) if errors else 0) + (4 if snap.events else 0)
     room = max(1, height - len(lines) - reserve)
     for e in engines[:room]:
         lines.append(_engine_line(e))

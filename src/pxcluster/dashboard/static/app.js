@@ -49,6 +49,7 @@ function engineRow(e) {
   cell(tr, e.cpu === null ? "-" : e.cpu.toFixed(0));
   const gone = e.state === "dead" || e.state === "stopped";
   cell(tr, e.last_seen.toFixed(1) + " s" + (gone ? " ago" : ""));
+  cell(tr, e.job || "-");
   return tr;
 }
 
