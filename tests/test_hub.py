@@ -192,7 +192,8 @@ def test_a_task_on_an_engine_that_dies_is_retried_elsewhere_then_fails(make_hub)
     out = kill_silently(hub, clock, alive=[other])
     assert settled(out, "t-1") == []  # retried, not failed
     (again, wire_id), = sent_tasks(out)
-    assert again == other and wire_id != "t-1"  # a re-send travels under a fresh id
+    assert again == other
+    assert wire_id != "t-1"  # a re-send travels under a fresh id
     out = kill_silently(hub, clock)  # the second engine dies too: no retries left
     (failed,) = settled(out, "t-1")
     assert failed.status == Status.ENGINE_ERROR

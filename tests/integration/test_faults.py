@@ -663,3 +663,72 @@ def test_controller_killed_pending_call_fails_and_engines_exit(tmp_path):
             message="the engines exiting after losing their controller",
         )
         assert not cluster.controller_alive()
+
+
+# -- 7. the controller itself fails -------------------------------------------------------------
+
+CRASHING_CONTROLLER = """
+import os, sys
+from pxcluster.controller import _hub
+
+real = _hub.Hub.check_liveness
+
+def check_liveness(self):
+    if os.path.exists({gate!r}):
+        raise SystemExit("injected: the controller dies of an exception")
+    return real(self)
+
+_hub.Hub.check_liveness = check_liveness
+from pxcluster.cli.controller import main
+sys.exit(main(["--profile-dir", {profile!r}]))
+"""
+
+
+def spawn(*args):
+    return subprocess.Popen(
+        [sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+@pytest.mark.timeout(120)
+def test_controller_dead_of_an_exception_is_taken_over_like_after_kill_9(tmp_path):
+    from pxcluster.client import MultiEngineClient
+    from pxcluster.profile import ProfilePaths
+
+    profile = tmp_path / "profile"
+    paths = ProfilePaths.for_profile("test", profile)
+    gate = tmp_path / "crash-now"
+    code = CRASHING_CONTROLLER.format(gate=str(gate), profile=str(profile))
+    procs = [spawn("-c", code)]
+    try:
+        wait_for(paths.engine_file.exists, 30, message="the controller's connection files")
+        procs += [spawn("-m", "pxcluster.cli.engine", "--profile-dir", str(profile))
+                  for _ in range(2)]
+        mec = MultiEngineClient(profile_dir=profile, timeout=30)
+        wait_for(lambda: len(mec.get_ids(timeout=5)) == 2, 30, message="2 engines")
+        mec.execute("state = 'hours of work'", timeout=10)
+        gate.touch()
+        assert procs[0].wait(timeout=30) != 0
+        assert paths.client_file.exists()  # kept for a takeover, as after kill -9
+        assert paths.engine_file.exists()
+        procs.append(spawn("-m", "pxcluster.cli.controller", "--profile-dir", str(profile)))
+
+        def back():
+            try:
+                return mec.get_ids(timeout=2) == [0, 1]
+            except (ConnectionLost, PxclusterTimeoutError):
+                return False
+
+        wait_for(back, 30, message="the engines back with the new controller")
+        assert mec.pull("state", timeout=10) == ["hours of work"] * 2  # namespaces intact
+        mec.close()
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -75,7 +75,26 @@ def _read(path: Path, role: str) -> dict[str, Any]:
         ) from None
     except OSError as exc:
         raise NoClusterRunning(f"cannot read connection file {path}: {exc}") from exc
+    check_private(Path(path))
     return _parse(text, role, str(path))
+
+
+def check_private(path: Path) -> None:
+    """Refuse a key file that other users can read: its key lets anyone run code here.
+
+    Raises:
+        NoClusterRunning: the file is readable by others (the message says how to fix it).
+    """
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o004:
+        raise NoClusterRunning(
+            f"{path} is readable by other users (mode {mode:03o}), and its key lets anyone "
+            f"who reads it run code on the engines: refusing it. Run `chmod 600 {path}` "
+            "if it is yours and nobody else read it, or restart the cluster for new keys."
+        )
 
 
 def _parse(text: str, role: str, source: str) -> dict[str, Any]:

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import stat
 from pathlib import Path
 
 
@@ -67,9 +69,33 @@ class ProfilePaths:
         return self.pid / "cluster.json"
 
     def ensure(self) -> ProfilePaths:
-        """Create the profile's folders (security/ private to the user) and return self."""
-        for folder in (self.dir, self.log, self.pid):
-            folder.mkdir(parents=True, exist_ok=True)
-        self.security.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.security, 0o700)
+        """Create the profile's folders and make the profile private to the user.
+
+        The folder and every folder in it are 0700 and every file 0600: results, logs and
+        pids of one user's work are nobody else's business, and the keys let whoever reads
+        them run code. Files made later (logs, the record store) are private through their
+        folder whatever the umask.
+        """
+        for folder in (self.dir, self.log, self.pid, self.security):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make_private(self.dir)
         return self
+
+
+def _make_private(folder: Path) -> None:
+    """chmod ``folder`` and everything under it to the owner only (ours only; an owner's
+    execute bit is kept, for scripts a launcher wrote)."""
+    uid = os.getuid()
+    for root, dirs, files in os.walk(folder):
+        for name in [root, *(os.path.join(root, f) for f in files)]:
+            try:
+                st = os.lstat(name)
+            except OSError:
+                continue  # gone meanwhile
+            if st.st_uid != uid or stat.S_ISLNK(st.st_mode):
+                continue
+            private = st.st_mode & 0o700 if name != root else 0o700
+            if st.st_mode & 0o777 != private:
+                with contextlib.suppress(OSError):
+                    os.chmod(name, private)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
