@@ -45,6 +45,7 @@ import abc
 import dataclasses
 import enum
 import importlib
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -285,10 +286,10 @@ def match_handle(
     ``info`` is the engine's ``launch`` registration field (``launch_info``): a batch
     engine is found by job id and array index, any other by pid (and host when known).
     """
-    job = str(info.get("job_id", ""))
+    job = _job_key(str(info.get("job_id", "")))
     index = info.get("array_index", -1)
     for handle in handles:
-        if job and handle.job_id == job and (handle.array_index == index or index == -1):
+        if job and _job_key(handle.job_id) == job and index in (handle.array_index, -1):
             return handle
     for handle in handles:
         if (
@@ -298,3 +299,8 @@ def match_handle(
         ):
             return handle
     return None
+
+
+def _job_key(job_id: str) -> str:
+    """A job id without a server or array suffix (PBS's ``12[].server`` is job ``12``)."""
+    return re.split(r"[.\[]", job_id, maxsplit=1)[0]
