@@ -13,7 +13,7 @@ from pxcluster import Cluster, MultiEngineClient
 from pxcluster.controller import Hub
 from pxcluster.testing import cluster_in
 
-pytest_plugins = ["services.mpi", "services.slurm", "services.sge"]
+pytest_plugins = ["services.mpi", "services.slurm", "services.sge", "services.netns"]
 
 
 @pytest.fixture(autouse=True)

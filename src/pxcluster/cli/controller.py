@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from pxcluster.cli._common import add_profile_flags, add_version_flag, profile_from, setup_logging
 from pxcluster.cli._dashboard import start_dashboard, stop_dashboard
 from pxcluster.controller import ControllerServer
+from pxcluster.profile import default_location, resolve_ip
 
 
 def parser() -> argparse.ArgumentParser:
@@ -27,7 +29,14 @@ def parser() -> argparse.ArgumentParser:
         "--ip",
         default=None,
         help="address to listen on (default 127.0.0.1: this machine only; "
-        "0.0.0.0: every interface)",
+        "0.0.0.0: every interface), or an interface name (eth1, ib0)",
+    )
+    p.add_argument(
+        "--location",
+        default=None,
+        help="the address engines and clients should use, written into the connection "
+        "files (default: the --ip address; with 0.0.0.0, this host's first non-loopback "
+        "address); an interface name works too",
     )
     p.add_argument("--client-port", type=int, default=None, help="client port (default: any free)")
     p.add_argument("--engine-port", type=int, default=None, help="engine port (default: any free)")
@@ -78,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths, config = profile_from(args)
     config = config.replace(
         ip=args.ip,
+        location=args.location,
         client_port=args.client_port,
         engine_port=args.engine_port,
         heartbeat_period=args.heartbeat_period,
@@ -86,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         dashboard=args.dashboard,
         dashboard_port=args.dashboard_port,
     )
+    try:
+        ip = resolve_ip(config.ip)
+        location = resolve_ip(config.location) if config.location else default_location(ip)
+    except ValueError as exc:
+        sys.exit(f"pxcontroller: {exc}")
+    config = config.replace(ip=ip, location=location)
     setup_logging(args.log_level, args.log_file or paths.log / "controller.log")
     server = ControllerServer(config, paths)
     for signum in (signal.SIGTERM, signal.SIGINT):

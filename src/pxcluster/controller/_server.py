@@ -152,7 +152,7 @@ class ControllerServer:
         self._client_guard = ReplayGuard()
         self._engine_guard = ReplayGuard()
         ping_port, pong_port = self._ping_port, self._pong_port
-        host = _reachable_ip(ip)
+        host = config.location or _reachable_ip(ip)  # --location: what other hosts use
         # Ports only: an engine reaches them at the host it reached the controller at,
         # which is right even when the controller listens on every interface.
         self.hub.heartbeat_info = {"hb_ping_port": ping_port, "hb_pong_port": pong_port}

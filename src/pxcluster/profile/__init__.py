@@ -19,6 +19,7 @@ from pxcluster.profile._connection import (
     write_connection,
     write_curve_keys,
 )
+from pxcluster.profile._interfaces import default_location, resolve_ip
 from pxcluster.profile._launch_env import (
     ARRAY_INDEX_ENV,
     END_TIME_ENV,
@@ -41,6 +42,7 @@ __all__ = [
     "ProfilePaths",
     "client_connection_from_json",
     "connection_json",
+    "default_location",
     "engine_connection_from_json",
     "launch_info",
     "load_config",
@@ -49,6 +51,7 @@ __all__ = [
     "read_client_connection",
     "read_curve_keys",
     "read_engine_connection",
+    "resolve_ip",
     "write_connection",
     "write_curve_keys",
 ]

@@ -5,7 +5,11 @@ Precedence: command-line flags override the file, the file overrides these defau
 .. code-block:: toml
 
     [controller]
-    ip = "127.0.0.1"         # address to listen on (0.0.0.0: every interface)
+    ip = "127.0.0.1"         # address to listen on (0.0.0.0: every interface; or an
+                             # interface name such as "eth1")
+    location = ""            # address written into the connection files, the one engines
+                             # and clients on other hosts use ("": the ip, or for 0.0.0.0
+                             # the first non-loopback address)
     client_port = 0          # 0: a free port, written to the connection file
     engine_port = 0          # 0: a free port, written to the connection file
     heartbeat_period = 0.5   # seconds between pings
@@ -63,6 +67,7 @@ class ClusterConfig:
     """Settings for a profile's controller and engines."""
 
     ip: str = "127.0.0.1"
+    location: str = ""
     client_port: int = 0
     engine_port: int = 0
     heartbeat_period: float = 0.5
