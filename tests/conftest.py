@@ -13,7 +13,7 @@ from pxcluster import Cluster, MultiEngineClient
 from pxcluster.controller import Hub
 from pxcluster.testing import cluster_in
 
-pytest_plugins = ["services.mpi", "services.slurm", "services.sge", "services.netns"]
+pytest_plugins = ["services.mpi", "services.slurm", "services.sge", "services.netns", "services.sshd"]
 
 
 @pytest.fixture(autouse=True)

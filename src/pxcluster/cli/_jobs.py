@@ -53,6 +53,18 @@ def add_launcher_flags(p: argparse.ArgumentParser, controller: bool = True) -> N
         "walltime_margin seconds before it ends",
     )
     p.add_argument("--account", default=None, help="batch account or project to charge")
+    p.add_argument(
+        "--hosts",
+        default=None,
+        help="ssh launcher: hosts to start engines on, HOST[:SLOTS],... "
+        "(e.g. h1,h2:4; engines fill the slots in order)",
+    )
+    if controller:
+        p.add_argument(
+            "--controller-host",
+            default=None,
+            help="ssh launcher: the host to start the controller on ([user@]host)",
+        )
 
 
 def launcher_options(
@@ -66,6 +78,10 @@ def launcher_options(
         except ValueError as exc:
             raise LauncherError(str(exc)) from exc
         out[name] = base.replace(queue=args.queue, walltime=args.walltime, account=args.account)
+        ssh = {"hosts": args.hosts, "controller_host": getattr(args, "controller_host", None)}
+        if name == "ssh" and any(ssh.values()):
+            given = {key: value for key, value in ssh.items() if value}
+            out[name] = out[name].replace(extra={**out[name].extra, **given})
     return out
 
 

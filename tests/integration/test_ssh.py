@@ -1,0 +1,107 @@
+"""The ssh launcher against a real sshd on a namespace host (tests/services/sshd.py): its own
+address, hostname, /dev/shm, /tmp and home, so nothing of this machine's profile is visible
+there and shared memory is not shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pxcluster import Cluster, MultiEngineClient
+from pxcluster.profile import LauncherConfig
+
+T = 90
+
+
+def pxcluster_processes(host) -> list[str]:
+    """Command lines of pxcluster processes running on the namespace host."""
+    found = []
+    for proc in host.processes():
+        try:
+            line = " ".join(proc.cmdline())
+        except Exception:
+            continue
+        if "pxcluster" in line:
+            found.append(line)
+    return found
+
+
+def ssh_options(sshd, **extra) -> dict[str, LauncherConfig]:
+    return {
+        "ssh": LauncherConfig(extra={"hosts": sshd.destination, "ssh_args": sshd.ssh_args, **extra})
+    }
+
+
+@pytest.mark.timeout(240)
+def test_engines_started_over_ssh_get_100_mb_intact_over_curve(tmp_path, netns_host, sshd_host):
+    cluster = Cluster(
+        2,
+        profile="ssh",
+        profile_dir=tmp_path / "profile",
+        controller_args=["--ip", netns_host.interface, "--curve"],
+        engines="ssh",
+        options=ssh_options(sshd_host),
+        timeout=T,
+    )
+    try:
+        cluster.start()
+        assert {h.host for h in cluster.engine_handles} == {netns_host.hostname}
+        mec = cluster.client(timeout=T)
+        mec.execute("import socket, os; name = socket.gethostname()", timeout=T)
+        assert mec.pull("name", timeout=T) == [netns_host.hostname] * 2
+        # their profile is their own: nothing of ours is visible there
+        seen = mec.execute(f"import os; here = os.path.exists({str(tmp_path)!r})", timeout=T)
+        assert seen is not None
+        assert mec.pull("here", timeout=T) == [False, False]
+
+        array = np.random.default_rng(7).integers(0, 255, 100_000_000, dtype=np.uint8)
+        digest = hashlib.sha256(array).hexdigest()
+        mec.push({"big": array}, timeout=T)
+        mec.execute("import hashlib; d = hashlib.sha256(big).hexdigest()", timeout=T)
+        assert mec.pull("d", timeout=T) == [digest, digest]
+    finally:
+        cluster.stop()
+    assert pxcluster_processes(netns_host) == []
+
+
+@pytest.mark.timeout(240)
+def test_pxcluster_start_puts_controller_and_engines_on_the_host_and_stop_ends_them(
+    tmp_path, netns_host, sshd_host
+):
+    """pxcluster start --controller ssh --controller-host H --engines ssh --hosts H:2"""
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "pxcluster.toml").write_text(f"[ssh]\nssh_args = {json.dumps(sshd_host.ssh_args)}\n")
+    flags = ["--profile-dir", str(profile)]
+    start = run_cli(
+        ["start", "-n", "2", "--controller", "ssh", "--controller-host", sshd_host.destination,
+         "--engines", "ssh", "--hosts", f"{sshd_host.destination}:2", "--timeout", str(T),
+         *flags]
+    )  # fmt: skip
+    try:
+        assert start.returncode == 0, start.stderr
+        with MultiEngineClient(profile_dir=profile, timeout=T) as mec:
+            assert mec.get_ids() == [0, 1]
+            mec.execute("import socket; n = socket.gethostname()", timeout=T)
+            assert mec.pull("n", timeout=T) == [netns_host.hostname] * 2
+        assert len(pxcluster_processes(netns_host)) == 3  # the controller and two engines
+    finally:
+        stop = run_cli(["stop", *flags])
+    assert stop.returncode == 0, stop.stderr
+    assert pxcluster_processes(netns_host) == []
+
+
+def run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pxcluster.cli.cluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=T + 60,
+        check=False,
+    )
