@@ -104,7 +104,7 @@ def _restore_code(
     return code
 
 
-class _SourcePickler(cloudpickle.Pickler):
+class _SourcePickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle is untyped
     """cloudpickle, except that code objects keep their filename and carry their source.
 
     ``marshal`` keeps every attribute of a code object, nested ones included; like

@@ -24,10 +24,16 @@ rank in REGISTER is ``rank: int``; a launcher's handle is
 
 from __future__ import annotations
 
+import sys
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, NotRequired, Required, TypedDict
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    from typing import NotRequired, Required, TypedDict
+else:  # 3.10's typing.TypedDict knows no Required/NotRequired
+    from typing_extensions import NotRequired, Required, TypedDict
 
 from pxcluster.wire._types import MsgType
 
@@ -180,6 +186,7 @@ class ReplyContent(TypedDict, total=False):
     queues: list[list[int]]
     hb_ping_port: int
     hb_pong_port: int
+    heartbeat_timeout: float  # REGISTER's reply: engines judge their own freezes by it
     cleared: int
     interrupted: str | None
     withdrawn: bool
