@@ -6,6 +6,7 @@ handle is its pid and start time, so ``pxcluster stop`` in another process finds
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -64,7 +65,10 @@ class LocalLauncher(Launcher):
         for handle in handles:
             proc = self.procs.pop(handle.pid, None)
             if proc is not None:
-                proc.poll()
+                # gone or going (psutil may call an exiting process gone before it is a
+                # zombie): reap it, so neither a zombie nor a ResourceWarning is left
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=2.0)
 
     def signal(self, handle: LaunchHandle, signum: int) -> None:
         _ref(handle).signal(signum)
