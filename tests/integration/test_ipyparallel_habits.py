@@ -266,3 +266,116 @@ def test_commands_tell_their_version_and_profile_root(tmp_path):
         ).stdout
         assert "elsewhere" in shown
         assert "~/.pxcluster" not in shown
+
+
+# -- the magics ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shell(tmp_path, monkeypatch):
+    import sys
+
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(sys, "displayhook", sys.displayhook)
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    ip = InteractiveShell.instance(config=config)
+    yield ip
+    ip.run_line_magic("unload_ext", "pxcluster")
+    InteractiveShell.clear_instance()
+
+
+def run_cell(shell, cell):
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as captured:
+        result = shell.run_cell(cell)
+    return result, captured
+
+
+def test_px_output_in_engine_order_and_last_engine(shell, mec):
+    shell.user_ns["mec"] = mec
+    assert shell.run_cell("mec.activate()").success
+    # Engine 0 answers last, yet its line comes first.
+    for engine in mec.ids:
+        mec[engine]["me"] = engine
+    result, captured = run_cell(
+        shell, "%%px\nimport time\ntime.sleep(0.05 * (3 - me))\nprint('engine', me)"
+    )
+    assert result.success
+    assert captured.stdout.splitlines() == [f"[{e}] engine {e}" for e in (0, 1, 2)]
+    result, captured = run_cell(shell, "%px --targets -1 print('last')")
+    assert result.success
+    assert captured.stdout.strip() == "[2] last"
+    result, captured = run_cell(shell, "%px --targets 7 print('nowhere')")
+    assert not result.success
+    assert "Traceback" not in captured.stdout + captured.stderr
+    assert "no engine [7]" in captured.stdout + captured.stderr
+
+
+def test_pxresult_pxconfig_and_suffixed_magics(shell, cluster, mec):
+    other = cluster.client(timeout=T)
+    shell.user_ns.update(mec=mec, other=other)
+    assert shell.run_cell("mec.activate()").success
+    assert shell.run_cell("other.activate('_b')").success
+    assert run_cell(shell, "%px x = 1")[0].success
+    assert run_cell(shell, "%px_b --targets 1 x = 2")[0].success
+    assert mec.pull("x") == [1, 2, 1]
+    result, _ = run_cell(shell, "%pxresult --targets 0")
+    assert "In [" in repr(result.result)
+    result, _ = run_cell(shell, "%pxconfig_b --targets 2 --noblock")
+    assert result.success
+    assert other.targets == 2
+    assert other.block is False
+    pending = shell.run_cell("%px_b y = 3").result
+    pending.get(T)
+    assert mec.pull("y", targets=[2]) == [3]
+    assert "autopx_b" in shell.magics_manager.magics["line"]
+
+
+def test_ctrl_c_in_px_shows_one_line(shell, mec):
+    import signal
+    import threading
+
+    from pxcluster.testing import wait_for
+
+    shell.user_ns["mec"] = mec
+    assert shell.run_cell("mec.activate()").success
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as captured:
+
+        def press_ctrl_c():
+            try:
+                wait_for(lambda: "[2] spinning" in captured.stdout, T, message="spinning")
+            finally:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        presser = threading.Thread(target=press_ctrl_c)
+        presser.start()
+        result = shell.run_cell("%%px\nprint('spinning', flush=True)\nwhile True: pass")
+        presser.join(T)
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    shown = captured.stdout + captured.stderr
+    assert "KeyboardInterrupt: interrupted the command on engine(s) [0, 1, 2]" in shown
+    assert "Traceback" not in shown
+    assert "_run.py" not in shown
+
+
+def test_task_client_of_a_cluster_is_closed_by_stop(tmp_path):
+    from pxcluster.client import ConnectionLost
+
+    with cluster_in(tmp_path / "own", n=1) as own:
+        tc = own.task_client()
+        assert tc.run(MapTask(abs, (-1,)), block=True, timeout=T).r == 1
+        tid = tc.run(MapTask(abs, (-2,)))
+        tc.barrier([tid], timeout=T)
+        status = tc.queue_status(verbose=True)
+        assert tid in status["succeeded"]
+    with pytest.raises(ConnectionLost):
+        tc.run(MapTask(abs, (-3,)))

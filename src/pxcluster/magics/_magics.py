@@ -152,7 +152,10 @@ class ParallelMagics(Magics):
         magics = _Suffixed(self.shell, suffix)
         self.suffixed[suffix] = magics
         manager = self.shell.magics_manager  # type: ignore[union-attr]
-        manager.register_function(no_var_expand(magics.px), "line_cell", "px" + suffix)
+        def px(line: str, cell: str | None = None) -> Any:
+            return magics.px(line, cell)
+
+        manager.register_function(no_var_expand(px), "line_cell", "px" + suffix)
         for name in ("autopx", "result", "pxconfig"):
             manager.register_function(getattr(magics, name), "line", name + suffix)
         manager.register_function(magics.result, "line", "pxresult" + suffix)

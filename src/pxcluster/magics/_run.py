@@ -30,25 +30,68 @@ from pxcluster.magics._output import LiveOutput
 STOP_TIMEOUT = 5.0
 #: How often a waiting loop wakes up; only matters where signals cannot wake a wait.
 _TICK = 0.1
+#: Seconds of output gathered before it is shown, sorted by engine (see ``_drain``).
+ORDER_WINDOW = 0.2
 
 _DONE = object()
 
 
+class EnginesInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a magic's command: a KeyboardInterrupt (so a notebook's "run all"
+    stops there too) that IPython shows as one line, not the magics' own frames."""
+
+    def __init__(self, engines: list[int]) -> None:
+        super().__init__(f"interrupted the command on engine(s) {engines}")
+        self.engines = engines
+
+    def _render_traceback_(self) -> list[str]:
+        return [
+            f"KeyboardInterrupt: interrupted the command on engine(s) {self.engines}; "
+            "%result shows where each one stopped"
+        ]
+
+
 def _drain(items: queue.Queue[object], output: LiveOutput, timeout: float | None) -> bool:
-    """Show queued output until the done marker; False if ``timeout`` ran out first."""
+    """Show queued output until the done marker; False if ``timeout`` ran out first.
+
+    Output is shown in batches: what arrives within ``ORDER_WINDOW`` of a batch's first
+    piece is shown together, in engine order (each engine's pieces keep their order). A
+    short command's output therefore reads engine by engine, ``[0]`` before ``[1]``,
+    whichever engine answered first; a long one's still shows as it comes.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        left = _TICK if deadline is None else min(_TICK, deadline - time.monotonic())
-        if left <= 0:
-            return False
-        try:
-            item = items.get(timeout=left)
-        except queue.Empty:
-            continue
-        if item is _DONE:
-            return True
-        assert isinstance(item, EngineOutput)
+    batch: list[EngineOutput] = []
+    batch_began = 0.0
+    try:
+        while True:
+            now = time.monotonic()
+            left = _TICK if deadline is None else min(_TICK, deadline - now)
+            if batch:
+                left = min(left, batch_began + ORDER_WINDOW - now)
+            if deadline is not None and deadline - now <= 0:
+                return False
+            try:
+                item = items.get(timeout=max(0.0, left))
+            except queue.Empty:
+                if batch and time.monotonic() >= batch_began + ORDER_WINDOW:
+                    _show(batch, output)
+                continue
+            if item is _DONE:
+                return True
+            assert isinstance(item, EngineOutput)
+            if not batch:
+                batch_began = time.monotonic()
+            batch.append(item)
+    finally:
+        _show(batch, output)  # also on Ctrl-C: nothing received is lost
+
+
+def _show(batch: list[EngineOutput], output: LiveOutput) -> None:
+    """Show ``batch`` in engine order (stable: each engine's pieces keep their order)."""
+    batch.sort(key=lambda item: item.engine)
+    for item in batch:
         output.show(item)
+    batch.clear()
 
 
 def run_live(
@@ -63,7 +106,7 @@ def run_live(
 
     Raises:
         CompositeError: the code failed on one or more engines.
-        KeyboardInterrupt: Ctrl-C; the engines were stopped.
+        EnginesInterrupted: Ctrl-C (a KeyboardInterrupt); the engines were stopped.
     """
     items: queue.Queue[object] = queue.Queue()
     output = LiveOutput()
@@ -80,7 +123,7 @@ def run_live(
                 f"pxcluster: the engines did not stop within {STOP_TIMEOUT:.0f} s; their "
                 "code may be catching KeyboardInterrupt (mec.queue_status() shows them)\n"
             )
-        raise
+        raise EnginesInterrupted(sorted({t for _, t in pending.keys})) from None
     finally:
         output.close()
     result: ResultList = pending.result()

@@ -17,8 +17,9 @@ from types import TracebackType
 from typing import Any
 
 from pxcluster._errors import CompositeError, RemoteError
+from pxcluster.magics._run import EnginesInterrupted
 
-REMOTE_ERRORS = (CompositeError, RemoteError)
+REMOTE_ERRORS = (CompositeError, RemoteError, EnginesInterrupted)
 
 
 def show_remote_error(
