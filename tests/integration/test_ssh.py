@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from pxcluster import Cluster, MultiEngineClient
+from pxcluster import Cluster, MultiEngineClient, StringTask, TaskClient
 from pxcluster.profile import LauncherConfig
 
 T = 90
@@ -29,6 +29,18 @@ def pxcluster_processes(host) -> list[str]:
             continue
         if "pxcluster" in line:
             found.append(line)
+    return found
+
+
+def tunnel_processes(sshd) -> list[str]:
+    """Our ssh tunnel processes (ssh -N -L ... to the test's sshd) still running."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        line = proc.info["cmdline"] or []
+        if proc.info["name"] == "ssh" and "-N" in line and sshd.destination in line:
+            found.append(" ".join(line))
     return found
 
 
@@ -91,6 +103,20 @@ def test_pxcluster_start_puts_controller_and_engines_on_the_host_and_stop_ends_t
             mec.execute("import socket; n = socket.gethostname()", timeout=T)
             assert mec.pull("n", timeout=T) == [netns_host.hostname] * 2
         assert len(pxcluster_processes(netns_host)) == 3  # the controller and two engines
+        # a client with nothing but the login: the connection file is read over ssh and
+        # the connection goes through an SSH tunnel
+        nothing_here = tmp_path / "laptop"
+        tunnel = {"ssh": sshd_host.destination, "ssh_options": sshd_host.ssh_args}
+        with MultiEngineClient(profile_dir=nothing_here, timeout=T, **tunnel) as mec:
+            assert mec._core.connection.url.startswith("tcp://127.0.0.1:")
+            assert mec.pull("n", timeout=T) == [netns_host.hostname] * 2
+        tc = TaskClient(profile_dir=nothing_here, timeout=T, **tunnel)
+        try:
+            tid = tc.run(StringTask("import socket; h = socket.gethostname()", pull="h"))
+            assert tc.get_task_result(tid, block=True, timeout=T).ns.h == netns_host.hostname
+        finally:
+            tc.close()
+        assert tunnel_processes(sshd_host) == []  # closing the clients ended their tunnels
     finally:
         stop = run_cli(["stop", *flags])
     assert stop.returncode == 0, stop.stderr

@@ -33,9 +33,10 @@ from typing import Any
 from pxcluster._buffers import Buffer
 from pxcluster._errors import ConnectionLost, PxclusterTimeoutError, RemoteProtocolError
 from pxcluster.client._results import PendingResult
+from pxcluster.client._ssh import SshRoute, tunnelled_connection
 from pxcluster.profile import ClientConnection, ProfilePaths, read_client_connection
 from pxcluster.serialize import host_key, import_frames, shm_available
-from pxcluster.transport import Channel, Context, Monitor, Poller, connect, pipe
+from pxcluster.transport import Channel, Context, Monitor, Poller, SshTunnel, connect, pipe
 from pxcluster.wire import (
     Message,
     MsgType,
@@ -57,6 +58,7 @@ class ClientCore:
 
     def __init__(self, connection: ClientConnection, timeout: float = 10.0) -> None:
         self.connection = connection
+        self._tunnel: SshTunnel | None = None  # the SSH tunnel the connection goes through
         self._signer = Signer(connection.key)
         self._guard = ReplayGuard()
         self._session = f"cli{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -108,12 +110,24 @@ class ClientCore:
         profile: str,
         profile_dir: str | Path | None,
         timeout: float,
+        ssh: SshRoute | None = None,
     ) -> ClientCore:
         """Connect to the cluster of a connection file (default: the profile's), closed
-        automatically when ``owner`` (the client object) is garbage-collected."""
+        automatically when ``owner`` (the client object) is garbage-collected; through an
+        SSH tunnel when ``ssh`` says how to log in (see ``client._ssh``)."""
         paths = ProfilePaths.for_profile(profile, profile_dir)
         path = Path(connection_file) if connection_file else paths.client_file
-        core = cls(read_client_connection(path), timeout)
+        if ssh is None:
+            core = cls(read_client_connection(path), timeout)
+        else:
+            explicit = connection_file is not None
+            connection, tunnel = tunnelled_connection(ssh, path, profile, explicit, timeout)
+            try:
+                core = cls(connection, timeout)
+            except BaseException:
+                tunnel.close()
+                raise
+            core._tunnel = tunnel
         weakref.finalize(owner, core.close)  # an unclosed client leaks no thread or socket
         return core
 
@@ -350,6 +364,8 @@ class ClientCore:
         self._thread.join(timeout=5.0)
         self._fail_all(ConnectionLost("the client was closed"))
         self._ctx.close()
+        if self._tunnel is not None:
+            self._tunnel.close()
 
 
 def _map_segments(msg: Message) -> Message:

@@ -23,6 +23,7 @@ from pxcluster.client._partition import as_sliceable, concatenate, partition, sp
 from pxcluster.client._progress import show_progress
 from pxcluster.client._requests import EngineRequests
 from pxcluster.client._results import PendingResult, ResultList, after_all, chained
+from pxcluster.client._ssh import SshRoute
 from pxcluster.client._streams import OutputHandler, router_of
 from pxcluster.client._sync_imports import SyncImports
 from pxcluster.client._targets import TargetSpec, normalize_targets
@@ -60,6 +61,10 @@ class MultiEngineClient(EngineRequests):
         timeout: seconds to wait for the controller to answer the first time.
         targets: the default engines: ``'all'``, an id, or a list of ids.
         block: wait for results (True) or return PendingResults (False) by default.
+        ssh: ``[user@]host[:port]`` to reach the controller through an SSH tunnel from
+            (the connection file is read there when there is none here).
+        sshkey: the private key for that login (default: ssh's own choice).
+        ssh_options: more ssh arguments, e.g. ``["-o", "StrictHostKeyChecking=no"]``.
 
     Raises:
         NoClusterRunning: there is no connection file.
@@ -79,8 +84,14 @@ class MultiEngineClient(EngineRequests):
         timeout: float = 10.0,
         targets: TargetSpec = "all",
         block: bool = True,
+        ssh: str | None = None,
+        sshkey: str | None = None,
+        ssh_options: Sequence[str] = (),
     ) -> None:
-        self._core = ClientCore.open_for(self, connection_file, profile, profile_dir, timeout)
+        route = SshRoute.of(ssh, sshkey, ssh_options)
+        self._core = ClientCore.open_for(
+            self, connection_file, profile, profile_dir, timeout, route
+        )
         self._owns_core = True
         router_of(self._core)  # installed now, before any request can stream output
         # The last execute sent to each engine, for get_result() and %result.

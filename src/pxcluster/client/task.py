@@ -21,6 +21,7 @@ from pxcluster.client._core import ClientCore
 from pxcluster.client._decorators import task_predicate
 from pxcluster.client._partition import as_sliceable
 from pxcluster.client._results import PendingResult
+from pxcluster.client._ssh import SshRoute
 from pxcluster.client._tasks import MapTask, StringTask, TaskResult, chunked, task_result
 from pxcluster.serialize import detach, dumps, dumps_many
 from pxcluster.wire import Message, MsgType, unpack_header
@@ -56,6 +57,10 @@ class TaskClient:
         profile: the profile whose running cluster to use.
         profile_dir: the profile folder, if not under ``~/.pxcluster``.
         timeout: seconds to wait for the controller to answer the first time.
+        ssh: ``[user@]host[:port]`` to reach the controller through an SSH tunnel from
+            (the connection file is read there when there is none here).
+        sshkey: the private key for that login (default: ssh's own choice).
+        ssh_options: more ssh arguments, e.g. ``["-o", "StrictHostKeyChecking=no"]``.
     """
 
     def __init__(
@@ -65,8 +70,14 @@ class TaskClient:
         profile: str = "default",
         profile_dir: str | Path | None = None,
         timeout: float = 10.0,
+        ssh: str | None = None,
+        sshkey: str | None = None,
+        ssh_options: Sequence[str] = (),
     ) -> None:
-        self._core = ClientCore.open_for(self, connection_file, profile, profile_dir, timeout)
+        route = SshRoute.of(ssh, sshkey, ssh_options)
+        self._core = ClientCore.open_for(
+            self, connection_file, profile, profile_dir, timeout, route
+        )
         self._tasks: dict[str, PendingTask] = {}
 
     # -- submitting --------------------------------------------------------------------------

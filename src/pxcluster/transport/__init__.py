@@ -12,6 +12,7 @@ from pxcluster.transport._sockets import (
     new_curve_keypair,
     pipe,
 )
+from pxcluster.transport._tunnel import SshTunnel, read_remote_file
 
 __all__ = [
     "Channel",
@@ -20,8 +21,10 @@ __all__ = [
     "HeartbeatEcho",
     "Monitor",
     "Poller",
+    "SshTunnel",
     "bind",
     "connect",
     "new_curve_keypair",
     "pipe",
+    "read_remote_file",
 ]
