@@ -379,3 +379,19 @@ def test_task_client_of_a_cluster_is_closed_by_stop(tmp_path):
         assert tid in status["succeeded"]
     with pytest.raises(ConnectionLost):
         tc.run(MapTask(abs, (-3,)))
+
+
+def test_client_says_at_once_that_the_controller_is_gone(tmp_path):
+    import signal
+
+    from pxcluster.client import MultiEngineClient, NoClusterRunning
+    from pxcluster.testing import leftover_processes, wait_for
+
+    with cluster_in(tmp_path / "own", n=1) as own:
+        pid = own.controller_pid
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not leftover_processes([pid]), T, message="the controller to go")
+        with pytest.raises(NoClusterRunning) as info:
+            MultiEngineClient(profile_dir=own.paths.dir, timeout=60)  # fails now, not in 60 s
+        assert f"pxcontroller --profile-dir {own.paths.dir}" in str(info.value)
+        assert "same engines" in str(info.value)

@@ -30,8 +30,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from pxcluster._buffers import Buffer
-from pxcluster._errors import ConnectionLost, PxclusterTimeoutError, RemoteProtocolError
+from pxcluster._errors import (
+    ConnectionLost,
+    NoClusterRunning,
+    PxclusterTimeoutError,
+    RemoteProtocolError,
+)
 from pxcluster.client._results import PendingResult
 from pxcluster.client._ssh import SshRoute, tunnelled_connection
 from pxcluster.profile import ClientConnection, ProfilePaths, read_client_connection
@@ -118,7 +125,9 @@ class ClientCore:
         paths = ProfilePaths.for_profile(profile, profile_dir)
         path = Path(connection_file) if connection_file else paths.client_file
         if ssh is None:
-            core = cls(read_client_connection(path), timeout)
+            connection = read_client_connection(path)
+            _check_controller_alive(connection, path, profile, profile_dir)
+            core = cls(connection, timeout)
         else:
             explicit = connection_file is not None
             connection, tunnel = tunnelled_connection(ssh, path, profile, explicit, timeout)
@@ -366,6 +375,38 @@ class ClientCore:
         self._ctx.close()
         if self._tunnel is not None:
             self._tunnel.close()
+
+
+def _check_controller_alive(
+    connection: ClientConnection, path: Path, profile: str, profile_dir: str | Path | None
+) -> None:
+    """Fail at once, saying how to take over, if the connection file's controller ran on
+    this host (a loopback address) and its process is gone (killed or crashed): waiting for
+    an answer that cannot come would only cost the caller its whole timeout.
+
+    Raises:
+        NoClusterRunning: the recorded controller process is not running.
+    """
+    pid = connection.controller_pid
+    host = connection.url.removeprefix("tcp://").rpartition(":")[0]
+    if pid <= 0 or host not in ("127.0.0.1", "localhost", "[::1]"):
+        return
+    try:
+        gone = psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        gone = True
+    except psutil.Error:
+        gone = False  # not ours to inspect: it exists
+    if not gone:
+        return
+    where = f"--profile-dir {profile_dir}" if profile_dir else f"--profile {profile}"
+    raise NoClusterRunning(
+        f"the controller recorded in {path} (pid {pid}) is not running any more. Its "
+        f"engines wait for a controller for a while (controller_timeout): `pxcontroller "
+        f"{where}` takes over with the same engines and their namespaces, and clients "
+        f"then connect as before. `pxcluster stop {where}` and `pxcluster start` begin "
+        "afresh instead (the engines' data is lost)."
+    )
 
 
 def _map_segments(msg: Message) -> Message:
