@@ -395,3 +395,21 @@ def test_client_says_at_once_that_the_controller_is_gone(tmp_path):
             MultiEngineClient(profile_dir=own.paths.dir, timeout=60)  # fails now, not in 60 s
         assert f"pxcontroller --profile-dir {own.paths.dir}" in str(info.value)
         assert "same engines" in str(info.value)
+
+
+def test_a_second_controller_in_a_live_profile_is_refused(cluster, mec):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    before = cluster.paths.client_file.read_text()
+    done = subprocess.run(
+        [Path(sys.executable).parent / "pxcontroller", "--profile-dir", str(cluster.paths.dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert f"a controller (pid {cluster.controller_pid}) already runs" in done.stderr
+    assert cluster.paths.client_file.read_text() == before  # its files untouched
+    assert mec.apply(abs, -1) == [1, 1, 1]  # the live cluster is still reachable

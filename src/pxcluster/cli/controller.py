@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pxcluster._errors import NoClusterRunning
 from pxcluster.cli._common import add_profile_flags, add_version_flag, profile_from, setup_logging
 from pxcluster.cli._dashboard import start_dashboard, stop_dashboard
 from pxcluster.controller import ControllerServer
-from pxcluster.profile import default_location, resolve_ip
+from pxcluster.launchers import ProcessRef
+from pxcluster.profile import (
+    ProfilePaths,
+    default_location,
+    read_client_connection,
+    resolve_ip,
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -82,6 +90,25 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def refuse_if_live(paths: ProfilePaths) -> None:
+    """Exit if the profile's connection file names a controller that still runs: a second
+    one would replace its connection files (and remove them on exit), leaving the live
+    cluster unreachable. A controller that is gone is taken over instead (see the server)."""
+    try:
+        connection = read_client_connection(paths.client_file)
+    except NoClusterRunning:
+        return
+    pid = connection.controller_pid
+    if pid <= 0 or pid == os.getpid() or not ProcessRef.of(pid).alive():
+        return
+    usual = ProfilePaths.for_profile(paths.name).dir == paths.dir
+    where = f"--profile {paths.name}" if usual else f"--profile-dir {paths.dir}"
+    sys.exit(
+        f"pxcontroller: a controller (pid {pid}) already runs in this profile ({paths.dir}); "
+        f"use it, stop it first (`pxcluster stop {where}`), or choose another profile"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     paths, config = profile_from(args)
@@ -102,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         sys.exit(f"pxcontroller: {exc}")
     config = config.replace(ip=ip, location=location)
+    refuse_if_live(paths)
     setup_logging(args.log_level, args.log_file or paths.log / "controller.log")
     server = ControllerServer(config, paths)
     for signum in (signal.SIGTERM, signal.SIGINT):
