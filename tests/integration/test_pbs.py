@@ -54,16 +54,29 @@ def _slurm_queue() -> list[str]:
 
 def test_engines_and_controller_as_pbs_jobs(profile: Path, pbs_env: dict[str, str]) -> None:
     done = pxcluster(
-        pbs_env, "start", "-n", "3", "--engines", "pbs", "--controller", "pbs",
-        "--walltime", "10", "--profile-dir", str(profile),
+        pbs_env,
+        "start",
+        "-n",
+        "3",
+        "--engines",
+        "pbs",
+        "--controller",
+        "pbs",
+        "--walltime",
+        "10",
+        "--profile-dir",
+        str(profile),
     )
     assert done.returncode == 0, done.stderr
     assert "3 engines [0, 1, 2]" in done.stdout
     record = ClusterRecord.read(profile / "pid" / "cluster.json")
-    assert record is not None and record.controller.launcher == "pbs"
-    assert record.controller.job_id and {h.job_id for h in record.engines} != {""}
+    assert record is not None
+    assert record.controller.launcher == "pbs"
+    assert record.controller.job_id
+    assert {h.job_id for h in record.engines} != {""}
     script = Path(record.engines[0].extra["script"]).read_text()
-    assert "#PBS -t 0-2" in script and "#PBS -l walltime=0:10:00" in script
+    assert "#PBS -t 0-2" in script
+    assert "#PBS -l walltime=0:10:00" in script
 
     with MultiEngineClient(profile_dir=profile, timeout=30) as mec:
         assert mec.map(lambda x: x + 1, range(6)) == list(range(1, 7))

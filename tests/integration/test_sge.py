@@ -43,13 +43,23 @@ def _qstat_jobs() -> list[str]:
 
 def test_engines_as_an_sge_array_then_stop_deletes_it(profile: Path) -> None:
     done = pxcluster(
-        "start", "-n", "3", "--engines", "sge", "--controller", "sge", "--timeout", "90",
-        "--profile-dir", str(profile),
+        "start",
+        "-n",
+        "3",
+        "--engines",
+        "sge",
+        "--controller",
+        "sge",
+        "--timeout",
+        "90",
+        "--profile-dir",
+        str(profile),
     )
     assert done.returncode == 0, done.stderr
     assert "3 engines [0, 1, 2]" in done.stdout
     record = ClusterRecord.read(profile / "pid" / "cluster.json")
-    assert record is not None and record.controller.launcher == "sge"
+    assert record is not None
+    assert record.controller.launcher == "sge"
     (job,) = {h.job_id for h in record.engines}
 
     with MultiEngineClient(profile_dir=profile, timeout=30) as mec:
@@ -59,11 +69,13 @@ def test_engines_as_an_sge_array_then_stop_deletes_it(profile: Path) -> None:
 
     assert f"sge job {job}: 3 running" in pxcluster("list").stdout
     logs = pxcluster("logs", "0", "--profile-dir", str(profile))
-    assert f"sge job {job}[" in logs.stdout and ".out <==" in logs.stdout, logs.stdout
+    assert f"sge job {job}[" in logs.stdout, logs.stdout
+    assert ".out <==" in logs.stdout
 
     stopped = pxcluster("stop", "--profile-dir", str(profile))
     assert stopped.returncode == 0, stopped.stderr
-    assert job not in _qstat_jobs() and record.controller.job_id not in _qstat_jobs()
+    assert job not in _qstat_jobs()
+    assert record.controller.job_id not in _qstat_jobs()
 
 
 def test_held_engines_are_reported_held(profile: Path) -> None:
@@ -80,4 +92,5 @@ def test_an_unknown_resource_is_refused_by_qsub(profile: Path) -> None:
     (profile / "pxcluster.toml").write_text('[sge]\ndirectives = ["-l h_rtt=1"]\n')
     done = pxcluster("start", "-n", "2", "--engines", "sge", "--profile-dir", str(profile))
     assert done.returncode == 1
-    assert "refused the job" in done.stderr and 'unknown resource "h_rtt"' in done.stderr
+    assert "refused the job" in done.stderr
+    assert 'unknown resource "h_rtt"' in done.stderr

@@ -1,4 +1,5 @@
-"""Engines and controllers as Slurm jobs, against a real single-node Slurm (tests/services/slurm.py)."""
+"""Engines and controllers as Slurm jobs, against a real single-node Slurm
+(tests/services/slurm.py)."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def test_engines_run_as_one_job_array_and_stop_cancels_it(profile: Path) -> None
     assert f"slurm job {job}: 4 running" in listing.stdout, listing.stdout
     logs = pxcluster("logs", "2", "--profile-dir", str(profile))
     assert logs.returncode == 0, logs.stderr
-    assert f"slurm job {job}[" in logs.stdout and ".out <==" in logs.stdout
+    assert f"slurm job {job}[" in logs.stdout
+    assert ".out <==" in logs.stdout
 
     stopped = pxcluster("stop", "--profile-dir", str(profile))
     assert stopped.returncode == 0, stopped.stderr
@@ -85,7 +87,8 @@ def test_a_refused_directive_fails_at_once_naming_sbatch(profile: Path) -> None:
     _config(profile, '[slurm]\ndirectives = ["--partitoin=debug"]\n')
     done = pxcluster("start", "-n", "2", "--engines", "slurm", "--profile-dir", str(profile))
     assert done.returncode == 1
-    assert "sbatch" in done.stderr and "refused the job" in done.stderr, done.stderr
+    assert "sbatch" in done.stderr, done.stderr
+    assert "refused the job" in done.stderr
     assert "partitoin" in done.stderr
 
 
@@ -95,7 +98,8 @@ def test_a_job_that_fails_at_once_fails_start_with_its_output(profile: Path) -> 
         "start", "-n", "2", "--engines", "slurm", "--timeout", "60", "--profile-dir", str(profile)
     )
     assert done.returncode == 1
-    assert "FAILED" in done.stderr and "exit code 127" in done.stderr, done.stderr
+    assert "FAILED" in done.stderr, done.stderr
+    assert "exit code 127" in done.stderr
     assert "/nonexistent/bin/python3" in done.stderr  # the job's own output lines
     assert ".out" in done.stderr  # the output file is named
 
@@ -108,4 +112,81 @@ def test_a_held_job_says_held_and_start_gives_up_naming_it(profile: Path) -> Non
     assert done.returncode == 1
     assert "only 0 of 2 engines registered within 8.0 s" in done.stderr, done.stderr
     assert "pending (held: JobHeldUser)" in done.stderr
-    assert "output:" in done.stderr and ".out" in done.stderr
+    assert "output:" in done.stderr
+    assert ".out" in done.stderr
+
+
+def test_controller_as_a_job_and_engines_added_later_are_one_cluster(profile: Path) -> None:
+    done = pxcluster(
+        "start",
+        "-n",
+        "2",
+        "--engines",
+        "slurm",
+        "--controller",
+        "slurm",
+        "--profile-dir",
+        str(profile),
+    )
+    assert done.returncode == 0, done.stderr
+    added = pxcluster("add", "-n", "2", "--engines", "slurm", "--profile-dir", str(profile))
+    assert added.returncode == 0, added.stderr
+    assert "engines now [0, 1, 2, 3]" in added.stdout
+    record = ClusterRecord.read(profile / "pid" / "cluster.json")
+    assert record is not None
+    assert record.controller.launcher == "slurm"
+    jobs = {record.controller.job_id, *(h.job_id for h in record.engines)}
+    assert len(jobs) == 3  # the controller's job, the first array, the added array
+
+    with MultiEngineClient(profile_dir=profile, timeout=30) as mec:
+        assert mec.apply(lambda: 1) == [1, 1, 1, 1]
+
+    stopped = pxcluster("stop", "--profile-dir", str(profile))
+    assert stopped.returncode == 0, stopped.stderr
+    assert not [j for j in _queue() if j.split("_")[0] in jobs]
+
+
+def test_one_engine_is_replaced_through_its_array_task(profile: Path) -> None:
+    done = pxcluster("start", "-n", "2", "--engines", "slurm", "--profile-dir", str(profile))
+    assert done.returncode == 0, done.stderr
+    record = ClusterRecord.read(profile / "pid" / "cluster.json")
+    assert record is not None
+    (job,) = {h.job_id for h in record.engines}
+    with MultiEngineClient(profile_dir=profile, timeout=30) as mec:
+        mec.execute("import os; task = os.environ['SLURM_ARRAY_TASK_ID']")
+        tasks = dict(zip(mec.get_ids(), mec.pull("task"), strict=True))
+    restarted = pxcluster("restart", "1", "--profile-dir", str(profile))
+    assert restarted.returncode == 0, restarted.stderr
+    assert "engine 1 replaced; engines now [0, 2]" in restarted.stdout
+    # engine 1's array task is gone; a further job runs its replacement
+    assert f"{job}_{tasks[1]}" not in _queue()
+    assert f"{job}_{tasks[0]}" in _queue()
+    record = ClusterRecord.read(profile / "pid" / "cluster.json")
+    assert record is not None
+    assert len({h.job_id for h in record.engines}) == 2
+
+
+def test_engines_near_their_walltime_get_no_tasks(profile: Path) -> None:
+    # a 1-minute job and a 5-minute margin: its engine is retired as soon as it registers
+    _config(profile, "[controller]\nwalltime_margin = 300.0\n")
+    done = pxcluster("start", "-n", "1", "--profile-dir", str(profile))
+    assert done.returncode == 0, done.stderr
+    added = pxcluster(
+        "add", "-n", "1", "--engines", "slurm", "--walltime", "1", "--profile-dir", str(profile)
+    )
+    assert added.returncode == 0, added.stderr
+    with MultiEngineClient(profile_dir=profile, timeout=30) as mec:
+        mec.execute("import os; end = float(os.environ.get('PXCLUSTER_END_TIME', 0))")
+        ends = dict(zip(mec.get_ids(), mec.pull("end"), strict=True))
+    assert ends[0] == 0.0
+    assert ends[1] > 0
+    from pxcluster import MapTask, TaskClient
+
+    with TaskClient(profile_dir=profile, timeout=30) as tc:
+        ids = [tc.run(MapTask(abs, args=(-i,))) for i in range(8)]
+        tc.barrier(ids, timeout=30)
+        results = [tc.get_task_result(i, block=True, timeout=30) for i in ids]
+    assert [r.result for r in results] == list(range(8))
+    assert {r.engineid for r in results} == {0}
+    log = (profile / "log" / "controller.log").read_text()
+    assert "engine 1 takes no new tasks: its job's walltime ends in" in log

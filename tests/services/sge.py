@@ -34,15 +34,21 @@ W=$1
 qconf -sconf global | sed -e 's/^min_uid .*/min_uid 0/' -e 's/^min_gid .*/min_gid 0/' > $W/global
 qconf -Mconf $W/global
 qconf -ssconf | sed -e 's/^schedule_interval .*/schedule_interval 0:0:1/' \
-  -e 's/^flush_submit_sec .*/flush_submit_sec 1/' -e 's/^flush_finish_sec .*/flush_finish_sec 1/' > $W/sched
+  -e 's/^flush_submit_sec .*/flush_submit_sec 1/' \
+  -e 's/^flush_finish_sec .*/flush_finish_sec 1/' > $W/sched
 qconf -Msconf $W/sched
-printf 'hostname localhost\nload_scaling NONE\ncomplex_values NONE\nuser_lists NONE\nxuser_lists NONE\nprojects NONE\nxprojects NONE\nusage_scaling NONE\nreport_variables NONE\n' > $W/exechost
+printf '%s\n' 'hostname localhost' 'load_scaling NONE' 'complex_values NONE' \
+  'user_lists NONE' 'xuser_lists NONE' 'projects NONE' 'xprojects NONE' \
+  'usage_scaling NONE' 'report_variables NONE' > $W/exechost
 qconf -Ae $W/exechost >/dev/null 2>&1 || qconf -Me $W/exechost
 qconf -as localhost >/dev/null 2>&1 || true
 printf 'group_name @allhosts\nhostlist localhost\n' > $W/hgrp
 qconf -Ahgrp $W/hgrp >/dev/null 2>&1 || qconf -Mhgrp $W/hgrp
 for pe in smp mpi; do
-  printf 'pe_name %s\nslots 99\nuser_lists NONE\nxuser_lists NONE\nstart_proc_args NONE\nstop_proc_args NONE\nallocation_rule $fill_up\ncontrol_slaves TRUE\njob_is_first_task FALSE\nurgency_slots min\naccounting_summary FALSE\nqsort_args NONE\n' $pe > $W/pe_$pe
+  printf '%s\n' "pe_name $pe" 'slots 99' 'user_lists NONE' 'xuser_lists NONE' \
+    'start_proc_args NONE' 'stop_proc_args NONE' 'allocation_rule $fill_up' \
+    'control_slaves TRUE' 'job_is_first_task FALSE' 'urgency_slots min' \
+    'accounting_summary FALSE' 'qsort_args NONE' > $W/pe_$pe
   qconf -Ap $W/pe_$pe >/dev/null 2>&1 || qconf -Mp $W/pe_$pe
 done
 qconf -sq all.q 2>/dev/null > $W/allq || qconf -sq > $W/allq

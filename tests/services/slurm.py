@@ -92,10 +92,8 @@ def _stop_pidfile(pidfile: Path, timeout: float = 10.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, 9)
-    except ProcessLookupError:
-        pass
 
 
 def _start_munge(root: Path) -> subprocess.Popen[bytes]:
@@ -107,9 +105,17 @@ def _start_munge(root: Path) -> subprocess.Popen[bytes]:
     os.chmod(folder / "key", 0o400)
     proc = subprocess.Popen(
         [
-            "runuser", "-u", "munge", "--", "/usr/sbin/munged", "-F", "--force",
-            f"--socket={folder / 'sock'}", f"--key-file={folder / 'key'}",
-            f"--pid-file={folder / 'pid'}", f"--log-file={folder / 'log'}",
+            "runuser",
+            "-u",
+            "munge",
+            "--",
+            "/usr/sbin/munged",
+            "-F",
+            "--force",
+            f"--socket={folder / 'sock'}",
+            f"--key-file={folder / 'key'}",
+            f"--pid-file={folder / 'pid'}",
+            f"--log-file={folder / 'log'}",
             f"--seed-file={folder / 'seed'}",
         ],
         stdout=subprocess.DEVNULL,

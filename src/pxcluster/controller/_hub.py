@@ -87,6 +87,7 @@ class EngineRecord:
     #: What its launcher told it (``profile.launch_info``: launcher, job id, array index,
     #: walltime end), so clients can map the engine to its job.
     launch: dict[str, str | int | float] = dataclasses.field(default_factory=dict)
+    retired: bool = False  # its job's walltime is near: the scheduler sends it no tasks
 
     def queue_length(self) -> int:
         return sum(1 for p in self.outstanding.values() if p.type not in CONTROL_REQUESTS)
@@ -103,6 +104,17 @@ def _launch_of(value: object) -> dict[str, str | int | float]:
     }
 
 
+def _job_ended(launch: dict[str, str | int | float]) -> str:
+    """Why a batch engine went silent, when its job's walltime is over ("" otherwise)."""
+    end = launch.get("end_time")
+    if not isinstance(end, (int, float)) or time.time() < end:
+        return ""
+    job = f"{launch.get('launcher', 'batch')} job {launch.get('job_id', '?')}"
+    if isinstance(launch.get("array_index"), int):
+        job += f"[{launch['array_index']}]"
+    return f"; its {job} reached its walltime"
+
+
 class Hub:
     """Registry, routing and liveness of one controller; see the module docstring."""
 
@@ -114,8 +126,12 @@ class Hub:
         task_prefetch: int = 2,
         heartbeat_period: float = 0.5,
         task_prefetch_short: int | None = None,
+        walltime_margin: float = 60.0,
     ) -> None:
         self.heartbeat_timeout = heartbeat_timeout
+        #: An engine whose batch job ends (``launch`` end_time, epoch seconds) within this
+        #: many seconds gets no new tasks, so none is cut off by the scheduler's time limit.
+        self.walltime_margin = walltime_margin
         # An engine must miss this many pings *that were sent*, as well as stay silent for
         # heartbeat_timeout, to be declared dead: if the controller itself stalls (a huge
         # message, a slow disk) it sends no pings, and no engine is blamed for that.
@@ -340,6 +356,7 @@ class Hub:
                 launch=_launch_of(msg.content.get("launch")),
             )
             self.scheduler.engine_added(engine_id)
+            self._retire_if_ending(self.engines[engine_id])
             log.info(
                 "engine %d registered (pid %s on %s)",
                 engine_id,
@@ -412,8 +429,25 @@ class Hub:
             silent = now - engine.last_seen
             missed = self.ping_seq - engine.last_pong
             if silent > self.heartbeat_timeout and missed > self.misses_allowed:
-                out += self.remove_engine(engine.id, f"no heartbeat for {silent:.1f} s")
+                why = f"no heartbeat for {silent:.1f} s{_job_ended(engine.launch)}"
+                out += self.remove_engine(engine.id, why)
+        for engine in self.engines.values():
+            self._retire_if_ending(engine)
         return out + self.tasks.rebalance(now)
+
+    def _retire_if_ending(self, engine: EngineRecord) -> None:
+        """Give no more tasks to an engine whose job's walltime ends within the margin."""
+        end = engine.launch.get("end_time")
+        if engine.retired or not isinstance(end, (int, float)):
+            return
+        if end <= time.time() + self.walltime_margin:
+            engine.retired = True
+            self.scheduler.retire(engine.id)
+            log.info(
+                "engine %d takes no new tasks: its job's walltime ends in %.0f s",
+                engine.id,
+                end - time.time(),
+            )
 
     def remove_engine(self, engine_id: int, why: str, event: str = "died") -> list[Outbound]:
         """Forget engine ``engine_id``, fail its outstanding requests, and tell the clients.

@@ -98,6 +98,7 @@ class Scheduler:
         self._loads: dict[int, int] = {}  # live engine -> requests outstanding on it
         # _room[n]: engines with load n and room for more, in the order they got there
         self._room: list[dict[int, None]] = [{} for _ in range(self.short_prefetch)]
+        self._retired: set[int] = set()  # engines near their job's walltime: no new tasks
 
     # -- engines -----------------------------------------------------------------------------
 
@@ -105,6 +106,13 @@ class Scheduler:
         """A new live engine, with ``load`` requests outstanding already."""
         self._loads[engine] = load
         self._place(engine, -1)
+
+    def retire(self, engine: int) -> None:
+        """Send ``engine`` no more tasks (its batch job's walltime is about to end); what it
+        holds still finishes, and work stealing may hand back what waits there."""
+        self._retired.add(engine)
+        if engine in self._loads:
+            self._place(engine, self._loads[engine])
 
     def sent(self, engine: int) -> None:
         """A queued request (not a task: ``assign`` counts those) went to ``engine``."""
@@ -162,7 +170,9 @@ class Scheduler:
     # -- assigning ---------------------------------------------------------------------------
 
     def limit(self, engine: int) -> int:
-        """How many requests ``engine`` may hold now (its prefetch)."""
+        """How many requests ``engine`` may hold now (its prefetch; 0 once retired)."""
+        if engine in self._retired:
+            return 0
         if self._short_streak.get(engine, 0) >= SHORT_STREAK:
             return self.short_prefetch
         return self.prefetch
@@ -252,6 +262,7 @@ class Scheduler:
     def engine_gone(self, engine: int) -> None:
         """An engine left: it takes no more tasks and can no longer refuse anything."""
         self._short_streak.pop(engine, None)
+        self._retired.discard(engine)
         load = self._loads.pop(engine, None)
         if load is not None and load < len(self._room):
             self._room[load].pop(engine, None)

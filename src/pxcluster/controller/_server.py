@@ -125,6 +125,7 @@ class ControllerServer:
             task_prefetch=config.task_prefetch,
             task_prefetch_short=config.task_prefetch_short,
             heartbeat_period=config.heartbeat_period,
+            walltime_margin=config.walltime_margin,
         )
         self._ctx = Context()
         self._stop_requested = False
