@@ -12,7 +12,10 @@ import argparse
 import dataclasses
 import os
 import re
+from pathlib import Path
 from typing import Any
+
+from mkdocs.structure.files import File, Files
 
 from pxcluster.cli import cluster, controller, engine
 from pxcluster.dashboard import _process as dashboard
@@ -20,6 +23,10 @@ from pxcluster.profile import _config
 
 CLI_MARK = "<!-- generated: cli-reference -->"
 CONFIG_MARK = "<!-- generated: config-reference -->"
+BENCH_MARK = "<!-- generated: benchmark-table -->"
+ROOT = Path(__file__).resolve().parent.parent.parent
+#: Folders outside docs/src whose files the site serves as they are (the README's screenshot).
+SHARED_ASSETS = ("docs/screens",)
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -106,9 +113,27 @@ def _attributes(doc: str) -> dict[str, str]:
     return found
 
 
+def benchmark_table() -> str:
+    """benchmarks/results/latest.md, its links to files beside it made plain text (the site
+    does not serve the raw JSON)."""
+    text = (ROOT / "benchmarks" / "results" / "latest.md").read_text()
+    text = re.sub(r"^# .*\n", "", text, count=1)  # the page has its own title
+    return re.sub(r"\[([^\]]+)\]\((?!https?:)[^)]+\)", r"`benchmarks/results/\1`", text)
+
+
+def on_files(files: Files, config: Any) -> Files:
+    for folder in SHARED_ASSETS:
+        for path in sorted((ROOT / folder).glob("*.png")):
+            rel = path.relative_to(ROOT / "docs").as_posix()
+            files.append(File(rel, str(ROOT / "docs"), config["site_dir"], False))
+    return files
+
+
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
     if CLI_MARK in markdown:
         markdown = markdown.replace(CLI_MARK, cli_reference())
     if CONFIG_MARK in markdown:
         markdown = markdown.replace(CONFIG_MARK, config_reference())
+    if BENCH_MARK in markdown:
+        markdown = markdown.replace(BENCH_MARK, benchmark_table())
     return markdown
