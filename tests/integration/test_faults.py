@@ -443,11 +443,8 @@ def test_engine_killed_mid_execute_fails_the_call_fast(cluster2):
     )
 
     os.kill(pids[victim], signal.SIGKILL)
-    began = time.monotonic()
-    with pytest.raises(CompositeError) as info:
-        long_call.get_result(timeout=15)
-    elapsed = time.monotonic() - began
-    assert elapsed < 10, f"the call took {elapsed:.1f} s to fail"
+    with pytest.raises(CompositeError) as info:  # not PxclusterTimeoutError: within 10 s
+        long_call.get_result(timeout=10)
     errors = info.value.elist
     assert len(errors) == 1
     assert isinstance(errors[0], EngineDied)
@@ -562,20 +559,16 @@ def test_start_when_already_running(tmp_path):
 
 def test_unknown_target_fails_fast(cluster2):
     mec = cluster2.client()
-    began = time.monotonic()
-    with pytest.raises(CompositeError) as info:
-        mec.execute("1", targets=[99], timeout=10)
-    assert time.monotonic() - began < 2
+    with pytest.raises(CompositeError) as info:  # answered, not timed out, within 2 s
+        mec.execute("1", targets=[99], timeout=2)
     (err,) = info.value.elist
     assert isinstance(err, EngineNotRegistered)
     assert err.engine_id == 99
     assert "99" in str(err)
 
     mec.push({"here": 1}, targets=[0], timeout=10)
-    began = time.monotonic()
     with pytest.raises(CompositeError) as info:
-        mec.pull("here", targets=[0, 99], timeout=10)
-    assert time.monotonic() - began < 2
+        mec.pull("here", targets=[0, 99], timeout=2)
     assert any(isinstance(e, EngineNotRegistered) and e.engine_id == 99 for e in info.value.elist)
     assert mec.pull("here", targets=[0], timeout=10) == [1]
 
@@ -611,10 +604,9 @@ def test_huge_payload_round_trip_beside_small_request(cluster2):
 def test_blocking_timeout_and_later_result(cluster2, tmp_path):
     mec = cluster2.client()
     gate = tmp_path / "gate"
-    began = time.monotonic()
+    # the gated code would finish (unraised) after 30 s: raising shows the timeout held
     with pytest.raises(PxclusterTimeoutError) as info:
         mec.execute(gated(gate, "slow = 1"), timeout=0.2)
-    assert time.monotonic() - began < 2
     assert isinstance(info.value, TimeoutError)
 
     pending = mec.execute(gated(gate, "later = 3; later"), block=False)
@@ -648,14 +640,10 @@ def test_controller_killed_pending_call_fails_and_engines_exit(tmp_path):
         )
 
         os.kill(cluster.controller_pid, signal.SIGKILL)
-        began = time.monotonic()
-        with pytest.raises((ConnectionLost, PxclusterTimeoutError)):
+        with pytest.raises(ConnectionLost):  # told within 10 s, not left to time out
             pending.get_result(timeout=10)
-        assert time.monotonic() - began < 12
-        began = time.monotonic()
         with pytest.raises((ConnectionLost, PxclusterTimeoutError)):
             mec.execute("1", timeout=2)
-        assert time.monotonic() - began < 5
 
         wait_for(
             lambda: not leftover_processes(engine_pids),

@@ -52,6 +52,10 @@ log = logging.getLogger("pxcluster.controller")
 #: Identities of engines declared dead that the hub remembers (an engine that comes back
 #: later than this many deaths after its own is simply a new engine to it).
 _DEAD_REMEMBERED = 100_000
+#: Seconds an engine has to confirm a client's kill (its I/O thread answers at once) before
+#: the controller kills it itself: an engine whose I/O thread cannot run (C code holding the
+#: GIL) never answers, and a client's kill() must still end it within 2 s.
+KILL_GRACE = 1.0
 
 
 #: Requests the hub forwards to the engines named in ``targets``; control requests jump the
@@ -155,6 +159,10 @@ class Hub:
         self._by_identity: dict[bytes, int] = {}
         self._next_engine_id = 0
         self._given_ids: set[int] = set()  # every id this hub handed out: never again
+        self._kill_deadlines: dict[int, float] = {}  # engine -> when a client's kill is overdue
+        #: The controller's own host key (``serialize.host_key``): engines with the same key
+        #: run on its host and can be signalled by pid.
+        self.host = ""
         #: Identities of engines declared dead (-> their id), so that one coming back is
         #: told to drop what it holds and join as a new engine (bounded: oldest forgotten).
         self._declared_dead: collections.OrderedDict[bytes, int] = collections.OrderedDict()
@@ -259,10 +267,38 @@ class Hub:
                 )
                 continue
             engine.outstanding[msg.id] = Pending(client, msg.type, self._clock())
+            if msg.type == MsgType.SHUTDOWN:
+                self._kill_deadlines.setdefault(target, self._clock() + KILL_GRACE)
             if msg.type not in CONTROL_REQUESTS:
                 self.scheduler.sent(target)
             out.append(Outbound("engine", engine.identity, header=msg.header, buffers=msg.buffers))
         return out
+
+    def overdue_kills(self) -> list[EngineRecord]:
+        """Engines a client killed that have not confirmed within ``KILL_GRACE`` (each
+        returned once): the server ends them itself (``killed`` then settles them)."""
+        now = self._clock()
+        due = [e for e, when in self._kill_deadlines.items() if when <= now]
+        out = []
+        for engine_id in due:
+            del self._kill_deadlines[engine_id]
+            engine = self.engines.get(engine_id)
+            if engine is not None:
+                out.append(engine)
+        return out
+
+    def killed(self, engine_id: int, how: str) -> list[Outbound]:
+        """The server ended engine ``engine_id`` itself (``how``): its kills succeeded,
+        everything else it had fails, and it is forgotten."""
+        engine = self.engines.get(engine_id)
+        if engine is None:
+            return []
+        out: list[Outbound] = []
+        for request_id, pending in list(engine.outstanding.items()):
+            if pending.type == MsgType.SHUTDOWN:
+                del engine.outstanding[request_id]
+                out.append(self._reply(pending.client, request_id, {}, engine=engine_id))
+        return out + self.remove_engine(engine_id, how, "stopped")
 
     def shutdown_engines(self) -> list[Outbound]:
         """SHUTDOWN messages for every engine (the controller is stopping)."""
@@ -456,6 +492,7 @@ class Hub:
         """
         engine = self.engines.pop(engine_id)
         del self._by_identity[engine.identity]
+        self._kill_deadlines.pop(engine_id, None)
         if event == "died":
             self._declared_dead[engine.identity] = engine_id
             if len(self._declared_dead) > _DEAD_REMEMBERED:

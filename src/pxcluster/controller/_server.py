@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -19,7 +20,8 @@ import msgpack
 
 from pxcluster._buffers import Buffer
 from pxcluster._errors import ContentMismatch, NoClusterRunning, RemoteProtocolError
-from pxcluster.controller._hub import Hub
+from pxcluster.controller._hub import KILL_GRACE, EngineRecord, Hub
+from pxcluster.controller._memory import give_back_memory
 from pxcluster.controller._outbound import Outbound
 from pxcluster.controller._store import RecordStore, Retention
 from pxcluster.profile import (
@@ -33,6 +35,7 @@ from pxcluster.profile import (
     write_connection,
     write_curve_keys,
 )
+from pxcluster.serialize import host_key
 from pxcluster.transport import (
     Channel,
     ChannelClosed,
@@ -62,6 +65,17 @@ log = logging.getLogger("pxcluster.controller")
 _BATCH = 256
 #: Seconds between writes of finished tasks to the record store.
 _FLUSH_PERIOD = 0.2
+#: Messages queued unread from one peer at most (ZeroMQ's receive high-water mark): past
+#: it, ZeroMQ stops reading that peer, so a flood from one socket costs the controller at
+#: most this many messages of memory. Big enough that a client submitting tasks in a burst
+#: is never slowed by it.
+_RECEIVE_LIMIT = 20_000
+#: Messages handled since the last time memory was given back, for it to be worth doing
+#: again on an idle tick (and seconds between two such times at least).
+_TRIM_AFTER = 10_000
+_TRIM_PERIOD = 10.0
+#: Bytes a heartbeat message may have (an engine's identity and a ping's number).
+_PONG_MAX = 1024
 
 
 def _reachable_ip(ip: str) -> str:
@@ -132,6 +146,13 @@ class ControllerServer:
         #: Dropped messages and survived errors: one log line per kind per 10 s, whatever
         #: a peer sends.
         self.drops = DropLog(log)
+        self._handled = 0  # messages read since memory was last given back
+        self.hub.host = host_key()
+        #: Ends an engine that does not answer a kill (C code holding the GIL); returns how
+        #: it did ("" if it could not). Local engines are signalled by pid; a launcher that
+        #: holds handles to remote engines (``launchers/_launcher.py``) may set its own.
+        self.end_engine: Callable[[EngineRecord], str] = self._end_local_engine
+        self._trimmed_at = 0.0
         ip = config.ip
         previous = _left_by_a_gone_controller(self.paths)
         self.took_over_from = 0  # pid of the gone controller whose place this one took
@@ -156,7 +177,11 @@ class ControllerServer:
         host = config.location or _reachable_ip(ip)  # --location: what other hosts use
         # Ports only: an engine reaches them at the host it reached the controller at,
         # which is right even when the controller listens on every interface.
-        self.hub.heartbeat_info = {"hb_ping_port": ping_port, "hb_pong_port": pong_port}
+        self.hub.heartbeat_info = {
+            "hb_ping_port": ping_port,
+            "hb_pong_port": pong_port,
+            "heartbeat_timeout": config.heartbeat_timeout,  # engines sense freezes by it
+        }
         self.client_url = f"tcp://{host}:{self.client_port}"
         self.engine_url = f"tcp://{host}:{self.engine_port}"
 
@@ -188,10 +213,17 @@ class ControllerServer:
         """Bind the four sockets (port 0: any free one), encrypted if ``self._curve``."""
         ip = self.config.ip
         secret = self._curve[1] if self._curve else None
-        self.clients, self.client_port = bind(self._ctx, "router", ip, client_port, secret)
-        self.engines, self.engine_port = bind(self._ctx, "router", ip, engine_port, secret)
+        limit = _RECEIVE_LIMIT  # per peer: a flood waits in the sender, not here
+        self.clients, self.client_port = bind(
+            self._ctx, "router", ip, client_port, secret, receive_limit=limit
+        )
+        self.engines, self.engine_port = bind(
+            self._ctx, "router", ip, engine_port, secret, receive_limit=limit
+        )
         self._ping, self._ping_port = bind(self._ctx, "pub", ip, ping_port, secret)
-        self._pong, self._pong_port = bind(self._ctx, "router", ip, pong_port, secret)
+        self._pong, self._pong_port = bind(
+            self._ctx, "router", ip, pong_port, secret, receive_limit=limit, max_message=_PONG_MAX
+        )
 
     def write_connection_files(self) -> None:
         """Write the client and engine connection files (mode 0600) into security/."""
@@ -271,6 +303,8 @@ class ControllerServer:
                         self._drain(self._pong, limit=None)  # count every pong that came in
                         self._send_all(self.hub.check_liveness())
                         self._ping.send([self.hub.next_ping()])
+                        self._end_overdue_kills()
+                        self._maybe_give_back_memory(now)
                 except Exception:
                     # A bug, not a peer's doing (their messages are handled one by one
                     # below): the controller holds every engine's place, so it goes on.
@@ -293,12 +327,59 @@ class ControllerServer:
                 )
             self._ctx.close(linger=1.0)
 
+    def _end_overdue_kills(self) -> None:
+        """Engines that did not confirm a client's kill in time are ended here, by signal."""
+        for engine in self.hub.overdue_kills():
+            how = self.end_engine(engine)
+            if how:
+                self._send_all(self.hub.killed(engine.id, how))
+
+    def _end_local_engine(self, engine: EngineRecord) -> str:
+        """SIGKILL ``engine`` if it runs on this host and its pid is still an engine."""
+        if not engine.host or engine.host != self.hub.host or engine.pid <= 0:
+            log.warning(
+                "engine %d did not confirm its kill and runs on another host (%s): its "
+                "launcher must end it",
+                engine.id,
+                engine.hostname,
+            )
+            return ""
+        try:
+            cmdline = Path(f"/proc/{engine.pid}/cmdline").read_bytes()
+        except OSError:
+            cmdline = b"pxcluster"  # no /proc: trust the pid it registered with
+        if b"pxcluster" not in cmdline and b"pxengine" not in cmdline:
+            return ""  # gone, and its pid reused by another program: not ours to kill
+        try:
+            os.kill(engine.pid, signal.SIGKILL)
+        except OSError:
+            return ""
+        log.warning(
+            "engine %d (pid %d) did not confirm its kill within %.0f s (C code holding the "
+            "GIL?): killed it",
+            engine.id,
+            engine.pid,
+            KILL_GRACE,
+        )
+        return "killed by the controller (it did not answer its kill)"
+
+    def _maybe_give_back_memory(self, now: float) -> None:
+        """After a burst (many messages) and once idle (no task in flight), return the
+        heap's free pages to the system, at most every ``_TRIM_PERIOD`` seconds."""
+        if (
+            self._handled >= _TRIM_AFTER
+            and now - self._trimmed_at >= _TRIM_PERIOD
+            and not self.hub.tasks.scheduler.tasks
+        ):
+            self._handled, self._trimmed_at = 0, now
+            give_back_memory()
+
     def _drain(self, chan: Channel, limit: int | None = _BATCH) -> None:
         taken = 0
         while limit is None or taken < limit:
             frames = chan.recv_nowait()
             if frames is None:
-                return
+                break
             taken += 1
             if chan is self._pong:
                 try:
@@ -310,6 +391,7 @@ class ControllerServer:
                 self._from_client(frames)
             else:
                 self._from_engine(frames)
+        self._handled += taken
 
     def _from_client(self, frames: list[Buffer]) -> None:
         self._receive(

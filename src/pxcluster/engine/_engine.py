@@ -127,6 +127,13 @@ class Engine:
         self._drops = DropLog(log)
         #: Once declared dead, rejoin as a new engine (True) or exit (False).
         self.rejoin_when_declared_dead = rejoin_when_declared_dead
+        # Freeze detection (SIGSTOP, a swap storm): the I/O thread's turns start at most
+        # ~0.5 s apart; a longer gap means the whole process stood still, maybe past the
+        # controller's heartbeat timeout. Then nothing queued may start until the
+        # controller has confirmed we are still who we were (``_check_in``).
+        self._io_tick = time.monotonic()
+        self._frozen_after = 1.0  # seconds; from the controller's heartbeat timeout
+        self._epoch = 0  # bumped when the controller declared us dead: older work is void
 
     def _new_id(self) -> str:
         return f"{self._session}-{next(self._ids)}"
@@ -149,6 +156,14 @@ class Engine:
                 break
             if item is _STOP:
                 break
+            epoch = self._epoch
+            if (
+                time.monotonic() - self._io_tick > self._frozen_after
+                or not self._registered.is_set()
+            ):
+                self._wait_checked_in()
+            if self._epoch != epoch:
+                continue  # we were declared dead meanwhile: its client was told it failed
             try:
                 self._run_request(item)
             except Exception:  # a bug in the engine, never in user code (that is caught)
@@ -156,6 +171,15 @@ class Engine:
         io_thread.join(timeout=2.0)
         self._ctx.close(linger=1.0)
         return self._exit_code
+
+    def _wait_checked_in(self) -> None:
+        """Hold the next request until the I/O thread runs again and is registered (after a
+        freeze it checks in first), or the engine stops."""
+        while not self._stopping.is_set():
+            fresh = time.monotonic() - self._io_tick <= self._frozen_after
+            if fresh and self._registered.is_set():
+                return
+            self._registered.wait(0.05)
 
     def _on_sigint(self, signum: int, frame: object) -> None:
         """Raise KeyboardInterrupt only in the request an INTERRUPT was aimed at.
@@ -280,6 +304,10 @@ class Engine:
             monitor.close()
 
     def _io_turn(self, poller: Poller, monitor: Monitor, dealer: Channel) -> None:
+        now = time.monotonic()
+        if now - self._io_tick > self._frozen_after and self._registered.is_set():
+            self._check_in(dealer, now - self._io_tick)
+        self._io_tick = now
         for chan in poller.poll(self._poll_timeout()):
             if chan is monitor:
                 event = monitor.recv_event()
@@ -294,6 +322,12 @@ class Engine:
             self._lost_warned = True
             if not self._stopping.is_set():
                 log.warning("lost the controller at %s", self.connection.url)
+
+    def _check_in(self, dealer: Channel, frozen: float) -> None:
+        """After a freeze, register again (same id asked): the same id back means we were
+        not missed; another one means we were declared dead (``_on_registered``)."""
+        log.info("this engine stood still for %.1f s: checking in with the controller", frozen)
+        self._register(dealer)  # clears _registered: the main thread waits for the answer
 
     def _poll_timeout(self) -> float:
         deadline = self._deadline
@@ -386,6 +420,7 @@ class Engine:
             self._register(dealer)
             return
         dropped = self._drain_inbox()
+        self._epoch += 1
         running = self._running
         if running is not None:
             self._interrupt(running)
@@ -414,8 +449,20 @@ class Engine:
             log.warning("ignoring a registration reply without an engine id")
             return
         if 0 <= self.id != engine_id:
-            log.warning("registered again, as engine %d (was %d)", engine_id, self.id)
+            # declared dead while we stood still (or a restarted controller gave our id
+            # away): our queued requests' clients were told they failed; none may run
+            dropped = self._drain_inbox()
+            self._epoch += 1
+            log.warning(
+                "registered again, as engine %d (was %d): dropped %d queued requests",
+                engine_id,
+                self.id,
+                len(dropped),
+            )
         self.id = engine_id
+        timeout = msg.content.get("heartbeat_timeout")  # a float or int: the schema says
+        if isinstance(timeout, int | float) and timeout > 0:
+            self._frozen_after = max(1.0, min(2.0, timeout / 2))
         ping, pong = msg.content.get("hb_ping_port"), msg.content.get("hb_pong_port")
         if type(ping) is int and type(pong) is int and (ping, pong) != self._echo_ports:
             # first registration, or a restarted controller on other heartbeat ports (an

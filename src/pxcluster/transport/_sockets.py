@@ -142,17 +142,31 @@ class Channel:
 
 
 def bind(
-    ctx: Context, kind: Kind, ip: str, port: int = 0, curve_secret: bytes | None = None
+    ctx: Context,
+    kind: Kind,
+    ip: str,
+    port: int = 0,
+    curve_secret: bytes | None = None,
+    receive_limit: int = 0,
+    max_message: int = -1,
 ) -> tuple[Channel, int]:
     """A channel bound on ``tcp://ip:port`` (port 0: any free port); returns the port.
 
     ``curve_secret`` (the server's Z85 secret key) makes every connection to it CurveZMQ:
     encrypted, and only with clients that know the server's public key.
+    ``receive_limit`` (messages, 0: none) bounds what is queued unread from each peer:
+    past it ZeroMQ stops reading that peer's connection (back-pressure onto the sender,
+    nothing dropped), so a flood cannot grow this process without bound.
+    ``max_message`` (bytes, -1: none) disconnects a peer that sends a bigger message.
 
     Raises:
         OSError: the address cannot be bound (in use, or not this machine's).
     """
     chan = Channel(ctx, kind)
+    if receive_limit:
+        chan._sock.setsockopt(zmq.RCVHWM, receive_limit)
+    if max_message >= 0:
+        chan._sock.setsockopt(zmq.MAXMSGSIZE, max_message)
     if curve_secret:
         chan._sock.setsockopt(zmq.CURVE_SERVER, 1)
         chan._sock.setsockopt(zmq.CURVE_SECRETKEY, curve_secret)
