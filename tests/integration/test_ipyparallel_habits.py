@@ -413,3 +413,32 @@ def test_a_second_controller_in_a_live_profile_is_refused(cluster, mec):
     assert f"a controller (pid {cluster.controller_pid}) already runs" in done.stderr
     assert cluster.paths.client_file.read_text() == before  # its files untouched
     assert mec.apply(abs, -1) == [1, 1, 1]  # the live cluster is still reachable
+
+
+def test_start_and_list_with_a_profile_dir(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pxcluster_cmd = Path(sys.executable).parent / "pxcluster"
+    folder = tmp_path / "my profile"
+    env = {**os.environ, "PXCLUSTER_DIR": str(tmp_path / "root")}
+
+    def run(*args):
+        return subprocess.run(
+            [pxcluster_cmd, *args], env=env, capture_output=True, text=True, timeout=90
+        )
+
+    started = run("start", "-n", "1", "--profile-dir", str(folder))
+    try:
+        assert started.returncode == 0, started.stderr
+        assert str(folder) in started.stdout
+        assert "'default'" not in started.stdout
+        assert f"MultiEngineClient(profile_dir={str(folder)!r})" in started.stdout
+        assert f"pxcluster stop --profile-dir {folder}" in started.stdout
+        listed = run("list")
+        assert str(folder) in listed.stdout
+    finally:
+        stopped = run("stop", "--profile-dir", str(folder))
+    assert stopped.returncode == 0, stopped.stderr
+    assert str(folder) not in run("list").stdout

@@ -12,6 +12,7 @@ pxcluster start --engines slurm|sge|pbs|mpi|ssh [--controller ...]: other launch
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -147,10 +148,15 @@ def _cluster(args: argparse.Namespace) -> Cluster:
 def _started(cluster: Cluster, seconds: float, foreground: bool, args: argparse.Namespace) -> None:
     ids = cluster.engine_ids()
     name = cluster.paths.name
+    custom = ProfilePaths.for_profile(name).dir != cluster.paths.dir  # --profile-dir
     flag = "" if name == "default" else f"profile={name!r}"
+    where = f"--profile {name}" if name != "default" else ""
+    if custom:
+        flag = f"profile_dir={str(cluster.paths.dir)!r}"
+        where = f"--profile-dir {cluster.paths.dir}"
     print(
-        f"pxcluster: profile {name!r} ready in {seconds:.1f} s: controller "
-        f"{_controller_words(cluster)}, {len(ids)} engines {ids}"
+        f"pxcluster: profile {str(cluster.paths.dir) if custom else repr(name)} ready in "
+        f"{seconds:.1f} s: controller {_controller_words(cluster)}, {len(ids)} engines {ids}"
     )
     if cluster.engine_launcher != "local":
         jobs = sorted({h.job_id for h in cluster.engine_handles if h.job_id})
@@ -168,8 +174,7 @@ def _started(cluster: Cluster, seconds: float, foreground: bool, args: argparse.
     if foreground:
         print("Press Ctrl-C to stop the cluster.")
     else:
-        stop = "pxcluster stop" + ("" if name == "default" else f" --profile {name}")
-        print(f"Stop it with: {stop}")
+        print(f"Stop it with: pxcluster stop {where}".rstrip())
     sys.stdout.flush()
 
 
@@ -214,6 +219,8 @@ class RegistrationReport:
 def cmd_start(args: argparse.Namespace, foreground: bool) -> int:
     began = time.monotonic()
     cluster = _cluster(args)
+    if args.profile_dir is not None:
+        remember_profile_dir(cluster.paths.dir)
     report = RegistrationReport()
     try:
         cluster.start(progress=report, status=report.note)
@@ -252,7 +259,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
     paths = ProfilePaths.for_profile(args.profile, args.profile_dir)
     record = stop_profile(paths, timeout=args.timeout)
     engines = len(record.engines) if record else 0
-    print(f"pxcluster: stopped profile {paths.name!r} ({engines} engines started by pxcluster)")
+    custom = ProfilePaths.for_profile(paths.name).dir != paths.dir
+    shown = str(paths.dir) if custom else repr(paths.name)
+    print(f"pxcluster: stopped profile {shown} ({engines} engines started by pxcluster)")
     return 0
 
 
@@ -260,8 +269,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     root = profile_root()
     rows = []
     folders = sorted(root.glob("profile_*")) if root.exists() else []
+    folders += [f for f in remembered_profile_dirs() if f not in folders]
     for folder in folders:
-        paths = ProfilePaths.for_profile(folder.name.removeprefix("profile_"), folder)
+        name = folder.name.removeprefix("profile_")
+        paths = ProfilePaths.for_profile(name, folder)
+        if not folder.name.startswith("profile_"):
+            paths = dataclasses.replace(paths, name=str(folder))  # shown by its folder
         controller = running_controller(paths)
         if controller is None:
             continue
@@ -282,6 +295,33 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(f"{'PROFILE':<16} {'PID':<8} {'ENGINES':<8} QUEUES (engine:queued)")
     print("\n".join(rows))
     return 0
+
+
+#: Profile folders outside the root that ``pxcluster start --profile-dir`` used, one a line,
+#: so that ``pxcluster list`` finds their clusters too.
+_EXTERNAL_PROFILES = "profile-dirs.txt"
+
+
+def remember_profile_dir(folder: Path) -> None:
+    """Note ``folder`` in the root's list of external profile folders (once)."""
+    root = profile_root()
+    if folder.parent == root:
+        return
+    known = remembered_profile_dirs()
+    if folder in known:
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / _EXTERNAL_PROFILES).open("a") as file:
+        file.write(f"{folder}\n")
+
+
+def remembered_profile_dirs() -> list[Path]:
+    """The external profile folders noted so far that still exist."""
+    try:
+        lines = (profile_root() / _EXTERNAL_PROFILES).read_text().splitlines()
+    except OSError:
+        return []
+    return [Path(line) for line in dict.fromkeys(lines) if line and Path(line).is_dir()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
