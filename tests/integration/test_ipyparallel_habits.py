@@ -442,3 +442,14 @@ def test_start_and_list_with_a_profile_dir(tmp_path):
         stopped = run("stop", "--profile-dir", str(folder))
     assert stopped.returncode == 0, stopped.stderr
     assert str(folder) not in run("list").stdout
+
+
+def test_a_profile_gets_a_commented_pxcluster_toml(cluster):
+    import tomllib
+
+    from pxcluster.profile import ClusterConfig, load_config
+
+    written = cluster.paths.config_file.read_text()
+    assert "# heartbeat_timeout = 3.0" in written
+    assert tomllib.loads(written) == {}  # all commented out: the defaults hold
+    assert load_config(cluster.paths.config_file) == ClusterConfig()

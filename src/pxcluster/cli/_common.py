@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from pxcluster.profile import ClusterConfig, ProfilePaths, load_config, profile_root
+from pxcluster.profile._config import write_default_config
 
 
 def add_version_flag(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +42,7 @@ def add_profile_flags(parser: argparse.ArgumentParser) -> None:
 def profile_from(args: argparse.Namespace) -> tuple[ProfilePaths, ClusterConfig]:
     """The profile's paths and its configuration file's settings."""
     paths = ProfilePaths.for_profile(args.profile, args.profile_dir).ensure()
+    write_default_config(paths.config_file)  # the settings a user may change, documented
     try:
         config = load_config(paths.config_file)
     except ValueError as exc:

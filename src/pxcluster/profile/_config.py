@@ -181,3 +181,35 @@ def load_launcher_config(path: Path, name: str) -> LauncherConfig:
                     raise ValueError(f"{path}: [{section}] {key} must be a string")
             values[key] = value
     return LauncherConfig(**values, extra=extra)
+
+
+def default_config_text() -> str:
+    """A ``pxcluster.toml`` with every setting at its default, commented out, with what it
+    means: the examples of this module's docstring, which are kept beside the settings."""
+    lines = [
+        "# pxcluster settings of this profile. Every setting is shown at its default,",
+        "# commented out: uncomment a line to change it. Command-line flags override this file.",
+        "",
+    ]
+    doc = __doc__ or ""
+    for number, block in enumerate(doc.split(".. code-block:: toml")[1:]):
+        if number == 1:
+            lines.append("# Launchers (pxcluster start --engines NAME): examples, not defaults.")
+        body = block.split("\n\n", 1)[1] if "\n\n" in block else ""
+        for line in body.splitlines():
+            if line and not line.startswith("    "):
+                break  # the block ended: prose again
+            text = line[4:]
+            lines.append(f"# {text}".rstrip() if text else "")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def write_default_config(path: Path) -> bool:
+    """Write ``default_config_text()`` to ``path`` unless a file is there; True if written."""
+    try:
+        with path.open("x") as file:
+            file.write(default_config_text())
+    except FileExistsError:
+        return False
+    return True
