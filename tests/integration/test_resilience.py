@@ -12,7 +12,7 @@ import numpy as np
 import psutil
 import pytest
 
-from pxcluster import client
+from pxcluster import Cluster, client
 from pxcluster.testing import cluster_in, controller_restarted, leftover_processes, wait_for
 
 
@@ -214,3 +214,25 @@ def test_an_engine_stopped_past_its_timeout_comes_back_as_a_new_engine(tmp_path)
                  message="the engine back under a new id")
         # what it held when it was declared dead did not run (its client was told it failed)
         assert mec[2].pull("ran", timeout=10) == []
+
+
+def test_engines_that_die_are_relaunched_a_bounded_number_of_times(tmp_path):
+    beat = ["--heartbeat-period", "0.25", "--heartbeat-timeout", "1"]
+    cluster = Cluster(
+        2, profile="test", profile_dir=tmp_path / "p", controller_args=beat, restart=1
+    )
+    pids = []
+    with cluster:
+        mec = cluster.client()
+        pids = list(cluster.engine_pids)
+        os.kill(cluster.engine_pids[1], signal.SIGKILL)
+        wait_for(lambda: mec.get_ids() == [0, 2], timeout=30,
+                 message="a new engine (new id) in the dead one's place")
+        assert mec[2].execute("1 + 1", timeout=10)[0]["display"] == "2"
+        (_, new), = cluster.keeper.relaunched
+        pids.append(new.pid)
+        os.kill(new.pid, signal.SIGKILL)  # the one restart is used up: not relaunched
+        wait_for(lambda: mec.get_ids() == [0], timeout=30, message="engine 2 declared dead")
+        assert cluster.keeper.restarts == 1
+        assert len(cluster.engine_handles) == 1
+    assert not leftover_processes(pids)

@@ -83,6 +83,14 @@ def _start_flags(p: argparse.ArgumentParser) -> None:
         default=60.0,
         help="seconds to wait for the cluster to be ready (default %(default)s)",
     )
+    p.add_argument(
+        "--restart",
+        type=int,
+        default=0,
+        metavar="N",
+        help="relaunch engines that die, up to N times in all (new ids, empty namespaces); "
+        "the foreground form `pxcluster -n 4 --restart 3` only: it is the one watching",
+    )
     add_launcher_flags(p)
     _profile_flags(p)
 
@@ -142,6 +150,7 @@ def _cluster(args: argparse.Namespace) -> Cluster:
         engines=args.engines,
         controller=args.controller,
         options=launcher_options(args, paths, [args.engines, args.controller]),
+        restart=getattr(args, "restart", 0),
     )
 
 
@@ -180,7 +189,7 @@ def _started(cluster: Cluster, seconds: float, foreground: bool, args: argparse.
 
 class RegistrationReport:
     """Shows engines registering during a start that takes longer than ``delay`` seconds:
-    a tqdm bar on stderr, or a line per change where tqdm is not installed."""
+    a tqdm bar on a terminal's stderr, else (a log, a pipe, no tqdm) a line per change."""
 
     def __init__(self, delay: float = 1.0) -> None:
         self._began = time.monotonic()
@@ -191,7 +200,7 @@ class RegistrationReport:
     def __call__(self, registered: int, expected: int) -> None:
         if self._shown < 0 and time.monotonic() - self._began < self._delay:
             return
-        if self._shown < 0:
+        if self._shown < 0 and _stderr_is_terminal():  # a bar redraws; a log gets lines
             try:
                 from tqdm.std import tqdm
             except ImportError:
@@ -216,7 +225,19 @@ class RegistrationReport:
             self._bar.close()
 
 
+def _stderr_is_terminal() -> bool:
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty()) if callable(isatty) else False
+
+
 def cmd_start(args: argparse.Namespace, foreground: bool) -> int:
+    if getattr(args, "restart", 0) and not foreground:
+        print(
+            "pxcluster: --restart needs a process that stays to watch the engines: run the "
+            "cluster in the foreground (`pxcluster -n 4 --restart 3`)",
+            file=sys.stderr,
+        )
+        return 2
     began = time.monotonic()
     cluster = _cluster(args)
     if args.profile_dir is not None:

@@ -27,6 +27,7 @@ from pxcluster._errors import (
     PxclusterError,
 )
 from pxcluster.client import MultiEngineClient, TaskClient
+from pxcluster.launchers._keeper import EngineKeeper
 from pxcluster.launchers._launcher import Launcher, LaunchHandle, LaunchSpec, make_launcher
 from pxcluster.launchers._record import ClusterRecord, handle_alive, running_controller
 from pxcluster.launchers._startup import (
@@ -53,6 +54,8 @@ class Cluster:
         controller: the controller's launcher (same names).
         options: launcher settings by launcher name; a launcher not given here reads its
             own from the profile's ``pxcluster.toml``.
+        restart: relaunch engines that die, at most this many times in all (0: never);
+            a relaunched engine gets a new id and an empty namespace (``EngineKeeper``).
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class Cluster:
         engines: str = "local",
         controller: str = "local",
         options: dict[str, LauncherConfig] | None = None,
+        restart: int = 0,
     ) -> None:
         self.n = n if n is not None else (os.cpu_count() or 1)
         if self.n < 0:
@@ -83,6 +87,7 @@ class Cluster:
         self._engines: list[LaunchHandle] = []
         self._client: MultiEngineClient | None = None  # ours, for start and add_engines
         self._clients: list[MultiEngineClient | TaskClient] = []  # handed out to the user
+        self.keeper = EngineKeeper(self, restart) if restart else None
 
     @classmethod
     def attach(
@@ -161,6 +166,8 @@ class Cluster:
         except BaseException:
             self.stop()
             raise
+        if self.keeper is not None:
+            self.keeper.start()
         return self
 
     def _start_controller(self, deadline: float, status: StatusReport | None) -> None:
@@ -292,6 +299,11 @@ class Cluster:
         """The handle of every engine this cluster launched."""
         return list(self._engines)
 
+    def forget_engines(self, handles: Sequence[LaunchHandle]) -> None:
+        """Stop tracking engines whose processes ended (``EngineKeeper``)."""
+        self._engines = [h for h in self._engines if h not in handles]
+        self._write_record()
+
     @property
     def controller_handle(self) -> LaunchHandle | None:
         return self._controller
@@ -317,6 +329,8 @@ class Cluster:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the engines and the controller (cancelling their jobs); leaves nothing behind."""
+        if self.keeper is not None:
+            self.keeper.stop()  # first: nothing may be relaunched while we stop
         self.close_clients()
         handles = [h for h in [self._controller, *self._engines] if h is not None]
         stop_handles(self.paths, handles, timeout, self._launchers)
