@@ -14,7 +14,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 
 import pxcluster.dashboard
@@ -22,7 +21,7 @@ from pxcluster import CompositeError
 from pxcluster.cli._dashboard import wait_for_dashboard_url
 from pxcluster.monitor import running_dashboard
 from pxcluster.profile import ProfilePaths
-from pxcluster.testing import cluster_in
+from pxcluster.testing import cluster_in, leftover_processes, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.timeout(120)
@@ -57,8 +56,7 @@ def dashboard(tmp_path):
         assert url is not None, (folder / "log" / "dashboard.log").read_text()
         dashboard_pid = running_dashboard(paths).pid
         yield c, url
-    assert not psutil.pid_exists(dashboard_pid) or psutil.Process(
-        dashboard_pid).status() == psutil.STATUS_ZOMBIE
+    assert leftover_processes([dashboard_pid]) == []
 
 
 def test_page_shows_engines_tasks_errors_and_a_dead_engine(dashboard, browser):
@@ -131,3 +129,23 @@ def test_page_loads_nothing_from_the_network():
     for name in ("index.html", "app.js", "style.css"):
         assert not re.search(r"https?://", (static / name).read_text()), name
     assert (static / "vendor" / "uplot" / "LICENSE").read_text().startswith("The MIT License")
+
+
+def test_a_second_dashboard_replaces_the_first(dashboard, tmp_path):
+    """As when a restarted controller starts its own: the old one leaves, none is orphaned."""
+    paths = ProfilePaths.for_profile("dash", tmp_path / "pxroot" / "profile_dash")
+    first = running_dashboard(paths).pid
+    second = subprocess.Popen([sys.executable, "-m", "pxcluster.dashboard", "--profile-dir",
+                               str(paths.dir)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        # it is the controller's child: gone means a zombie until the controller reaps it
+        wait_for(lambda: leftover_processes([first]) == [], timeout=30,
+                 message="the first dashboard to exit")
+        address = running_dashboard(paths)
+        assert address is not None
+        assert address.pid == second.pid
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    assert running_dashboard(paths) is None  # it removed its file on the way out

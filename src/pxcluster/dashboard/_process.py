@@ -6,8 +6,9 @@ it when the profile asks for a dashboard (``--dashboard`` or ``dashboard = true`
 
 It writes ``security/dashboard.json`` (its URL and pid) once it listens, and exits, removing
 the file, on SIGTERM or SIGINT, when the controller's connection file goes (a clean stop),
-or when the controller has been gone for ``ORPHAN_GRACE`` seconds (killed and not restarted
-in its place).
+when the controller has been gone for ``ORPHAN_GRACE`` seconds (killed and not restarted
+in its place), or when another dashboard has taken the file (a restarted controller started
+its own).
 """
 
 from __future__ import annotations
@@ -97,6 +98,10 @@ class ControllerWatch:
             return False
         if not self.paths.client_file.exists():
             log.info("the controller's connection file is gone: stopping")
+            return False
+        current = running_dashboard(self.paths)
+        if current is None or current.pid != os.getpid():
+            log.info("another dashboard serves this profile now: stopping")
             return False
         if snapshot.answering:
             self._gone_since = None
