@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from pxcluster import Cluster, MultiEngineClient, StringTask, TaskClient
+from pxcluster._errors import LaunchFailed
 from pxcluster.profile import LauncherConfig
 
 T = 90
@@ -131,3 +132,18 @@ def run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
         timeout=T + 60,
         check=False,
     )
+
+
+@pytest.mark.timeout(120)
+def test_engines_elsewhere_with_a_loopback_controller_fail_at_once(tmp_path, sshd_host):
+    cluster = Cluster(
+        1,
+        profile="loop",
+        profile_dir=tmp_path / "profile",
+        engines="ssh",
+        options=ssh_options(sshd_host),
+        timeout=T,
+    )
+    with pytest.raises(LaunchFailed, match=r"--ip .*--location"):
+        cluster.start()  # stops what it started when it fails
+    assert not cluster.controller_alive()

@@ -9,6 +9,7 @@ as our child, so it is stopped at the end of the session even after a failure.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import socket
@@ -56,6 +57,13 @@ def sshd_host(netns_host: object) -> Iterator[SshServer]:
     for program in (SSHD, "ssh", "ssh-keygen"):
         if shutil.which(program) is None:
             pytest.fail(f"{program} is missing: run tests/services/install.sh (as root)")
+    with running_sshd(netns_host) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_sshd(netns_host: object) -> Iterator[SshServer]:
+    """sshd on ``netns_host`` (a ``NamespaceHost``) until the block ends."""
     folder = Path(tempfile.mkdtemp(prefix="pxtest-sshd-", dir="/run"))
     proc: subprocess.Popen[bytes] | None = None
     try:
@@ -83,7 +91,7 @@ def sshd_host(netns_host: object) -> Iterator[SshServer]:
         while not _listening(netns_host, address):
             if proc.poll() is not None or time.monotonic() > deadline:
                 text = log.read_text() if log.exists() else ""
-                pytest.fail(f"sshd did not start on {address}:22 (rc {proc.poll()}): {text}")
+                raise RuntimeError(f"sshd did not start on {address}:22 (rc {proc.poll()}): {text}")
             time.sleep(0.05)
         yield SshServer(
             f"root@{address}",

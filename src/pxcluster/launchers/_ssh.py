@@ -27,6 +27,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import ipaddress
 import json
 import shlex
 import subprocess
@@ -111,6 +112,33 @@ def _without_local_paths(args: Sequence[str]) -> list[str]:
 
 def _hostname_of(destination: str) -> str:
     return destination.rpartition("@")[2]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_reachable(connection: str, destinations: Sequence[str]) -> None:
+    """Fail at once, not after the registration timeout, when the controller listens on
+    loopback and the engines are to run elsewhere.
+
+    Raises:
+        LaunchFailed: so (the message says which flags fix it).
+    """
+    url = engine_connection_from_json(connection, "the engine connection").url
+    controller = url.partition("://")[2].rpartition(":")[0]
+    elsewhere = [d for d in destinations if not _is_loopback(_hostname_of(d))]
+    if _is_loopback(controller) and elsewhere:
+        raise LaunchFailed(
+            f"the controller listens on {controller} (this machine only), which engines on "
+            f"{', '.join(elsewhere)} cannot reach: start it with --ip (an address, 0.0.0.0 "
+            "or an interface name) and, if they need another address, --location"
+        )
 
 
 class SshLauncher(Launcher):
@@ -217,6 +245,7 @@ class SshLauncher(Launcher):
             connection = spec.connection or self.paths.engine_file.read_text()
             env[ENGINE_CONNECTION_ENV] = connection
             places = spread(parse_hosts(self.options.extra.get("hosts")), spec.count)
+            _check_reachable(connection, [dest for dest, _ in places])
         argv = dataclasses.replace(spec, args=tuple(args)).argv(self._python())
         profile = self.paths.name
         work = {
