@@ -453,3 +453,24 @@ def test_a_profile_gets_a_commented_pxcluster_toml(cluster):
     assert "# heartbeat_timeout = 3.0" in written
     assert tomllib.loads(written) == {}  # all commented out: the defaults hold
     assert load_config(cluster.paths.config_file) == ClusterConfig()
+
+
+def test_queue_status_counts_running_tasks(tc):
+    import time as _time
+
+    from pxcluster.testing import wait_for
+
+    ids = [tc.run(MapTask(_time.sleep, (60,))) for _ in range(5)]
+    try:
+        def three_running():
+            status = tc.queue_status()
+            return status if status["running"] == 3 else None
+
+        status = wait_for(three_running, T, message="one task running on each of 3 engines")
+        assert status["assigned"] + status["queued"] == 5
+        assert status["assigned"] >= status["running"]
+    finally:
+        for task_id in ids:
+            tc.abort(task_id)
+        tc.barrier(ids, timeout=T)
+    assert tc.queue_status()["running"] == 0

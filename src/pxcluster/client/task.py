@@ -190,7 +190,8 @@ class TaskClient:
     def queue_status(self, verbose: bool = False, timeout: float | None = 10.0) -> dict[str, Any]:
         """Counts of tasks in the controller: ``queued`` (no engine yet), ``waiting`` (on
         ``after``), ``assigned`` (sent to an engine: running there or next in its line),
-        and the records kept.
+        ``running`` (of those, the ones at the head of their engine's queue, which engines
+        run in order), and the records kept.
 
         ``verbose=True`` adds the ids of this client's tasks by state: ``pending`` (not
         finished), ``succeeded`` and ``failed``.

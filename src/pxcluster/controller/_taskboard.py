@@ -28,7 +28,14 @@ from pxcluster._buffers import Buffer
 from pxcluster.controller._outbound import Outbound
 from pxcluster.controller._scheduler import Scheduler, Task, TaskState
 from pxcluster.controller._store import RecordStore, TaskRecord
-from pxcluster.wire import Message, MsgType, Status, pack_header, unpack_header
+from pxcluster.wire import (
+    CONTROL_REQUESTS,
+    Message,
+    MsgType,
+    Status,
+    pack_header,
+    unpack_header,
+)
 
 log = logging.getLogger("pxcluster.controller")
 
@@ -142,6 +149,7 @@ class TaskBoard:
         """TASK_RESULT, TASK_ABORT, TASK_STATUS or TASK_CLEAR from a client."""
         if msg.type == MsgType.TASK_STATUS:
             counts: dict[str, Any] = {**self.scheduler.counts(), **self.store.stats()}
+            counts["running"] = sum(1 for e in self._engines.values() if _runs_a_task(e))
             return [self._reply(client, msg.id, counts)]
         if msg.type == MsgType.TASK_CLEAR:
             cleared = self.store.clear_session(str(msg.content.get("session", msg.session)))
@@ -385,3 +393,14 @@ def _with_fields(header: bytes, buffers: Sequence[Buffer], **fields: Any) -> byt
     """``header`` re-packed with some fields replaced (only on retries: rare)."""
     msg = unpack_header(header, buffers)
     return pack_header(dataclasses.replace(msg, **fields))
+
+
+def _runs_a_task(engine: RegisteredEngine) -> bool:
+    """True if the request at the head of ``engine``'s queue is a task: engines run their
+    requests in the order they were sent, so that task is the one running there now (or,
+    on an engine that was idle, on its way to it). No message per task is needed to know
+    it, which keeps the task hot path as it is."""
+    for request in engine.outstanding.values():
+        if request.type not in CONTROL_REQUESTS:
+            return request.type == MsgType.TASK
+    return False
