@@ -736,8 +736,8 @@ def test_a_full_disk_loses_no_result_and_is_reported(tmp_path):
     from pxcluster.client import MapTask, TaskClient
     from pxcluster.profile import ProfilePaths
 
-    profile = tmp_path / "profile"
-    paths = ProfilePaths.for_profile("test", profile)
+    profile = tmp_path / "profile_full"  # under PXCLUSTER_DIR=tmp_path for `pxcluster list`
+    paths = ProfilePaths.for_profile("full", profile)
     # every file the controller writes may grow to 256 KiB: the record store soon cannot
     code = FULL_DISK_CONTROLLER.format(limit=256 * 1024, profile=str(profile))
     procs = [spawn("-c", code)]
@@ -758,6 +758,14 @@ def test_a_full_disk_loses_no_result_and_is_reported(tmp_path):
             assert status["records"] == 500  # none dropped: kept in memory, unwritten
             # results not on disk are still served, from memory
             assert tc.get_task_result(ids[-1], block=True, timeout=30).r == payload + "499"
+        listed = subprocess.run(
+            [sys.executable, "-m", "pxcluster.cli.cluster", "list"],
+            env={**os.environ, "PXCLUSTER_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "WARNING record store write failed" in listed.stdout, listed
         assert procs[0].poll() is None  # the controller computes on
     finally:
         for proc in reversed(procs):

@@ -32,7 +32,7 @@ from pxcluster.cli._jobs import (
     main_for,
 )
 from pxcluster.cli.top import add_top_parser, cmd_top
-from pxcluster.client import MultiEngineClient
+from pxcluster.client import MultiEngineClient, TaskClient
 from pxcluster.launchers import Cluster, running_controller, stop_profile
 from pxcluster.monitor import dashboard_url
 from pxcluster.profile import ProfilePaths, profile_root
@@ -307,6 +307,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         except PxclusterError as exc:
             rows.append(f"{paths.name:<16} {controller.pid:<8} {'?':<8} not answering: {exc}")
         rows += [f"{'':<16} {line}" for line in job_lines(paths)]
+        rows += [f"{'':<16} {line}" for line in _store_lines(paths)]
         url = dashboard_url(paths)
         if url is not None:
             rows.append(f"{'':<16} dashboard: {url}")
@@ -316,6 +317,22 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(f"{'PROFILE':<16} {'PID':<8} {'ENGINES':<8} QUEUES (engine:queued)")
     print("\n".join(rows))
     return 0
+
+
+def _store_lines(paths: ProfilePaths) -> list[str]:
+    """A warning line when the cluster's record store fails (results kept in memory only)."""
+    try:
+        with TaskClient(profile_dir=paths.dir, timeout=2.0) as tc:
+            status: dict[str, Any] = tc.queue_status(timeout=2.0)
+    except PxclusterError:
+        return []
+    error = status.get("store_error")
+    if not error:
+        return []
+    lines = [f"WARNING {error}: {status.get('unwritten', 0)} results not written"]
+    if status.get("not_stored"):
+        lines.append(f"WARNING {status['not_stored']} finished tasks' results were not kept")
+    return lines
 
 
 #: Profile folders outside the root that ``pxcluster start --profile-dir`` used, one a line,
