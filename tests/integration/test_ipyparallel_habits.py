@@ -115,6 +115,10 @@ def test_map_sync_async_and_display_outputs(mec, capsys):
     pending.display_outputs()
     out = capsys.readouterr().out
     assert out.splitlines() == [f"[stdout:{e}] hello from 42" for e in (0, 1, 2)]
+    applied = mec[[0, 2]].apply_async(lambda: print("applied") or 1)
+    assert applied.get(T) == [1, 1]
+    applied.display_outputs()
+    assert capsys.readouterr().out.splitlines() == ["[stdout:0] applied", "[stdout:2] applied"]
 
 
 # -- decorators, sync_imports ---------------------------------------------------------------

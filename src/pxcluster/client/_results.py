@@ -92,6 +92,7 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         self._weights = dict(zip(self.keys, weights or [1] * len(self.keys), strict=True))
         self._source: PendingResult[Any] | None = None
         self._sent_at = time.monotonic()
+        self._printed: list[tuple[int, str, str]] = []  # (engine, stdout, stderr) of an apply
         self._done_at: float | None = None
         self.set_running_or_notify_cancel()
 
@@ -127,6 +128,7 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
             # of them while the work on the dead engine can never finish.
             replies = [m for m in self._replies.values() if m is not None]
             errors = [reply_error(m) for m in replies if m.status != Status.OK]
+            self._keep_partial(replies)
             self.set_exception(CompositeError(self.method, errors))
         else:
             self._resolve()
@@ -143,8 +145,15 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
 
     def _resolve(self) -> None:
         ordered = [m for m in (self._replies[k] for k in self.keys) if m is not None]
+        printed = [m for m in ordered if "stdout" in m.content]  # what engines printed
+        if printed and self.method != "execute":
+            self._printed = [
+                (m.engine, str(m.content["stdout"]), str(m.content.get("stderr", "")))
+                for m in printed
+            ]
         errors = [reply_error(m) for m in ordered if m.status != Status.OK]
         if errors:
+            self._keep_partial(ordered)
             self.set_exception(CompositeError(self.method, errors))
             return
         assert self._finish is not None, "a PendingResult with replies needs a finish"
@@ -154,6 +163,19 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
             self.set_exception(exc)
         else:
             self.set_result(value)
+
+    #: Called, for a call that failed, with every reply that came in (failures included);
+    #: what it returns is kept as ``partial``. ``execute`` sets it, so that ``%result``
+    #: can show each engine's output and error instead of only raising the error again.
+    on_failure: Callable[[list[Message]], Any] | None = None
+    partial: Any = None
+
+    def _keep_partial(self, replies: list[Message]) -> None:
+        if self.on_failure is not None:
+            try:
+                self.partial = self.on_failure(replies)
+            except Exception:  # only a nicer %result is lost; the call's error stands
+                self.partial = None
 
     def fail(self, exc: BaseException) -> None:
         """Resolve with ``exc`` unless already done (connection lost, client closed)."""
@@ -211,19 +233,18 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
             done = sum(self._weights.get(k, 0) for k in self._replies)
         return done, sum(self._weights.values())
 
-    def wait_interactive(self, interval: float = 0.1, timeout: float | None = None) -> bool:
+    def wait_interactive(self, interval: float = 0.1, timeout: float | None = None) -> None:
         """Wait, showing a progress bar of the engines' replies (tqdm; a widget in Jupyter).
 
         Ctrl-C interrupts the call as in ``get_result``. The result itself is not fetched:
-        call ``get_result()`` (or ``.r``) next.
-
-        Returns:
-            True when the call is done, False when ``timeout`` ran out first.
+        call ``get_result()`` (or ``.r``) next; ``done()`` says whether ``timeout`` ran out
+        first. Returns None, as ipyparallel's does, so a notebook cell ending in it shows
+        only the bar (whose finished text form stays in the saved notebook).
 
         Raises:
             ImportError: tqdm is not installed.
         """
-        return show_progress(self, self.method, "reply", interval, timeout)
+        show_progress(self, self.method, "reply", interval, timeout)
 
     @property
     def r(self) -> T:
@@ -272,10 +293,18 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         return end - self._sent_at
 
     def display_outputs(self) -> None:
-        """Print what each engine wrote (``execute``): ``[stdout:E]`` / ``[stderr:E]``
-        blocks in engine order, as ipyparallel's ``display_outputs`` does; waits first."""
-        value = self.get_result()
-        entries = value if isinstance(value, ResultList) else []
+        """Print what each engine wrote (``execute``, ``apply``): ``[stdout:E]`` /
+        ``[stderr:E]`` blocks in engine order, as ipyparallel's ``display_outputs`` does;
+        waits for the call first."""
+        try:
+            value = self.get_result()
+        except Exception:
+            value = None  # a failed call still shows what was printed before it failed
+        entries: list[dict[str, Any]] = (
+            list(value)
+            if isinstance(value, ResultList)  # execute: its entries hold the output
+            else [{"id": e, "stdout": out, "stderr": err} for e, out, err in self._printed]
+        )
         for entry in entries:
             for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
                 text = entry.get(name) or ""
@@ -331,6 +360,25 @@ def after_all(
     return combined
 
 
+def execute_entry(reply: Message, code: str) -> dict[str, Any]:
+    """One engine's entry of an ``execute``'s ResultList; a failed engine's (``%result``
+    after an error) has its output so far and ``"error"``, the RemoteError."""
+    content = reply.content
+    entry = {
+        "id": reply.engine,
+        "number": content.get("n"),
+        "input": {"raw": code, "translated": code},
+        "stdout": content.get("stdout", ""),
+        "stderr": content.get("stderr", ""),
+        "display": content.get("display"),
+        "display_data": content.get("display_data") or [],
+        "execute_result": content.get("execute_result"),
+    }
+    if reply.status != Status.OK:
+        entry["error"] = reply_error(reply)
+    return entry
+
+
 class ResultList(list[dict[str, Any]]):
     """Results of ``execute`` on several engines; prints in the IPython1 layout::
 
@@ -349,6 +397,12 @@ class ResultList(list[dict[str, Any]]):
             parts.append(entry.get("display") or "")
             out = "\n".join(p for p in parts if p)
             err = (entry.get("stderr") or "").rstrip("\n")
+            error = entry.get("error")  # a failed execute's engine, as %result shows it
+            if error is not None:
+                summary = f"{getattr(error, 'ename', type(error).__name__)}: " + str(
+                    getattr(error, "evalue", error)
+                )
+                err = f"{err}\n{summary}" if err else summary
             if out:
                 lines.append(_block(f"[{engine}] Out[{number}]: ", out))
             if err:

@@ -109,6 +109,8 @@ class RequestHandlers:
         """What a reply to ``msg`` carries besides the result, failures included."""
         if msg.type == MsgType.EXECUTE:
             return self.captured()
+        if msg.type == MsgType.APPLY:
+            return self.written()
         if msg.type == MsgType.TASK:
             out = self.output
             return {
@@ -181,7 +183,18 @@ class RequestHandlers:
             result: Any = list(map(func, *args))
         else:
             result = func(*args, **kwargs)
-        return {}, dumps(result, name="the result")
+        return self.written(), dumps(result, name="the result")
+
+    def written(self) -> dict[str, Any]:
+        """What the request printed, only where it printed something (an apply's reply
+        then carries it for ``display_outputs()``; most print nothing and stay small)."""
+        out = self.output
+        if out is None:
+            return {}
+        text, errors = out.stdout.getvalue(), out.stderr.getvalue()
+        if not text and not errors:
+            return {}
+        return {"stdout": text, "stderr": errors}
 
     def reset(self, msg: Message) -> Reply:
         reset_namespace(self.namespace)
