@@ -23,7 +23,7 @@ import pytest
 from pxcluster.profile import load_config
 from pxcluster.testing import cluster_in
 
-DOCS = Path(__file__).parent.parent / "docs" / "src"
+DOCS = Path(__file__).parents[2] / "docs" / "src"
 FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
 SKIP = re.compile(r"<!-- docs-test: skip (.+?) -->\s*$")
 CLUSTER = re.compile(r"<!-- docs-test: cluster (\d+) -->")
