@@ -19,6 +19,7 @@ from IPython.utils.capture import capture_output
 from traitlets.config import Config
 
 from pxcluster import Cluster, MultiEngineClient, StringTask, TaskClient
+from pxcluster.launchers._engines import engine_handle
 from pxcluster.profile import LauncherConfig
 from pxcluster.testing import leftover_processes
 
@@ -92,6 +93,12 @@ def test_open_mpi_engines_are_ranks_and_run_collectives(
         finally:
             shell.run_line_magic("unload_ext", "pxcluster")
             InteractiveShell.clear_instance()
+        # each engine maps to its rank's launch handle (per-engine logs and signals)
+        engine, handle = engine_handle(cluster.paths, 2)
+        assert handle is not None
+        assert handle.array_index == 2
+        assert handle.job_id == cluster.engine_handles[0].job_id
+        assert handle.pid == engine.pid
         # tasks: MPI is there too (each task sees the rank of the engine it ran on)
         tc = TaskClient(profile_dir=cluster.paths.dir, timeout=T)
         try:

@@ -14,6 +14,7 @@ from pxcluster._errors import NoClusterRunning
 from pxcluster.cli._common import add_profile_flags, add_version_flag, profile_from, setup_logging
 from pxcluster.engine import Engine, MpiStartupError, rank_from_environment, start_mpi
 from pxcluster.profile import (
+    ARRAY_INDEX_ENV,
     ENGINE_CONNECTION_ENV,
     EngineConnection,
     engine_connection_from_json,
@@ -135,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.exit(f"pxengine: {exc}")
     connection = connection_from(args, paths.engine_file, wait=timeout)
     requested = world.rank if world is not None else -1
+    if requested >= 0:  # the rank is this engine's index in its launcher's job
+        os.environ.setdefault(ARRAY_INDEX_ENV, str(requested))
     return Engine(connection, controller_timeout=timeout, requested_id=requested).run()
 
 

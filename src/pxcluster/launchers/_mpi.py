@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -36,7 +37,7 @@ import psutil
 from pxcluster._errors import LaunchFailed
 from pxcluster.launchers._launcher import JobState, JobStatus, Launcher, LaunchHandle, LaunchSpec
 from pxcluster.launchers._processes import ProcessRef, spawn_argv
-from pxcluster.profile import LAUNCHER_ENV, LauncherConfig, ProfilePaths
+from pxcluster.profile import JOB_ID_ENV, LAUNCHER_ENV, LauncherConfig, ProfilePaths
 
 #: Variables that let Open MPI run as root and oversubscribe (4.x and 5.x spellings).
 _ROOT_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
@@ -114,8 +115,11 @@ class MpiLauncher(Launcher):
         engine_args = tuple(a for a in spec.args if a != "--log-to-file")
         engine = dataclasses.replace(spec, args=engine_args).argv(python, engine_extra)
         argv = [mpiexec, "-n", str(spec.count), *map(str, args), *engine]
+        # One job id per mpiexec, so each engine (which exports its rank as its array
+        # index) maps to its handle: per-engine logs and signals.
+        job = f"mpi-{uuid.uuid4().hex[:8]}"
         env = mpi_environment(
-            {**os.environ, **spec.env, LAUNCHER_ENV: self.name},
+            {**os.environ, **spec.env, LAUNCHER_ENV: self.name, JOB_ID_ENV: job},
             bool(extra.get("oversubscribe", True)),
         )
         output = self.paths.log / f"mpiexec-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
@@ -131,6 +135,7 @@ class MpiLauncher(Launcher):
             LaunchHandle(
                 self.name,
                 "engine",
+                job_id=job,
                 array_index=rank,
                 host=host,
                 pid=ref.pid,
@@ -174,8 +179,11 @@ class MpiLauncher(Launcher):
                 proc.poll()  # reap it: no zombie left behind
 
     def signal(self, handle: LaunchHandle, signum: int) -> None:
-        """Signal the rank ``handle.array_index`` (found by its rank variable)."""
-        for proc in _descendants(handle.pid):
+        """Signal the rank ``handle.array_index`` (found by its rank variable): the
+        handle's own process when it is that rank (a handle completed with the engine's
+        pid), else among mpiexec's descendants."""
+        own = _process(handle.pid)
+        for proc in [*([own] if own is not None else []), *_descendants(handle.pid)]:
             try:
                 env = proc.environ()
             except psutil.Error:
