@@ -149,3 +149,27 @@ def test_a_second_dashboard_replaces_the_first(dashboard, tmp_path):
         second.terminate()
         second.wait(timeout=30)
     assert running_dashboard(paths) is None  # it removed its file on the way out
+
+
+def test_start_with_dashboard_true_in_the_config_prints_the_address_and_stop_ends_it(tmp_path):
+    folder = tmp_path / "pxroot" / "profile_cfg"
+    folder.mkdir(parents=True)
+    (folder / "pxcluster.toml").write_text("[controller]\ndashboard = true\n")
+    cli = [sys.executable, "-m", "pxcluster.cli.cluster"]
+    try:
+        started = subprocess.run([*cli, "start", "-n", "1", "--profile", "cfg"],
+                                 capture_output=True, text=True, timeout=90, check=False)
+        assert started.returncode == 0, started.stderr
+        paths = ProfilePaths.for_profile("cfg", folder)
+        dashboard_pid = running_dashboard(paths).pid
+        url = re.search(r"Dashboard: (\S+)", started.stdout)[1]
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url.replace("/?", "/api/snapshot?"), timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        stopped = subprocess.run([*cli, "stop", "--profile", "cfg"], capture_output=True,
+                                 text=True, timeout=90, check=False)
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(lambda: leftover_processes([dashboard_pid]) == [], timeout=30,
+             message="the dashboard to stop with the cluster")
+    assert running_dashboard(paths) is None
