@@ -6,8 +6,11 @@ segment's name. The receiver maps it copy-on-write (no copy, and its array stays
 and the name is unlinked as soon as every receiver has mapped it, so the memory goes away
 with the last array that uses it.
 
-Segments live in ``/dev/shm`` with mode 0600 and are named ``pxshm-<creator pid>-<n>``, so
-segments left by a process that died can be swept (``sweep_stale``). Where ``/dev/shm`` is
+Segments live in ``/dev/shm`` with mode 0600 and are named
+``pxshm-<creator pid>-<n>-<64 random bits>``, so segments left by a process that died can
+be swept (``sweep_stale``), and nobody can guess a name to create before us (a name that
+exists already is skipped for another; a segment that cannot be made at all leaves its
+frame on the sockets). Where ``/dev/shm`` is
 missing (not Linux), ``available()`` is False and everything travels over the sockets.
 """
 
@@ -18,6 +21,7 @@ import itertools
 import mmap
 import os
 import queue
+import secrets
 import socket
 import sys
 import threading
@@ -76,8 +80,10 @@ def export_frames(frames: Sequence[Buffer]) -> tuple[list[Buffer], list[int], li
         view = memoryview(frame)
         if view.nbytes < SHM_THRESHOLD:
             continue
-        name = f"{_PREFIX}{os.getpid()}-{next(_counter)}"
-        fd = os.open(_DIR / name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            name, fd = _new_segment()
+        except OSError:
+            continue  # no room in /dev/shm (or no way to name one): this frame goes by socket
         try:
             data = view.cast("B") if view.format != "B" or view.ndim != 1 else view
             written = 0
@@ -94,14 +100,29 @@ def export_frames(frames: Sequence[Buffer]) -> tuple[list[Buffer], list[int], li
     return out, indexes, names
 
 
+def _new_segment() -> tuple[str, int]:
+    """Create a segment under a fresh unguessable name; returns its name and an open fd.
+
+    Raises:
+        OSError: it cannot be made (no space, or every name tried exists: someone is
+            pre-creating names).
+    """
+    for _ in range(8):
+        name = f"{_PREFIX}{os.getpid()}-{next(_counter)}-{secrets.token_hex(8)}"
+        try:
+            return name, os.open(_DIR / name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        except FileExistsError:
+            continue
+    raise OSError("no free shared-memory segment name after 8 tries")
+
+
 def create_segment(nbytes: int) -> str:
     """A new segment of ``nbytes`` (zero pages until written), for others to write into.
 
     Raises:
         OSError: it cannot be made (no space in ``/dev/shm``, say).
     """
-    name = f"{_PREFIX}{os.getpid()}-{next(_counter)}"
-    fd = os.open(_DIR / name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    name, fd = _new_segment()
     try:
         os.ftruncate(fd, nbytes)
     except BaseException:
