@@ -15,9 +15,12 @@ import dataclasses
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pxcluster.testing import wait_for
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -108,13 +111,16 @@ def mpi_processes() -> list[str]:
 
 
 @pytest.fixture
-def no_mpi_left() -> object:
+def no_mpi_left() -> Iterator[None]:
     """Fails the test if an MPI process it started is still running at its end."""
     before = set(mpi_processes())
     yield None
-    deadline = time.monotonic() + 10
-    left = [p for p in mpi_processes() if p not in before]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
+
+    def none_left() -> bool:
+        return not [p for p in mpi_processes() if p not in before]
+
+    try:
+        wait_for(none_left, timeout=10, message="no MPI process left")
+    except TimeoutError:
         left = [p for p in mpi_processes() if p not in before]
-    assert not left, f"MPI processes left running: {left}"
+        pytest.fail(f"MPI processes left running: {left}")
