@@ -57,7 +57,7 @@ def test_engines_started_over_ssh_get_100_mb_intact_over_curve(tmp_path, netns_h
         2,
         profile="ssh",
         profile_dir=tmp_path / "profile",
-        controller_args=["--ip", netns_host.interface, "--curve"],
+        controller_args=["--ip", "0.0.0.0", "--location", netns_host.peer, "--curve"],
         engines="ssh",
         options=ssh_options(sshd_host),
         timeout=T,

@@ -64,7 +64,14 @@ def _start_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ip",
         default=None,
-        help="controller address (default 127.0.0.1; 0.0.0.0 for every interface)",
+        help="controller address (default 127.0.0.1; 0.0.0.0 for every interface), or an "
+        "interface name (eth1)",
+    )
+    p.add_argument(
+        "--location",
+        default=None,
+        help="the address engines and clients on other hosts should use, written into "
+        "the connection files (default: the --ip address)",
     )
     p.add_argument(
         "--curve",
@@ -136,6 +143,8 @@ def parser() -> argparse.ArgumentParser:
 
 def _cluster(args: argparse.Namespace) -> Cluster:
     controller_args = ["--ip", args.ip] if args.ip else []
+    if args.location:
+        controller_args += ["--location", args.location]
     if args.curve:
         controller_args.append("--curve")
     if args.dashboard:
