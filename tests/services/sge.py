@@ -2,7 +2,7 @@
 
 A pytest plugin (registered in tests/conftest.py). The ``sge`` fixture is session-scoped
 and started only when a test asks for it: it configures the cell that Debian's
-gridengine packages made (root jobs allowed, a 1 s scheduler interval, no load alarms, 8
+gridengine packages made (root jobs allowed, a 1 s scheduler interval, no load alarms, 32
 slots; about 10 s, the recipe of ../shared/notes/real-components.md) and starts both
 daemons, which it stops at the end of the session, also after failures. SGE keeps one
 cell per machine, so a qmaster that is already running (another session's) is used as it
@@ -12,6 +12,7 @@ fails these tests with a message saying so.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -53,7 +54,7 @@ for pe in smp mpi; do
 done
 qconf -sq all.q 2>/dev/null > $W/allq || qconf -sq > $W/allq
 sed -i -e 's/^qname .*/qname all.q/' -e 's/^hostlist .*/hostlist @allhosts/' \
-  -e 's/^slots .*/slots 8/' -e 's/^pe_list .*/pe_list smp mpi/' \
+  -e 's/^slots .*/slots 32/' -e 's/^pe_list .*/pe_list smp mpi/' \
   -e 's/^load_thresholds .*/load_thresholds NONE/' -e 's#^shell .*#shell /bin/bash#' $W/allq
 qconf -Aq $W/allq >/dev/null 2>&1 || qconf -Mq $W/allq
 """
@@ -112,6 +113,13 @@ def _stop(pidfile: Path, timeout: float = 15.0) -> None:
 @pytest.fixture(scope="session")
 def sge() -> Iterator[SgeService]:
     """A running single-node SGE; ``SGE_ROOT``/``SGE_CELL`` set for this whole session."""
+    with running_sge() as service:
+        yield service
+
+
+@contextlib.contextmanager
+def running_sge() -> Iterator[SgeService]:
+    """Configure and start SGE's daemons (unless running); stop what it started on exit."""
     qmaster = Path("/usr/lib/gridengine/sge_qmaster")
     if not qmaster.exists() or shutil.which("qconf") is None:
         pytest.fail(

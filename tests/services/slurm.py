@@ -4,8 +4,8 @@ A pytest plugin (registered in tests/conftest.py). The ``slurm`` fixture is sess
 and started only when a test asks for it: a private munged on its own socket, and Slurm
 daemons on free ports with their state, spool and logs in a temporary folder, configured
 through ``SLURM_CONF`` (nothing under /etc is touched, so another test session's Slurm can
-run beside this one). The node declares 8 CPUs (``SlurmdParameters=config_overrides``) so a
-job array's tasks run at once on a 2-core machine. Everything is stopped at the end of the
+run beside this one). The node declares 32 CPUs (``SlurmdParameters=config_overrides``) so a
+job array's tasks all run at once on a 2-core machine. Everything is stopped at the end of the
 session, also after failures. Installing the programs is tests/services/install.sh's job;
 a machine without them fails these tests with a message saying so.
 """
@@ -154,7 +154,7 @@ SlurmdTimeout=30
 MinJobAge=120
 KillWait=2
 SlurmdParameters=config_overrides
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=8 RealMemory=4000 State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=32 RealMemory=4000 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 """
 
@@ -162,6 +162,13 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscrib
 @pytest.fixture(scope="session")
 def slurm() -> Iterator[SlurmService]:
     """A running single-node Slurm; ``SLURM_CONF`` points at it for this whole session."""
+    with running_slurm() as service:
+        yield service
+
+
+@contextlib.contextmanager
+def running_slurm() -> Iterator[SlurmService]:
+    """Start munged, slurmctld and slurmd; stop them on exit (also used by benchmarks/)."""
     _require("/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd", "sbatch")
     root = Path(tempfile.mkdtemp(prefix="pxtest-slurm-"))
     os.chmod(root, 0o755)

@@ -10,7 +10,6 @@ pxcluster signal 3 TERM                              signal engine 3 through its
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -192,11 +191,8 @@ def cmd_restart(args: argparse.Namespace) -> int:
     try:
         mec = cluster.client()
         mec.kill(targets=engine.id, block=True, timeout=10.0)
-        launcher = cluster.launcher(handle.launcher)
-        if handle.job_id:
-            # the engine left by itself; cancel its array task in case it is stuck
-            with contextlib.suppress(LauncherError):
-                launcher.signal(handle, signal.SIGTERM)
+        # the engine leaves by itself; its launcher makes sure (a stuck one, a job's task)
+        cluster.launcher(handle.launcher).stop([handle], timeout=10.0)
         ids = cluster.add_engines(1, launcher=handle.launcher)
     finally:
         cluster.close_clients()

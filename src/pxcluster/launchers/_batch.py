@@ -289,12 +289,19 @@ class BatchLauncher(Launcher):
                 )
         return out
 
-    def stop(self, handles: Sequence[LaunchHandle], timeout: float = 10.0) -> None:
+    def cancel_commands(self, handles: Sequence[LaunchHandle]) -> list[list[str]]:
+        """The commands that cancel exactly these handles (whole jobs by default; systems
+        that can name one array task override this, so stopping one engine spares the rest)."""
         jobs = sorted({h.job_id for h in handles if h.job_id})
-        if not jobs:
+        return [[*self.cancel_command, *jobs]] if jobs else []
+
+    def stop(self, handles: Sequence[LaunchHandle], timeout: float = 10.0) -> None:
+        commands = self.cancel_commands(handles)
+        if not commands:
             return
         try:
-            run_command([*self.cancel_command, *jobs])
+            for argv in commands:
+                run_command(argv)
         except LauncherError:
             return  # no scheduler here: nothing we can cancel
         deadline = time.monotonic() + timeout

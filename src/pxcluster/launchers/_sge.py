@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Sequence
 from pathlib import Path
 
 from pxcluster._errors import LauncherError
@@ -114,6 +115,23 @@ class SgeLauncher(BatchLauncher):
             else:
                 states[task] = JobStatus(JobState.FINISHED, "", host)
         return states or JobStatus(JobState.FINISHED, "no longer listed by qstat")
+
+    def cancel_commands(self, handles: Sequence[LaunchHandle]) -> list[list[str]]:
+        by_job: dict[str, list[int]] = {}
+        for handle in handles:
+            if handle.job_id:
+                by_job.setdefault(handle.job_id, []).append(handle.array_index)
+        commands = []
+        for job, indices in sorted(by_job.items()):
+            if -1 in indices:
+                commands.append(["qdel", job])
+                continue
+            tasks = sorted(i + 1 for i in indices)
+            if tasks == list(range(tasks[0], tasks[-1] + 1)):
+                commands.append(["qdel", job, "-t", f"{tasks[0]}-{tasks[-1]}"])
+            else:
+                commands += [["qdel", job, "-t", str(t)] for t in tasks]
+        return commands
 
     def cancel_one(self, handle: LaunchHandle) -> list[str]:
         if handle.array_index >= 0:

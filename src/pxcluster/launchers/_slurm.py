@@ -8,6 +8,8 @@ exit code, and works without accounting (``sacct`` needs slurmdbd).
 from __future__ import annotations
 
 import re
+import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 from pxcluster._errors import LauncherError
@@ -95,7 +97,25 @@ class SlurmLauncher(BatchLauncher):
                 states[index] = status
         return states
 
-    def cancel_one(self, handle: LaunchHandle) -> list[str]:
+    def signal(self, handle: LaunchHandle, signum: int) -> None:
+        """Any signal, to the engine's array task (``scancel --full --signal``: the batch
+        shell and its children, i.e. the engine)."""
+        name = signal.Signals(signum).name.removeprefix("SIG")
+        done = run_command(["scancel", "--full", f"--signal={name}", self.task_id(handle)])
+        if done.returncode != 0:
+            raise LauncherError(
+                f"cannot signal {handle.describe()}: {(done.stderr or done.stdout).strip()}"
+            )
+
+    def task_id(self, handle: LaunchHandle) -> str:
+        """Slurm's name for the handle's array task (``12_3``) or job."""
         if handle.array_index >= 0:
-            return ["scancel", f"{handle.job_id}_{handle.array_index}"]
-        return ["scancel", handle.job_id]
+            return f"{handle.job_id}_{handle.array_index}"
+        return handle.job_id
+
+    def cancel_commands(self, handles: Sequence[LaunchHandle]) -> list[list[str]]:
+        tasks = sorted({self.task_id(h) for h in handles if h.job_id})
+        return [["scancel", *tasks]] if tasks else []
+
+    def cancel_one(self, handle: LaunchHandle) -> list[str]:
+        return ["scancel", self.task_id(handle)]
