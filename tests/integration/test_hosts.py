@@ -68,6 +68,9 @@ def test_engines_on_another_host_register_compute_and_get_arrays_over_sockets(tm
             assert len(there) == 2
             assert len(here) == 2
 
+            # the connection (and its key) is not left in the engines' environment
+            mec.execute(f"leaked = os.environ.get({ENGINE_CONNECTION_ENV!r})", timeout=T)
+            assert mec.pull("leaked", timeout=T) == [None] * 4
             # shared memory is only used where it is shared: a push to both hosts at once
             array = np.arange(4 << 20, dtype=np.float64)  # 32 MiB
             mec.push({"a": array}, timeout=T)

@@ -85,7 +85,9 @@ def connection_from(
 
     An engine started before its controller waits up to ``wait`` seconds for the file.
     """
-    text = os.environ.get(ENGINE_CONNECTION_ENV, "")
+    # Taken out of the environment: user code and its subprocesses (a nested pxcluster,
+    # say) neither see the key nor mistake this connection for their own.
+    text = os.environ.pop(ENGINE_CONNECTION_ENV, "")
     path = args.file or default_file
     try:
         if text and args.file is None:
