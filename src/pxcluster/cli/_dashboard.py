@@ -68,7 +68,10 @@ def dashboard_wanted(paths: ProfilePaths, flag: bool | None) -> bool:
 
 
 def wait_for_dashboard_url(paths: ProfilePaths, timeout: float) -> str | None:
-    """The dashboard's address with its token once it listens, or None after ``timeout``."""
+    """The dashboard's address with its token once it listens, or None after ``timeout``
+    (at once where the ``dashboard`` extra is missing: none will start)."""
+    if importlib.util.find_spec("tornado") is None:
+        return None
     deadline = time.monotonic() + timeout
     while True:
         url = dashboard_url(paths)
