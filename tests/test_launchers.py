@@ -210,3 +210,26 @@ def test_an_engine_near_its_walltime_gets_no_new_tasks(make_hub) -> None:  # typ
         ]
     assert sent
     assert {identity for identity, _ in sent} == {b"e1"}, (sent, lasting)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_engine_silent_after_its_walltime_is_reported_with_its_job(make_hub) -> None:  # type: ignore[no-untyped-def]
+    clock = _Clock()
+    hub = make_hub(heartbeat_timeout=3.0, clock=clock)
+    hub.client_message(b"c", Message(MsgType.CONNECT, "c-0"))
+    launch = {"launcher": "slurm", "job_id": "12", "array_index": 3, "end_time": time.time() - 1}
+    _register(hub, b"e0", launch)
+    hub.client_message(b"c", Message(MsgType.EXECUTE, "c-1", targets=[0]))
+    for _ in range(12):  # silent for 6 s of pings
+        clock.now += 0.5
+        hub.next_ping()
+    out = hub.check_liveness()
+    (failed,) = [o.msg for o in out if o.msg.type == MsgType.REPLY]
+    assert "its slurm job 12[3] reached its walltime" in failed.content["error"]

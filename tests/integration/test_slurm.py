@@ -190,3 +190,87 @@ def test_engines_near_their_walltime_get_no_tasks(profile: Path) -> None:
     assert {r.engineid for r in results} == {0}
     log = (profile / "log" / "controller.log").read_text()
     assert "engine 1 takes no new tasks: its job's walltime ends in" in log
+
+
+def test_a_held_job_shows_held_in_list_and_registers_once_released(profile: Path) -> None:
+    done = pxcluster("start", "-n", "1", "--profile-dir", str(profile))
+    assert done.returncode == 0, done.stderr
+    _config(profile, '[slurm]\ndirectives = ["--hold"]\n')
+    add = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pxcluster.cli.cluster",
+            "add",
+            "-n",
+            "2",
+            "--engines",
+            "slurm",
+            "--timeout",
+            "60",
+            "--profile-dir",
+            str(profile),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with MultiEngineClient(profile_dir=profile, timeout=30) as mec:
+            # the add's job is in the record once submitted; until released it is held
+            record = None
+            while record is None or not any(h.job_id for h in record.engines):
+                assert add.poll() is None, add.communicate()
+                record = ClusterRecord.read(profile / "pid" / "cluster.json")
+                mec.queue_status()  # a round trip instead of a sleep between looks
+            (job,) = {h.job_id for h in record.engines if h.job_id}
+            listing = pxcluster("list").stdout
+            assert f"slurm job {job}: 2 pending (held: JobHeldUser)" in listing, listing
+            subprocess.run(["scontrol", "release", job], check=True)
+            out, err = add.communicate(timeout=60)
+        assert add.returncode == 0, err
+        assert "engines now [0, 1, 2]" in out
+        assert "held" in err  # the add said so while it waited
+    finally:
+        if add.poll() is None:
+            add.kill()
+            add.communicate()
+
+
+def test_stop_cleans_up_after_a_start_killed_with_sigkill(profile: Path) -> None:
+    _config(profile, '[slurm]\ndirectives = ["--hold"]\n')  # engines that never come
+    start = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pxcluster.cli.cluster",
+            "start",
+            "-n",
+            "2",
+            "--engines",
+            "slurm",
+            "--controller",
+            "slurm",
+            "--timeout",
+            "60",
+            "--profile-dir",
+            str(profile),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # wait until the controller job is recorded (held too: a job that never runs)
+        record = None
+        while record is None:
+            assert start.poll() is None
+            record = ClusterRecord.read(profile / "pid" / "cluster.json")
+            subprocess.run(["squeue", "-h"], capture_output=True, check=True)  # paces the loop
+    finally:
+        start.kill()
+        start.wait()
+    jobs = {record.controller.job_id}
+    assert [j for j in _queue() if j.split("_")[0] in jobs]
+    stopped = pxcluster("stop", "--profile-dir", str(profile))
+    assert stopped.returncode == 0, stopped.stderr
+    assert not [j for j in _queue() if j.split("_")[0] in jobs]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import time
 from collections.abc import Callable
 
@@ -23,7 +24,7 @@ from pxcluster.launchers import (
     LaunchHandle,
     make_launcher,
 )
-from pxcluster.launchers._engines import engine_handle
+from pxcluster.launchers._engines import engine_handle, engine_logs
 from pxcluster.launchers._startup import summarize
 from pxcluster.profile import LauncherConfig, ProfilePaths, load_launcher_config
 
@@ -142,7 +143,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     began = time.monotonic()
     try:
         ids = cluster.add_engines(
-            args.n, launcher=args.engines, status=lambda line: print(f"pxcluster: {line}")
+            args.n,
+            launcher=args.engines,
+            status=lambda line: print(f"pxcluster: {line}", file=sys.stderr),
         )
     finally:
         cluster.close_clients()
@@ -154,28 +157,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    paths = _paths(args)
-    engine, handle = engine_handle(paths, args.engine)
-    if handle is None:
-        log = paths.log / f"engine-{engine.pid}.log"
-        print(
-            f"engine {engine.id} (pid {engine.pid} on {engine.hostname}) was not started by "
-            f"this cluster's launchers; its log, if it logs to the profile: {log}"
-        )
-        try:
-            print("\n".join(log.read_text(errors="replace").splitlines()[-args.lines :]))
-        except OSError as exc:
-            print(f"(cannot read {log}: {exc.strerror})")
-        return 0
-    launcher = make_launcher(
-        handle.launcher, paths, load_launcher_config(paths.config_file, handle.launcher)
-    )
-    (state,) = launcher.poll([handle])
-    print(
-        f"engine {engine.id}: {handle.describe()}, pid {engine.pid} on {engine.hostname}, "
-        f"{state.describe()}"
-    )
-    print(launcher.read_output(handle, args.lines))
+    print(engine_logs(_paths(args), args.engine, args.lines))
     return 0
 
 

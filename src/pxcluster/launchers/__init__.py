@@ -2,6 +2,12 @@
 Slurm, SGE, PBS) behind one interface (``Launcher``)."""
 
 from pxcluster.launchers._cluster import Cluster, stop_handles, stop_profile
+from pxcluster.launchers._engines import (
+    RegisteredEngine,
+    engine_handle,
+    engine_logs,
+    registered_engines,
+)
 from pxcluster.launchers._launcher import (
     LAUNCHERS,
     JobState,
@@ -26,10 +32,14 @@ __all__ = [
     "LaunchSpec",
     "Launcher",
     "ProcessRef",
+    "RegisteredEngine",
+    "engine_handle",
+    "engine_logs",
     "handle_alive",
     "launcher_class",
     "make_launcher",
     "match_handle",
+    "registered_engines",
     "running_controller",
     "stop_handles",
     "stop_profile",

@@ -27,6 +27,7 @@ from pxcluster._errors import (
     PxclusterError,
 )
 from pxcluster.client import MultiEngineClient, TaskClient
+from pxcluster.launchers._engines import engine_logs
 from pxcluster.launchers._keeper import EngineKeeper
 from pxcluster.launchers._launcher import Launcher, LaunchHandle, LaunchSpec, make_launcher
 from pxcluster.launchers._record import ClusterRecord, handle_alive, running_controller
@@ -293,6 +294,10 @@ class Cluster:
             return False
         launcher = self.launcher(self._controller.launcher)
         return not launcher.poll([self._controller])[0].state.ended
+
+    def engine_logs(self, engine_id: int, lines: int = 50) -> str:
+        """Engine ``engine_id``'s log and its launcher's output (``pxcluster logs ID``)."""
+        return engine_logs(self.paths, engine_id, lines)
 
     @property
     def engine_handles(self) -> list[LaunchHandle]:

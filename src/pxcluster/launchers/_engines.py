@@ -14,9 +14,9 @@ from typing import Any
 
 from pxcluster._errors import EngineNotRegistered
 from pxcluster.client._core import ClientCore
-from pxcluster.launchers._launcher import LaunchHandle, match_handle
+from pxcluster.launchers._launcher import LaunchHandle, make_launcher, match_handle
 from pxcluster.launchers._record import ClusterRecord
-from pxcluster.profile import ProfilePaths, read_client_connection
+from pxcluster.profile import ProfilePaths, load_launcher_config, read_client_connection
 from pxcluster.wire import MsgType
 
 #: ``since`` for a MONITOR that wants no activity events, only the engines.
@@ -79,3 +79,34 @@ def engine_handle(
     record = ClusterRecord.read(paths.cluster_file)
     handles = record.engines if record is not None else []
     return engine, handle_of(engine, handles)
+
+
+def engine_logs(paths: ProfilePaths, engine_id: int, lines: int = 50) -> str:
+    """Engine ``engine_id``'s state, log and its launcher's output files (a batch job's
+    stdout/stderr), the last ``lines`` of each, wherever its launcher keeps them.
+
+    Raises:
+        EngineNotRegistered: the controller has no such engine.
+        NoClusterRunning: the profile has no running controller.
+    """
+    engine, handle = engine_handle(paths, engine_id)
+    if handle is None:
+        log = paths.log / f"engine-{engine.pid}.log"
+        try:
+            text = "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            text = f"(cannot read {log}: {exc.strerror})"
+        return (
+            f"engine {engine.id} (pid {engine.pid} on {engine.hostname}) was not started by "
+            f"this cluster's launchers; its log, if it logs to the profile:\n"
+            f"==> {log} <==\n{text}"
+        )
+    launcher = make_launcher(
+        handle.launcher, paths, load_launcher_config(paths.config_file, handle.launcher)
+    )
+    (state,) = launcher.poll([handle])
+    head = (
+        f"engine {engine.id}: {handle.describe()}, pid {engine.pid} on {engine.hostname}, "
+        f"{state.describe()}"
+    )
+    return f"{head}\n{launcher.read_output(handle, lines)}"
