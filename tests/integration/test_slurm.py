@@ -274,3 +274,44 @@ def test_stop_cleans_up_after_a_start_killed_with_sigkill(profile: Path) -> None
     stopped = pxcluster("stop", "--profile-dir", str(profile))
     assert stopped.returncode == 0, stopped.stderr
     assert not [j for j in _queue() if j.split("_")[0] in jobs]
+
+
+def test_restart_replaces_engines_before_their_walltime_ends(profile: Path) -> None:
+    # 40 s jobs, 10 s margin: a replacement is submitted 20 s before each job ends
+    _config(profile, "[controller]\nwalltime_margin = 10.0\n")
+    foreground = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pxcluster.cli.cluster",
+            "-n",
+            "1",
+            "--engines",
+            "slurm",
+            "--walltime",
+            "0:40",
+            "--restart",
+            "1",
+            "--profile-dir",
+            str(profile),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert foreground.stdout is not None
+        for line in foreground.stdout:  # until the cluster says it is ready
+            if "ready in" in line:
+                break
+        with MultiEngineClient(profile_dir=profile, timeout=60) as mec:
+            assert mec.wait_for_engines(2, timeout=60) == [0, 1]
+        record = ClusterRecord.read(profile / "pid" / "cluster.json")
+        assert record is not None
+        jobs = {h.job_id for h in record.engines}
+        assert len(jobs) == 2  # the first array and its replacement
+    finally:
+        foreground.terminate()
+        out, err = foreground.communicate(timeout=60)
+    assert "pxcluster: stopping" in out, err
+    assert not [j for j in _queue() if j.split("_")[0] in jobs]
