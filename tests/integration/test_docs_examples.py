@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
-from pxcluster.profile import load_config
+from pxcluster.profile import load_config, load_launcher_config
 from pxcluster.testing import cluster_in
 
 DOCS = Path(__file__).parents[2] / "docs" / "src"
@@ -134,6 +135,8 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
                 config = tmp_path / "pxcluster.toml"
                 config.write_text(code)
                 load_config(config)  # raises on an unknown key or a bad value
+                for name in set(tomllib.loads(code)) - {"controller", "engine", "launcher"}:
+                    load_launcher_config(config, name)  # [launcher] keys and their types
         for value in namespace.values():  # clients the page left open
             if type(value).__name__ in ("MultiEngineClient", "TaskClient"):
                 value.close()
