@@ -79,4 +79,6 @@ def test_a_start_that_gives_up_lists_the_engines_missing(tmp_path: Path) -> None
         cluster.start()
     text = str(failed.value)
     assert "only 0 of 2 engines registered within 4" in text
-    assert "all 2 launched processes run but not all registered" in text
+    assert "not registered (2 of the 2 launched now):" in text
+    assert text.count("running, but not registered; output: ") == 2
+    assert "/log/engine-" in text  # where each one's log is

@@ -14,8 +14,14 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
-from pxcluster._errors import LaunchFailed, NoClusterRunning, PxclusterTimeoutError
+from pxcluster._errors import (
+    LaunchFailed,
+    NoClusterRunning,
+    PxclusterError,
+    PxclusterTimeoutError,
+)
 from pxcluster.client import MultiEngineClient
+from pxcluster.launchers._engines import handle_of, registered_engines
 from pxcluster.launchers._launcher import JobState, JobStatus, Launcher, LaunchHandle
 from pxcluster.launchers._processes import ProcessRef
 from pxcluster.profile import ProfilePaths, read_client_connection
@@ -145,20 +151,27 @@ def missing_report(
     expected: int,
     timeout: float,
 ) -> str:
-    """Why a start gave up: how many registered, and each launched process's state."""
-    statuses = launcher.poll(handles) if handles else []
+    """Why a start gave up: how many registered, and which launched processes did not,
+    each with its state and output files (and the last output of one that runs)."""
     lines = [f"only {got} of {expected} engines registered within {timeout} s"]
-    waiting = [
-        (h, s) for h, s in zip(handles, statuses, strict=False) if s.state != JobState.RUNNING
-    ]
-    for handle, state in waiting[:20]:
+    try:
+        engines = registered_engines(launcher.paths, timeout=2.0)
+    except PxclusterError:
+        engines = []
+    missing = [h for h in handles if not any(handle_of(e, [h]) for e in engines)]
+    statuses = launcher.poll(missing) if missing else []
+    if missing:
+        lines.append(f"not registered ({len(missing)} of the {len(handles)} launched now):")
+    shown_output = False
+    for handle, state in list(zip(missing, statuses, strict=True))[:20]:
         files = ", ".join(str(p) for p in launcher.output_files(handle))
-        lines.append(f"  {handle.describe()}: {state.describe()}; output: {files or '-'}")
-    if len(waiting) > 20:
-        lines.append(f"  ... and {len(waiting) - 20} more not running")
-    if handles and not waiting:
-        lines.append(
-            f"  all {len(handles)} launched processes run but not all registered; "
-            f"last output of {handles[-1].describe()}:\n{launcher.read_output(handles[-1], 10)}"
-        )
+        said = state.describe()
+        if state.state == JobState.RUNNING:
+            said = "running, but not registered"
+        lines.append(f"  {handle.describe()}: {said}; output: {files or '-'}")
+        if state.state == JobState.RUNNING and not shown_output:
+            shown_output = True
+            lines.append(launcher.read_output(handle, 10))
+    if len(missing) > 20:
+        lines.append(f"  ... and {len(missing) - 20} more")
     return "\n".join(lines)
