@@ -233,3 +233,19 @@ def test_an_engine_silent_after_its_walltime_is_reported_with_its_job(make_hub) 
     out = hub.check_liveness()
     (failed,) = [o.msg for o in out if o.msg.type == MsgType.REPLY]
     assert "its slurm job 12[3] reached its walltime" in failed.content["error"]
+
+
+def test_an_idle_engine_leaves_cleanly_before_its_walltime(make_hub) -> None:  # type: ignore[no-untyped-def]
+    hub = make_hub(heartbeat_timeout=3.0, walltime_margin=60.0)
+    hub.client_message(b"c", Message(MsgType.CONNECT, "c-0"))
+    _register(hub, b"busy", {"end_time": time.time() + 20})
+    _register(hub, b"idle", {"end_time": time.time() + 20})
+    _register(hub, b"later", {"end_time": time.time() + 45})
+    hub.client_message(b"c", Message(MsgType.EXECUTE, "c-1", targets=[0]))
+    out = hub.check_liveness()
+    assert [(o.identity, o.msg.type) for o in out if o.to == "engine"] == [
+        (b"idle", MsgType.SHUTDOWN)
+    ]
+    notes = [o.msg.content for o in out if o.msg is not None and o.msg.type == MsgType.NOTIFY]
+    assert [(n["event"], n["engine"]) for n in notes] == [("stopped", 1)]
+    assert hub.engine_ids() == [0, 2]  # busy finishes its work first; later has 45 s left

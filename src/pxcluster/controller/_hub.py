@@ -467,9 +467,25 @@ class Hub:
             if silent > self.heartbeat_timeout and missed > self.misses_allowed:
                 why = f"no heartbeat for {silent:.1f} s{_job_ended(engine.launch)}"
                 out += self.remove_engine(engine.id, why)
-        for engine in self.engines.values():
+        for engine in list(self.engines.values()):
             self._retire_if_ending(engine)
+            if engine.retired and not engine.outstanding:
+                out += self._leave_before_walltime(engine)
         return out + self.tasks.rebalance(now)
+
+    def _leave_before_walltime(self, engine: EngineRecord) -> list[Outbound]:
+        """Stop an idle retired engine once half the margin (at most 30 s) is left of its
+        job, so it leaves cleanly (event "stopped") before the scheduler kills it."""
+        end = engine.launch.get("end_time")
+        left = end - time.time() if isinstance(end, (int, float)) else 1e9
+        if left > min(self.walltime_margin / 2, 30.0):
+            return []
+        bye = Message(MsgType.SHUTDOWN, self.new_id(), targets=[])  # no reply wanted
+        why = f"its job's walltime ends in {max(0.0, left):.0f} s"
+        return [
+            Outbound("engine", engine.identity, bye),
+            *self.remove_engine(engine.id, why, "stopped"),
+        ]
 
     def _retire_if_ending(self, engine: EngineRecord) -> None:
         """Give no more tasks to an engine whose job's walltime ends within the margin."""
