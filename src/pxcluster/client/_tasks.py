@@ -137,16 +137,18 @@ class StringTask(_Task):
 
     Args:
         code: Python code to run in the engine's namespace.
-        push: names and values set before the code runs.
         pull: a name or names whose values come back in the result's ``ns``.
+        push: names and values set before the code runs. The seeds' order is
+            ``StringTask(code, pull, push)``; a dict given second is taken as ``push``
+            (``StringTask(code, {'x': 3}, 'y')``), so either order works.
         Other arguments: as for MapTask.
     """
 
     def __init__(
         self,
         code: str,
-        push: Mapping[str, Any] | None = None,
-        pull: str | Sequence[str] | None = None,
+        pull: str | Sequence[str] | Mapping[str, Any] | None = None,
+        push: Mapping[str, Any] | str | Sequence[str] | None = None,
         *,
         clear_before: bool = False,
         clear_after: bool = False,
@@ -158,6 +160,10 @@ class StringTask(_Task):
     ) -> None:
         if not isinstance(code, str):
             raise TypeError(f"StringTask needs code as a str, not {type(code).__name__}")
+        if isinstance(pull, Mapping) and not isinstance(push, Mapping):
+            pull, push = push, pull  # StringTask(code, {'x': 3}, 'y'): the names tell
+        if push is not None and not isinstance(push, Mapping):
+            raise TypeError(f"push takes a dict of names to values, not {push!r}")
         self.code = code
         self.push = dict(push or {})
         self.pull = [pull] if isinstance(pull, str) else list(pull or [])
