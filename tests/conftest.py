@@ -13,7 +13,14 @@ from pxcluster import Cluster, MultiEngineClient
 from pxcluster.controller import Hub
 from pxcluster.testing import cluster_in
 
-pytest_plugins = ["services.mpi", "services.slurm", "services.sge", "services.netns", "services.sshd"]
+pytest_plugins = [
+    "services.mpi",
+    "services.slurm",
+    "services.sge",
+    "services.netns",
+    "services.sshd",
+    "services.jupyter",
+]
 
 
 @pytest.fixture(autouse=True)

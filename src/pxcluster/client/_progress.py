@@ -5,6 +5,12 @@ ipywidgets the bar is a widget; everywhere else (a terminal, or a notebook witho
 ipywidgets) it is tqdm's text bar on stderr, which notebooks also redraw in place. We choose
 the class ourselves rather than through ``tqdm.auto``, which warns in a notebook that lacks
 ipywidgets instead of falling back quietly.
+
+A widget lives only as long as its kernel: a saved notebook keeps only a reference to the
+widget's model (and a text fallback frozen at 0%), so reopened it says "Error displaying
+widget: model not found". So the widget is displayed under a display id, and when its bar
+closes that output is replaced by the bar's final text (``map: 100%|██████████| 48/48
+[...]``), which is what the saved notebook keeps.
 """
 
 from __future__ import annotations
@@ -37,10 +43,48 @@ def progress_bar(total: int, desc: str, unit: str = "it", delay: float = 0.0) ->
         raise ImportError("progress bars need tqdm: pip install tqdm") from exc
     options: dict[str, Any] = {"total": total, "desc": desc, "unit": unit, "delay": delay}
     if in_jupyter_kernel() and importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.notebook import tqdm as notebook_tqdm
-
-        return notebook_tqdm(**options)
+        return _widget_bar(options)
     return tqdm(file=sys.stderr, **options)
+
+
+def _widget_bar(options: dict[str, Any]) -> Any:
+    """tqdm's notebook bar, displayed under a display id that ``close`` fills with the
+    bar's final text, so a saved notebook keeps a readable bar instead of a dead widget."""
+    from IPython.display import display
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    class FinishedAsText(notebook_tqdm):  # type: ignore[misc]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(display=False, **kwargs)
+            self.handle = None
+            if self.delay <= 0:
+                self._show()
+
+        def _show(self) -> None:
+            self.handle = display(self.container, display_id=True)  # type: ignore[no-untyped-call]
+            self.displayed = True
+
+        def display(self, *args: Any, **kwargs: Any) -> Any:
+            if not self.displayed and self.delay > 0 and kwargs.get("check_delay", True):
+                self._show()  # the delay passed: show it now, under our display id
+            return super().display(*args, **kwargs)
+
+        def close(self) -> None:
+            closed = self.disable
+            super().close()
+            if closed or self.handle is None:
+                return
+            self.handle.update({"text/plain": finished_text(self)}, raw=True)
+            self.container.close()  # the widget's model goes; nothing refers to it now
+
+    return FinishedAsText(**options)
+
+
+def finished_text(bar: Any) -> str:
+    """The text form of ``bar`` as it stands (``desc: 100%|██████████| 4/4 [...]``)."""
+    from tqdm.std import tqdm
+
+    return str(tqdm.format_meter(**{**bar.format_dict, "ncols": None}))
 
 
 def show_progress(

@@ -22,7 +22,13 @@ from pxcluster.client._decorators import PartsFunction, RemoteFunction
 from pxcluster.client._partition import as_sliceable, concatenate, partition, split_bounds
 from pxcluster.client._progress import show_progress
 from pxcluster.client._requests import EngineRequests
-from pxcluster.client._results import PendingResult, ResultList, after_all, chained
+from pxcluster.client._results import (
+    PendingResult,
+    ResultList,
+    after_all,
+    chained,
+    execute_entry,
+)
 from pxcluster.client._ssh import SshRoute
 from pxcluster.client._streams import OutputHandler, router_of
 from pxcluster.client._sync_imports import SyncImports
@@ -197,23 +203,12 @@ class MultiEngineClient(EngineRequests):
             raise TypeError(f"execute needs code as a str, not {type(lines).__name__}")
 
         def finish(replies: list[Message]) -> ResultList:
-            return ResultList(
-                {
-                    "id": r.engine,
-                    "number": r.content["n"],
-                    "input": {"raw": lines, "translated": lines},
-                    "stdout": r.content["stdout"],
-                    "stderr": r.content["stderr"],
-                    "display": r.content["display"],
-                    "display_data": r.content.get("display_data") or [],
-                    "execute_result": r.content.get("execute_result"),
-                }
-                for r in replies
-            )
+            return ResultList(execute_entry(r, lines) for r in replies)
 
         pending = self._send(
             "execute", MsgType.EXECUTE, targets, finish, {"code": lines}, on_output=on_output
         )
+        pending.on_failure = finish  # each engine's output and error, for %result
         self._last_execute.update(dict.fromkeys((k[1] for k in pending.keys), pending))
         return self._deliver(pending, block, timeout)
 

@@ -23,22 +23,24 @@ from IPython.core.magic import (
     magics_class,
     no_var_expand,
 )
+from traitlets import Enum
 
 from pxcluster._errors import CompositeError, EngineNotRegistered
 from pxcluster.client import MultiEngineClient, active_client
 from pxcluster.client._targets import TargetSpec
 from pxcluster.magics._autopx import AutoParallel
-from pxcluster.magics._options import parse_config, parse_px, parse_result
-from pxcluster.magics._output import show_values
-from pxcluster.magics._run import run_live
+from pxcluster.magics._options import GROUPINGS, parse_config, parse_px, parse_result
+from pxcluster.magics._run import last_results, run_live
+from pxcluster.magics._tracebacks import show_all_tracebacks
 
 
 class _Suffixed:
     """The magics of one suffix: each reads the client activated under that suffix."""
 
-    def __init__(self, shell: Any, suffix: str) -> None:
+    def __init__(self, shell: Any, suffix: str, settings: Any = None) -> None:
         self.shell = shell
         self.suffix = suffix
+        self.settings = settings  # the ParallelMagics: group_outputs, the default grouping
         self.autopx_mode = AutoParallel(shell, "px" + suffix)
 
     def client(self) -> MultiEngineClient:
@@ -70,7 +72,10 @@ class _Suffixed:
             if run_here is not None:
                 run_here()
             return pending
-        show_values(run_live(client, options.code, targets, run_here))
+        grouping = options.group_outputs or str(
+            getattr(self.settings, "group_outputs", GROUPINGS[0])
+        )
+        run_live(client, options.code, targets, run_here, grouping)
         return None
 
     def _run_locally(self, code: str) -> None:
@@ -92,7 +97,7 @@ class _Suffixed:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         client = self.client()
-        return client.get_result(targets=_resolve_targets(client, targets), block=True)
+        return last_results(client, _resolve_targets(client, targets))
 
     def pxconfig(self, line: str = "") -> None:
         try:
@@ -104,7 +109,10 @@ class _Suffixed:
             client.targets = _resolve_targets(client, options.targets) or "all"
         if options.block is not None:
             client.block = options.block
-        print(f"targets={client.targets!r}, block={client.block}")
+        if options.group_outputs and self.settings is not None:
+            self.settings.group_outputs = options.group_outputs
+        grouping = getattr(self.settings, "group_outputs", GROUPINGS[0])
+        print(f"targets={client.targets!r}, block={client.block}, group_outputs={grouping}")
 
 
 def _resolve_targets(client: MultiEngineClient, spec: TargetSpec | None) -> TargetSpec | None:
@@ -136,9 +144,19 @@ class ParallelMagics(Magics):
     """The parallel magics of one IPython shell (the plain ones, and suffixed ones made by
     ``mec.activate(suffix)``)."""
 
+    #: How a finished ``%%px`` cell's output is grouped in a notebook, unless the cell
+    #: says ``--group-outputs``: ``c.ParallelMagics.group_outputs = "type"`` in an IPython
+    #: profile's config, ``%config ParallelMagics.group_outputs = "type"`` or
+    #: ``%pxconfig --group-outputs type``.
+    group_outputs = Enum(
+        list(GROUPINGS),
+        default_value=GROUPINGS[0],
+        help="Grouping of a finished %%px cell's output: engine, order or type.",
+    ).tag(config=True)
+
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
-        self._plain = _Suffixed(shell, "")
+        self._plain = _Suffixed(shell, "", self)
         self.autopx_mode = self._plain.autopx_mode
         self.suffixed: dict[str, _Suffixed] = {}
 
@@ -149,7 +167,7 @@ class ParallelMagics(Magics):
         """Register ``%px{suffix}`` and the others for the client activated as ``suffix``."""
         if not suffix or suffix in self.suffixed:
             return
-        magics = _Suffixed(self.shell, suffix)
+        magics = _Suffixed(self.shell, suffix, self)
         self.suffixed[suffix] = magics
         manager = self.shell.magics_manager  # type: ignore[union-attr]
         def px(line: str, cell: str | None = None) -> Any:
@@ -193,6 +211,11 @@ class ParallelMagics(Magics):
     def pxresult(self, line: str = "") -> Any:
         """ipyparallel's name of ``%result``."""
         return self._plain.result(line)
+
+    @line_magic
+    def pxtb(self, line: str = "") -> None:
+        """Every engine's traceback of the last remote error (``%pxtb 0 2``: those engines)."""
+        show_all_tracebacks(self.shell, line)
 
     @line_magic
     def pxconfig(self, line: str = "") -> None:

@@ -13,9 +13,13 @@ import re
 from pxcluster.client._targets import TargetSpec
 
 _OPTION = re.compile(
-    r"\s*(?:(?P<flag>--block|--noblock|--local)|(?:--targets|-t)(?:\s*=\s*|\s+)(?P<targets>\S+))"
+    r"\s*(?:(?P<flag>--block|--noblock|--local)|(?:--targets|-t)(?:\s*=\s*|\s+)(?P<targets>\S+)"
+    r"|--group-outputs(?:\s*=\s*|\s+)(?P<group>\S+))"
     r"(?=\s|$)"
 )
+#: How ``--group-outputs`` can order a finished command's output in a notebook
+#: (ipyparallel's three); the first is the default.
+GROUPINGS = ("type", "engine", "order")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +30,7 @@ class PxOptions:
     targets: TargetSpec | None = None
     block: bool | None = None
     local: bool = False
+    group_outputs: str | None = None
 
 
 def parse_targets(text: str) -> TargetSpec:
@@ -53,6 +58,17 @@ def parse_targets(text: str) -> TargetSpec:
     return ids[0] if len(ids) == 1 and "," not in spec else ids
 
 
+def parse_grouping(text: str) -> str:
+    """One of ``GROUPINGS``.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if text not in GROUPINGS:
+        raise ValueError(f"--group-outputs {text!r}: give one of {', '.join(GROUPINGS)}")
+    return text
+
+
 def _take_options(line: str) -> tuple[PxOptions, str]:
     """The leading options of ``line`` (code left empty) and the text after them."""
     options = PxOptions(code="")
@@ -61,6 +77,8 @@ def _take_options(line: str) -> tuple[PxOptions, str]:
             options = dataclasses.replace(options, local=True)
         elif match["flag"]:
             options = dataclasses.replace(options, block=match["flag"] == "--block")
+        elif match["group"]:
+            options = dataclasses.replace(options, group_outputs=parse_grouping(match["group"]))
         else:
             options = dataclasses.replace(options, targets=parse_targets(match["targets"]))
         line = line[match.end() :]
@@ -90,7 +108,7 @@ def parse_result(line: str) -> TargetSpec | None:
         ValueError: anything but ``--targets``.
     """
     options, rest = _take_options(line)
-    if rest or options.block is not None or options.local:
+    if rest or options.block is not None or options.local or options.group_outputs:
         raise ValueError("%result takes only --targets")
     return options.targets
 
@@ -102,6 +120,9 @@ def parse_config(line: str) -> PxOptions:
         ValueError: anything else, or nothing at all.
     """
     options, rest = _take_options(line)
-    if rest or options.local or (options.targets is None and options.block is None):
-        raise ValueError("%pxconfig takes --targets T, --block or --noblock")
+    nothing = options.targets is None and options.block is None and not options.group_outputs
+    if rest or options.local or nothing:
+        raise ValueError(
+            "%pxconfig takes --targets T, --block or --noblock, --group-outputs engine|order|type"
+        )
     return options

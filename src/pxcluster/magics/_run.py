@@ -22,7 +22,9 @@ import sys
 import time
 from collections.abc import Callable
 
+from pxcluster._errors import CompositeError
 from pxcluster.client import EngineOutput, MultiEngineClient, ResultList
+from pxcluster.client._progress import in_jupyter_kernel
 from pxcluster.client._targets import TargetSpec
 from pxcluster.magics._output import LiveOutput
 
@@ -99,17 +101,21 @@ def run_live(
     code: str,
     targets: TargetSpec | None,
     meanwhile: Callable[[], object] | None = None,
+    grouping: str = "type",
 ) -> ResultList:
-    """Execute ``code`` on ``targets``, showing each engine's output as it comes.
+    """Execute ``code`` on ``targets``, showing each engine's output as it comes, then
+    each engine's value; in a notebook the cell's output is then shown again, grouped as
+    ``grouping`` says (not with ``meanwhile``, whose own output would go with it).
 
     ``meanwhile`` runs here once the code is sent (``%%px --local``).
 
     Raises:
-        CompositeError: the code failed on one or more engines.
+        CompositeError: the code failed on one or more engines (shown after the output
+            and the values of the engines where it did not fail).
         EnginesInterrupted: Ctrl-C (a KeyboardInterrupt); the engines were stopped.
     """
     items: queue.Queue[object] = queue.Queue()
-    output = LiveOutput()
+    output = LiveOutput(notebook=in_jupyter_kernel())
     pending = client.execute(code, targets=targets, block=False, on_output=items.put)
     pending.add_done_callback(lambda _: items.put(_DONE))
     try:
@@ -126,5 +132,53 @@ def run_live(
         raise EnginesInterrupted(sorted({t for _, t in pending.keys})) from None
     finally:
         output.close()
+    error = pending.exception()
+    partial = pending.partial if isinstance(pending.partial, list) else []
+    values = pending.result() if error is None else [e for e in partial if "error" not in e]
+    output.finish(values, grouping, regroup=meanwhile is None)
+    if error is not None:
+        raise error
     result: ResultList = pending.result()
     return result
+
+
+def last_results(client: MultiEngineClient, targets: TargetSpec | None) -> ResultList:
+    """What ``%result`` shows: the last execute on each target, as ``get_result`` gives it,
+    except that an execute that failed shows in the list too, each engine with its output
+    and error (``"error"``), rather than raising its CompositeError again, which would stop
+    a notebook's "run all" at a cell that only looks."""
+    try:
+        found: ResultList = client.get_result(targets=targets, block=True)
+        return found
+    except CompositeError:
+        pass
+    ids = client._resolve(targets)
+    entries = ResultList()
+    for engine in ids:
+        pending = client._last_execute.get(engine)
+        if pending is None:
+            continue
+        error = pending.exception()
+        if error is None:
+            rows = pending.result()
+        else:
+            rows = pending.partial if isinstance(pending.partial, list) else []
+            if not any(row["id"] == engine for row in rows):
+                rows = [_error_only_entry(engine, error)]
+        entries += [row for row in rows if row["id"] == engine]
+    return entries
+
+
+def _error_only_entry(engine: int, error: BaseException) -> dict[str, object]:
+    """An engine's row when its reply never came (it died): only the error."""
+    errors = error.elist if isinstance(error, CompositeError) else [error]
+    mine = [e for e in errors if getattr(e, "engine_id", None) == engine] or [error]
+    return {
+        "id": engine,
+        "number": None,
+        "input": {"raw": "", "translated": ""},
+        "stdout": "",
+        "stderr": "",
+        "display": None,
+        "error": mine[0],
+    }
