@@ -107,10 +107,10 @@ def test_a_job_that_fails_at_once_fails_start_with_its_output(profile: Path) -> 
 def test_a_held_job_says_held_and_start_gives_up_naming_it(profile: Path) -> None:
     _config(profile, '[slurm]\ndirectives = ["--hold"]\n')
     done = pxcluster(
-        "start", "-n", "2", "--engines", "slurm", "--timeout", "8", "--profile-dir", str(profile)
+        "start", "-n", "2", "--engines", "slurm", "--timeout", "5", "--profile-dir", str(profile)
     )
     assert done.returncode == 1
-    assert "only 0 of 2 engines registered within 8.0 s" in done.stderr, done.stderr
+    assert "only 0 of 2 engines registered within 5.0 s" in done.stderr, done.stderr
     assert "pending (held: JobHeldUser)" in done.stderr
     assert "output:" in done.stderr
     assert ".out" in done.stderr

@@ -165,7 +165,9 @@ class Cluster:
             )
             self._add(self.n, deadline, self.timeout, progress, None, status)
         except BaseException:
-            self.stop()
+            # engines that never registered get no kill from the controller: a short wait
+            # before signalling them, so a failed start reports promptly
+            self.stop(timeout=3.0)
             raise
         if self.keeper is not None:
             self.keeper.start()
