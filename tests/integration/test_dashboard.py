@@ -76,6 +76,9 @@ def test_page_shows_engines_tasks_errors_and_a_dead_engine(dashboard, browser):
         mec.execute("1/0", targets=[0])
     page.wait_for_selector('#tasks tr[data-status="ERROR"]', timeout=20_000)
     assert page.locator('#tasks tr[data-status="OK"]').count() >= 2  # the sleep, on each engine
+    # the timeline drew a bar for each of the three finished requests
+    page.wait_for_function("Number(document.querySelector('#timeline').dataset.bars) >= 3",
+                           timeout=20_000)
     summary = page.wait_for_selector("#errors details summary", timeout=20_000)
     assert "engine 0 EXECUTE: ZeroDivisionError: division by zero" in summary.inner_text()
     summary.click()

@@ -28,12 +28,18 @@ from pxcluster.wire import MsgType, Status
 EVENTS_KEPT = 2048
 #: Most events one MONITOR reply carries (the newest ones): at 10,000 tasks a second a page
 #: shows a sample of the stream, and the throughput chart stays exact.
-EVENTS_PER_REPLY = 256
+EVENTS_PER_REPLY = 1000
 #: Recent errors kept, with their tracebacks (each cut to ``TRACEBACK_CHARS``).
 ERRORS_KEPT = 32
 TRACEBACK_CHARS = 8000
 #: Engines that died or were stopped, remembered so a monitor can show them as dead.
 GONE_KEPT = 64
+
+
+#: (seq, engine, type, request id, wall time done, seconds it took, status)
+_Event = tuple[int, int, int, str, float, float, int]
+_TYPE_NAMES = {int(t): t.name for t in MsgType}
+_STATUS_NAMES = {int(s): s.name for s in Status}
 
 
 class Activity:
@@ -43,10 +49,7 @@ class Activity:
         self.finished_total = 0
         self.errors_total = 0
         self._seq = 0
-        # (seq, engine, type, request id, wall time done, seconds it took, status)
-        self._events: collections.deque[tuple[int, int, int, str, float, float, int]] = (
-            collections.deque(maxlen=EVENTS_KEPT)
-        )
+        self._events: collections.deque[_Event] = collections.deque(maxlen=EVENTS_KEPT)
         self._errors: collections.deque[dict[str, Any]] = collections.deque(maxlen=ERRORS_KEPT)
         self._gone: collections.deque[dict[str, Any]] = collections.deque(maxlen=GONE_KEPT)
 
@@ -99,14 +102,19 @@ class Activity:
     def report(self, since: int) -> dict[str, Any]:
         """Totals, the events after sequence number ``since`` (the newest
         ``EVENTS_PER_REPLY`` of them), recent errors and lost engines."""
-        newer = [e for e in reversed(self._events) if e[0] > since][:EVENTS_PER_REPLY]
+        newer: list[_Event] = []
+        for event in reversed(self._events):  # newest first: stop at the first one seen
+            if event[0] <= since or len(newer) == EVENTS_PER_REPLY:
+                break
+            newer.append(event)
         newer.reverse()
+        types, statuses = _TYPE_NAMES, _STATUS_NAMES
         return {
             "seq": self._seq,
             "finished": self.finished_total,
             "errors_total": self.errors_total,
             "events": [
-                [seq, engine, MsgType(kind).name, rid, done, took, Status(status).name]
+                [seq, engine, types[kind], rid, done, took, statuses[status]]
                 for seq, engine, kind, rid, done, took, status in newer
             ],
             "errors": list(self._errors),

@@ -33,8 +33,9 @@ from pxcluster.wire import MsgType
 
 #: Throughput points kept (one per poll: five minutes at the dashboard's 1 s period).
 HISTORY = 300
-#: Finished requests kept for the task stream.
-EVENTS_SHOWN = 100
+#: Finished requests kept for the task stream (a poll a second: up to 1,000 a second shown
+#: in full; above that, the newest of each second).
+EVENTS_SHOWN = 1000
 #: Engines that died or stopped, shown as such.
 GONE_SHOWN = 32
 

@@ -113,6 +113,46 @@ function renderChart(points) {
   }
 }
 
+// The timeline keeps the finished requests of the last WINDOW seconds, by sequence number
+// (snapshots overlap), and draws one bar per request on its engine's row.
+const WINDOW = 60;
+const KEPT = 20000;
+const seen = new Map();
+
+function renderTimeline(s) {
+  for (const ev of s.events) seen.set(ev.seq, ev);
+  const cutoff = s.taken - WINDOW;
+  for (const [seq, ev] of seen) if (ev.done < cutoff || seen.size > KEPT) seen.delete(seq);
+  const canvas = $("timeline");
+  const ids = s.engines.map((e) => e.id).sort((a, b) => a - b);
+  const row = new Map(ids.map((id, i) => [id, i]));
+  const rowHeight = Math.max(2, Math.min(14, Math.floor(360 / Math.max(1, ids.length))));
+  const width = canvas.clientWidth || 800;
+  const ratio = window.devicePixelRatio || 1;
+  const height = Math.max(40, ids.length * rowHeight + 16);
+  canvas.width = width * ratio;
+  canvas.height = height * ratio;
+  canvas.style.height = height + "px";
+  const g = canvas.getContext("2d");
+  g.scale(ratio, ratio);
+  g.clearRect(0, 0, width, height);
+  g.fillStyle = "#6b7385";
+  g.font = "10px sans-serif";
+  g.fillText(`-${WINDOW} s`, 0, height - 2);
+  g.fillText("now", width - 22, height - 2);
+  const x = (t) => ((t - cutoff) / WINDOW) * width;
+  let bars = 0;
+  for (const ev of seen.values()) {
+    const r = row.get(ev.engine);
+    if (r === undefined) continue;
+    g.fillStyle = ev.status === "OK" ? "#1565c0" : ev.status === "ERROR" ? "#c62828" : "#e65100";
+    const left = x(ev.done - ev.took);
+    g.fillRect(left, r * rowHeight, Math.max(1.5, x(ev.done) - left), rowHeight - 1);
+    bars++;
+  }
+  canvas.dataset.bars = String(bars);
+}
+
 function render(s) {
   const live = s.engines.filter((e) => e.state === "idle" || e.state === "busy");
   const busy = live.filter((e) => e.state === "busy").length;
@@ -142,6 +182,7 @@ function render(s) {
   });
   renderErrors(s.errors);
   renderChart(s.throughput);
+  renderTimeline(s);
   document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
 }
 
