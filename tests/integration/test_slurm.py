@@ -92,15 +92,24 @@ def test_a_refused_directive_fails_at_once_naming_sbatch(profile: Path) -> None:
     assert "partitoin" in done.stderr
 
 
-def test_a_job_that_fails_at_once_fails_start_with_its_output(profile: Path) -> None:
-    _config(profile, '[slurm]\npython = "/nonexistent/bin/python3"\n')
+@pytest.mark.parametrize(
+    ("python", "code", "said"),
+    [
+        ("/nonexistent/bin/python3", "127", "/nonexistent/bin/python3"),  # no such Python
+        ("/usr/bin/python3", "1", "No module named"),  # a Python without pxcluster
+    ],
+)
+def test_a_job_that_fails_at_once_fails_start_with_its_output(
+    profile: Path, python: str, code: str, said: str
+) -> None:
+    _config(profile, f'[slurm]\npython = "{python}"\n')
     done = pxcluster(
         "start", "-n", "2", "--engines", "slurm", "--timeout", "60", "--profile-dir", str(profile)
     )
     assert done.returncode == 1
     assert "FAILED" in done.stderr, done.stderr
-    assert "exit code 127" in done.stderr
-    assert "/nonexistent/bin/python3" in done.stderr  # the job's own output lines
+    assert f"exit code {code}:0" in done.stderr
+    assert said in done.stderr  # the job's own output lines
     assert ".out" in done.stderr  # the output file is named
 
 
