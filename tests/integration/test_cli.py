@@ -139,6 +139,7 @@ def test_engine_key_cannot_act_as_a_client(tmp_path):
         forged["role"] = "client"
         fake = tmp_path / "forged.json"
         fake.write_text(json.dumps(forged))
+        fake.chmod(0o600)  # a key file others can read is refused before it is tried
         with pytest.raises(TimeoutError, match="no controller answered"):
             MultiEngineClient(fake, timeout=1.0)
     finally:
