@@ -821,3 +821,21 @@ def test_controller_kill_9_mid_workload_loses_no_finished_result(tmp_path):
             for task_id in running:
                 with pytest.raises(UnknownTask):
                     after.get_task_result(task_id, timeout=10)
+
+
+def test_the_profile_is_private_and_a_readable_key_is_refused(cluster1, tmp_path):
+    import stat
+
+    from pxcluster._errors import NoClusterRunning
+    from pxcluster.client import MultiEngineClient
+
+    root = cluster1.paths.dir
+    cluster1.client().get_ids()  # something ran: logs, pids and the store exist
+    for path in [root, *root.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {mode:03o}: readable by others"
+    leaked = tmp_path / "client-copy.json"
+    leaked.write_text(cluster1.paths.client_file.read_text())
+    leaked.chmod(0o644)
+    with pytest.raises(NoClusterRunning, match="readable by other users"):
+        MultiEngineClient(leaked, timeout=5)
