@@ -24,7 +24,7 @@ from pxcluster.launchers import (
     LaunchHandle,
     make_launcher,
 )
-from pxcluster.launchers._engines import engine_handle, engine_logs
+from pxcluster.launchers._engines import engine_logs
 from pxcluster.launchers._startup import summarize
 from pxcluster.profile import LauncherConfig, ProfilePaths, load_launcher_config
 
@@ -162,42 +162,26 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    paths = _paths(args)
-    engine, handle = engine_handle(paths, args.engine)
-    if handle is None:
-        raise LauncherError(
-            f"engine {engine.id} was not started by this cluster's launchers; "
-            "pxcluster cannot start another like it"
-        )
     cluster = Cluster.attach(args.profile, args.profile_dir, args.timeout)
     try:
-        mec = cluster.client()
-        mec.kill(targets=engine.id, block=True, timeout=10.0)
-        # the engine leaves by itself; its launcher makes sure (a stuck one, a job's task)
-        cluster.launcher(handle.launcher).stop([handle], timeout=10.0)
-        ids = cluster.add_engines(1, launcher=handle.launcher)
+        ids = cluster.restart_engine(args.engine)
     finally:
         cluster.close_clients()
-    print(f"pxcluster: engine {engine.id} replaced; engines now {ids}")
+    print(f"pxcluster: engine {args.engine} replaced; engines now {ids}")
     return 0
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
-    paths = _paths(args)
     text = args.signal.upper().removeprefix("SIG")
     try:
         signum = int(text) if text.isdigit() else int(signal.Signals[f"SIG{text}"])
     except KeyError:
         raise LauncherError(f"unknown signal {args.signal!r}") from None
-    engine, handle = engine_handle(paths, args.engine)
-    if handle is None:
-        raise LauncherError(f"engine {engine.id} was not started by this cluster's launchers")
-    launcher = make_launcher(
-        handle.launcher, paths, load_launcher_config(paths.config_file, handle.launcher)
-    )
-    launcher.signal(handle, signum)
+    cluster = Cluster.attach(args.profile, args.profile_dir)
+    handle = cluster.signal_engine(args.engine, signum)
     print(
-        f"pxcluster: sent {signal.Signals(signum).name} to engine {engine.id} ({handle.describe()})"
+        f"pxcluster: sent {signal.Signals(signum).name} to engine {args.engine} "
+        f"({handle.describe()})"
     )
     return 0
 

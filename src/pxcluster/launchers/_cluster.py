@@ -22,14 +22,21 @@ from typing import Any
 
 from pxcluster._errors import (
     ClusterAlreadyRunning,
+    LauncherError,
     LaunchFailed,
     NoClusterRunning,
     PxclusterError,
 )
 from pxcluster.client import MultiEngineClient, TaskClient
-from pxcluster.launchers._engines import engine_logs
+from pxcluster.launchers._engines import engine_handle, engine_logs
 from pxcluster.launchers._keeper import EngineKeeper
-from pxcluster.launchers._launcher import Launcher, LaunchHandle, LaunchSpec, make_launcher
+from pxcluster.launchers._launcher import (
+    Launcher,
+    LaunchHandle,
+    LaunchSpec,
+    make_launcher,
+    match_handle,
+)
 from pxcluster.launchers._record import ClusterRecord, handle_alive, running_controller
 from pxcluster.launchers._startup import (
     Progress,
@@ -300,6 +307,41 @@ class Cluster:
     def engine_logs(self, engine_id: int, lines: int = 50) -> str:
         """Engine ``engine_id``'s log and its launcher's output (``pxcluster logs ID``)."""
         return engine_logs(self.paths, engine_id, lines)
+
+    def restart_engine(self, engine_id: int, timeout: float | None = None) -> list[int]:
+        """Replace engine ``engine_id``: stop it (a kill through the controller, then its
+        launcher makes sure: a batch array task is cancelled) and start one engine in its
+        place with the same launcher. Returns the engine ids once the new one registered.
+
+        Raises:
+            EngineNotRegistered: no such engine.
+            LauncherError: it was not started by this cluster's launchers.
+        """
+        engine, handle = engine_handle(self.paths, engine_id)
+        stored = match_handle(self._engines, engine.launch, engine.pid, engine.hostname)
+        if handle is None or stored is None:
+            raise LauncherError(
+                f"engine {engine_id} was not started by this cluster's launchers; "
+                "pxcluster cannot start another like it"
+            )
+        self._own_client().kill(targets=engine_id, block=True, timeout=10.0)
+        self.launcher(handle.launcher).stop([handle], timeout=10.0)
+        self.forget_engines([stored])
+        return self.add_engines(1, timeout, launcher=handle.launcher)
+
+    def signal_engine(self, engine_id: int, signum: int) -> LaunchHandle:
+        """Send ``signum`` to engine ``engine_id`` through its launcher; returns its handle.
+
+        Raises:
+            EngineNotRegistered: no such engine.
+            LauncherError: it was not started by this cluster's launchers, or its launcher
+                cannot send that signal.
+        """
+        _engine, handle = engine_handle(self.paths, engine_id)
+        if handle is None:
+            raise LauncherError(f"engine {engine_id} was not started by this cluster's launchers")
+        self.launcher(handle.launcher).signal(handle, signum)
+        return handle
 
     @property
     def engine_handles(self) -> list[LaunchHandle]:
