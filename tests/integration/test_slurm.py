@@ -201,7 +201,9 @@ def test_engines_near_their_walltime_get_no_tasks(profile: Path) -> None:
     assert "engine 1 takes no new tasks: its job's walltime ends in" in log
 
 
-def test_a_held_job_shows_held_in_list_and_registers_once_released(profile: Path) -> None:
+def test_a_held_job_shows_held_in_list_and_registers_once_released_without_the_file(
+    profile: Path,
+) -> None:
     done = pxcluster("start", "-n", "1", "--profile-dir", str(profile))
     assert done.returncode == 0, done.stderr
     _config(profile, '[slurm]\ndirectives = ["--hold"]\n')
@@ -235,8 +237,12 @@ def test_a_held_job_shows_held_in_list_and_registers_once_released(profile: Path
             (job,) = {h.job_id for h in record.engines if h.job_id}
             listing = pxcluster("list").stdout
             assert f"slurm job {job}: 2 pending (held: JobHeldUser)" in listing, listing
+            # the engines must not need the profile's connection file: take it away
+            engine_file = profile / "security" / "engine.json"
+            hidden = engine_file.rename(profile / "engine.json.hidden")
             subprocess.run(["scontrol", "release", job], check=True)
             out, err = add.communicate(timeout=60)
+            hidden.rename(engine_file)
         assert add.returncode == 0, err
         assert "engines now [0, 1, 2]" in out
         assert "held" in err  # the add said so while it waited
