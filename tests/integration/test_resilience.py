@@ -236,3 +236,15 @@ def test_engines_that_die_are_relaunched_a_bounded_number_of_times(tmp_path):
         assert cluster.keeper.restarts == 1
         assert len(cluster.engine_handles) == 1
     assert not leftover_processes(pids)
+
+
+def test_a_normal_stop_makes_no_engine_warn_of_a_lost_controller(tmp_path):
+    with cluster_in(tmp_path / "p", n=2) as cluster:
+        cluster.client().execute("x = 1", timeout=10)
+        logs = cluster.paths.log
+    engine_logs = sorted(logs.glob("engine*.log"))
+    assert len(engine_logs) == 2
+    for path in engine_logs:
+        text = path.read_text()
+        assert "shutdown requested" in text  # the log is the engine's own, to its end
+        assert "WARNING" not in text, text
