@@ -5,6 +5,7 @@ a user's notebook does; the test starts that cluster in its own profile root (th
 ``PXCLUSTER_DIR`` the kernel inherits) and checks what each cell shows.
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,9 @@ def text_of(cell):
         elif output.output_type == "error":
             parts.append("\n".join(output.traceback) + "\n")
     return "".join(parts)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def cell_with(notebook, source_start):
@@ -54,32 +58,39 @@ def test_example_notebook_runs_in_a_kernel(tmp_path, monkeypatch):
     ids = cell_with(notebook, "from pxcluster import client")
     assert ids.outputs[0].data["text/plain"] == "[0, 1, 2, 3]"
 
-    loop = text_of(cell_with(notebook, "%%px\nimport os, time"))
-    for engine in range(4):
-        lines = [line for line in loop.splitlines() if line.startswith(f"[{engine}] ")]
-        assert lines == [
-            f"[{engine}] step 0 on pid True",
-            f"[{engine}] step 1 on pid True",
-            f"[{engine}] step 2 on pid True",
-            f"[{engine}] Out[2]: 10",
-        ]
+    # once the cell is done its live lines are replaced by one block per engine, then
+    # each engine's value (whose HTML form keeps long values beside their prefix)
+    loop = cell_with(notebook, "%%px\nimport os, time").outputs
+    stdout = "".join(o.text for o in loop if o.output_type == "stream" and o.name == "stdout")
+    assert stdout == "".join(
+        f"[stdout:{e}]\nstep 0 on pid True\nstep 1 on pid True\nstep 2 on pid True\n"
+        for e in range(4)
+    )
+    values = [o.data for o in loop if o.output_type == "display_data"]
+    assert [v["text/plain"] for v in values] == [f"[{e}] Out[2]: 10" for e in range(4)]
+    assert all('class="pxcluster-value"' in v["text/html"] for v in values)
 
     result = cell_with(notebook, "%result").outputs[0]
     assert result.data["text/plain"].startswith("<Results List>\n[0] In [2]: import os, time")
     assert '<table class="pxcluster-results">' in result.data["text/html"]
 
-    table = cell_with(notebook, "%%px --targets 0\nclass Table").outputs[0]
+    header, table = cell_with(notebook, "%%px --targets 0\nclass Table").outputs
+    assert ">Out[0:3]:</div>" in header.data["text/html"]
+    assert "text/plain" not in header.data  # terminals show the value's own prefix only
     assert table.data["text/html"] == "<table><tr><td>5</td></tr><tr><td>6</td></tr></table>"
     assert table.data["text/plain"].startswith("[0] Out[3]: <__main__.Table object")
 
     figure = cell_with(notebook, "%%px --targets 1\nimport matplotlib").outputs
-    assert [o.output_type for o in figure] == ["display_data"]
-    assert figure[0].data["image/png"].startswith("iVBORw0KGgo")
+    assert [o.output_type for o in figure] == ["display_data", "display_data"]
+    assert ">[output:1]</div>" in figure[0].data["text/html"]
+    assert figure[1].data["image/png"].startswith("iVBORw0KGgo")
 
     error = cell_with(notebook, "%px 1 / (a - 5)").outputs
     assert [o.output_type for o in error] == ["error"]
     assert error[0].ename == "CompositeError"
-    shown = "\n".join(error[0].traceback)
+    coloured = "\n".join(error[0].traceback)
+    assert "\x1b[" in coloured  # coloured as the kernel colours its own tracebacks
+    shown = ANSI.sub("", coloured)
     assert "[0:execute]: ZeroDivisionError: division by zero" in shown
     assert "<engine 0 In [" in shown
     assert "1 / (a - 5)" in shown
@@ -88,6 +99,10 @@ def test_example_notebook_runs_in_a_kernel(tmp_path, monkeypatch):
 
     waited = text_of(cell_with(notebook, "pending = mec.execute"))
     assert "4/4" in waited
+    assert "True" not in waited  # wait_interactive() leaves no stray value
+    for source in ("pending = mec.execute", "squares = "):  # bars: finished text, no widget
+        data = [o.get("data", {}) for o in cell_with(notebook, source).outputs]
+        assert not any("application/vnd.jupyter.widget-view+json" in d for d in data)
     assert "<Results List>" in waited
     assert "100%" in text_of(cell_with(notebook, "squares = "))
     assert cell_with(notebook, "squares = ").outputs[-1].data["text/plain"] == "85344"

@@ -15,6 +15,7 @@ when set (``PXCLUSTER_SCREENSHOTS=docs/screens`` refreshes the ones in the docs)
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -35,6 +36,10 @@ CELLS = [
         "%%px\nimport sys, time\nimport pandas as pd\nfor step in range(3):\n"
         "    print(f'step {step}')\n    print(f'warning {step}', file=sys.stderr)\n"
         "    time.sleep(0.05)\npd.DataFrame({'x': range(3), 'y': [0.5, 1.5, 2.5]})",
+    ),
+    (
+        "by_engine",
+        "%%px --group-outputs engine\nimport sys\nprint('out')\nprint('err', file=sys.stderr)\n7",
     ),
     (
         "figure",
@@ -150,6 +155,7 @@ def test_notebook_output_reads_well_in_jupyterlab(jupyter_server, chromium, tmp_
 
         check_frames(outputs["frames"])
         check_figure(outputs["figure"])
+        check_by_engine(outputs["by_engine"])
         check_tables(page, outputs)
         check_tracebacks(outputs)
         shoot(page, tmp_path, ["frames", "frames"], "notebook-engine-headers")
@@ -209,6 +215,17 @@ def check_frames(outputs):
     assert [o["tables"] for o in rich] == [0, 1, 0, 1]  # a DataFrame under each header
 
 
+def check_by_engine(outputs):
+    """``--group-outputs engine``: each engine's stdout, stderr and value together."""
+    kinds = [o["mime"].rsplit("/", 1)[-1] for o in outputs]
+    texts = [o["text"].strip() for o in outputs]
+    assert kinds == ["vnd.jupyter.stdout", "vnd.jupyter.stderr", "html"] * 2
+    assert texts[0:2] == ["[stdout:0] out", "[stderr:0] err"]
+    assert texts[3:5] == ["[stdout:1] out", "[stderr:1] err"]
+    assert re.fullmatch(r"\[0\] Out\[\d+\]:\s+7", texts[2])
+    assert re.fullmatch(r"\[1\] Out\[\d+\]:\s+7", texts[5])
+
+
 def check_figure(outputs):
     headers = [o["header"] for o in outputs if o["header"]]
     images = [o["images"] for o in outputs if not o["header"]]
@@ -235,7 +252,7 @@ def check_tables(page, outputs):
         INDEX["table"],
     )
     assert [row[2:] for row in rows] == [["hello", "42"], ["hello", "42"]]
-    assert all(row[1].startswith("[3]") for row in rows)
+    assert all(re.match(r"\[\d+\]\s+print\(", row[1]) for row in rows)
     # the [N] counter sits on the code's first line, not on a line of its own
     offsets = page.evaluate(
         """(i) => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')[i]
