@@ -264,3 +264,14 @@ def test_an_engine_back_from_the_dead_drops_its_queue_and_gets_a_new_id(make_hub
     msg = Message(MsgType.REGISTER, "e0-back", {"hostname": "h", "pid": 1, "id": 0})
     assert hub.engine_message(b"e0", msg)[0].msg.content["id"] == 1  # never 0 again
     assert hub.engine_ids() == [1]
+
+
+def test_an_engine_back_from_the_dead_that_would_rather_exit_is_not_registered(make_hub):
+    clock = Clock()
+    hub = make_hub(heartbeat_timeout=3.0, clock=clock, heartbeat_period=1.0)
+    connect_and_engines(hub, 1)
+    kill_silently(hub, clock)
+    back = Message(MsgType.REGISTER, "e0-back", {"hostname": "h", "id": 0, "rejoin": False})
+    (answer,) = hub.engine_message(b"e0", back)
+    assert answer.msg.content == {"event": "register", "reason": "declared dead"}
+    assert hub.engine_ids() == []

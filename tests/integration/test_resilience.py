@@ -248,3 +248,17 @@ def test_a_normal_stop_makes_no_engine_warn_of_a_lost_controller(tmp_path):
         text = path.read_text()
         assert "shutdown requested" in text  # the log is the engine's own, to its end
         assert "WARNING" not in text, text
+
+
+def test_an_engine_declared_dead_exits_when_told_to(tmp_path):
+    with cluster_in(tmp_path / "p", n=2, heartbeat_timeout=1.0,
+                    engine_args=["--exit-when-declared-dead"]) as cluster:
+        mec = cluster.client()
+        pid = int(mec[1].execute("import os; os.getpid()", timeout=10)[0]["display"])
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: mec.get_ids() == [0], timeout=30, message="engine 1 declared dead")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_for(lambda: not leftover_processes([pid]), timeout=30, message="engine 1 exits")
+        assert mec.get_ids() == [0]  # it did not join again

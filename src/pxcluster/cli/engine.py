@@ -55,6 +55,12 @@ def parser() -> argparse.ArgumentParser:
         help="exit after this many seconds without a controller (default 30)",
     )
     p.add_argument(
+        "--exit-when-declared-dead",
+        action="store_true",
+        help="exit (code 3) if the controller declared this engine dead while it was stopped "
+        "or cut off, instead of joining again as a new engine (its namespace kept)",
+    )
+    p.add_argument(
         "--mpi",
         metavar="MODULE",
         default=None,
@@ -140,7 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     requested = world.rank if world is not None else -1
     if requested >= 0:  # the rank is this engine's index in its launcher's job
         os.environ.setdefault(ARRAY_INDEX_ENV, str(requested))
-    return Engine(connection, controller_timeout=timeout, requested_id=requested).run()
+    return Engine(
+        connection,
+        controller_timeout=timeout,
+        requested_id=requested,
+        rejoin_when_declared_dead=not args.exit_when_declared_dead,
+    ).run()
 
 
 if __name__ == "__main__":

@@ -376,6 +376,9 @@ class Hub:
     def _register(self, identity: bytes, msg: Message, now: float) -> list[Outbound]:
         engine_id = self._by_identity.get(identity)
         new = engine_id is None
+        if new and identity in self._declared_dead and msg.content.get("rejoin") is False:
+            # an engine back from the dead that would rather exit than join as a new one
+            return [Outbound("engine", identity, self._ask_to_register(identity))]
         if engine_id is None:
             engine_id = self._engine_id_for(msg.content.get("id"))
             self._by_identity[identity] = engine_id

@@ -362,6 +362,8 @@ class Engine:
             content["launch"] = launch
         if self.id >= 0:
             content["id"] = self.id  # a restarted controller gives us our id back if it can
+            if not self.rejoin_when_declared_dead:
+                content["rejoin"] = False  # declared dead meanwhile? then say so, we exit
         elif self._requested_id >= 0:
             content["id"] = self._requested_id  # our MPI rank: engine i is rank i
         dealer.send(encode(Message(MsgType.REGISTER, self._new_id(), content), self._signer))

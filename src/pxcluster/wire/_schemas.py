@@ -51,6 +51,7 @@ class RegisterContent(TypedDict, total=False):
     pid: int
     host: str  # host key: hostname and boot id, for shared memory
     id: int  # the id it had, asked back after a controller restart
+    rejoin: bool  # False: if declared dead, do not register it anew (it will exit)
 
 
 class NotifyContent(TypedDict, total=False):
