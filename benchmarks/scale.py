@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -47,9 +48,9 @@ def cpu(proc: psutil.Process) -> float:
     return times.user + times.system
 
 
-def run_size(n: int, idle_s: float, tasks: int) -> dict[str, Any]:
+def run_size(n: int, idle_s: float, tasks: int, sockets: str, per_process: int) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="pxscale-"))
-    figures: dict[str, Any] = {"engines": n}
+    figures: dict[str, Any] = {"engines": n, "sockets": sockets}
     with Cluster(0, profile="scale", profile_dir=root / "p", timeout=60) as cluster:
         ctl = psutil.Process(cluster.controller_pid)
         mec = cluster.client(timeout=120)
@@ -57,12 +58,17 @@ def run_size(n: int, idle_s: float, tasks: int) -> dict[str, Any]:
         rss_before = ctl.memory_info().rss
         engine_file = ProfilePaths.for_profile("scale", root / "p").engine_file
         began = time.perf_counter()
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "pxcluster.testing._simulator", "--file", str(engine_file),
-             "-n", str(n)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        sizes = [min(per_process, n - i) for i in range(0, n, per_process)]
+        sims = [
+            subprocess.Popen(
+                [sys.executable, "-m", "pxcluster.testing._simulator", "--file",
+                 str(engine_file), "-n", str(size), "--sockets", sockets],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for size in sizes
+        ]
+        figures["simulator_processes"] = len(sims)
         try:
             try:
                 mec.wait_for_engines(n, timeout=120)
@@ -71,10 +77,13 @@ def run_size(n: int, idle_s: float, tasks: int) -> dict[str, Any]:
                 figures["register_error"] = repr(exc)
             figures["registered"] = len(mec.get_ids())
             figures["lost"] = n - figures["registered"]
-            assert sim.stdout is not None
-            line = sim.stdout.readline()
-            if line:
-                figures["simulator_register_s"] = json.loads(line).get("seconds")
+            seconds = []
+            for sim in sims:
+                assert sim.stdout is not None
+                line = sim.stdout.readline()
+                if line:
+                    seconds.append(json.loads(line).get("seconds"))
+            figures["simulator_register_s"] = max(seconds, default=None)
             # heartbeats alone
             used, t0 = cpu(ctl), time.perf_counter()
             time.sleep(idle_s)
@@ -82,13 +91,21 @@ def run_size(n: int, idle_s: float, tasks: int) -> dict[str, Any]:
                 100 * (cpu(ctl) - used) / (time.perf_counter() - t0), 2
             )
             figures["registered_after_idle"] = len(mec.get_ids())
+            figures["memory_per_engine_kb_idle"] = round(
+                (ctl.memory_info().rss - rss_before) / n / 1024, 1
+            )
+            hb_rate = (cpu(ctl) - used) / (time.perf_counter() - t0)
             # execute on all
             times = []
+            used = cpu(ctl)
             for _ in range(5):
                 t0 = time.perf_counter()
                 mec.execute("a = 1", block=True)
                 times.append(time.perf_counter() - t0)
             figures["execute_all_ms"] = round(1000 * statistics.median(times), 2)
+            figures["execute_all_controller_cpu_ms"] = round(
+                1000 * (cpu(ctl) - used - hb_rate * sum(times)) / 5, 2
+            )
             t0 = time.perf_counter()
             mec.scatter("x", list(range(n * 4)))
             figures["scatter_ms"] = round(1000 * (time.perf_counter() - t0), 2)
@@ -108,18 +125,22 @@ def run_size(n: int, idle_s: float, tasks: int) -> dict[str, Any]:
                 tc.barrier(ids, timeout=300)
                 seconds = time.perf_counter() - t0
                 figures["controller_us_per_task"] = round((cpu(ctl) - used) / tasks * 1e6, 1)
+                figures["controller_us_per_task_net"] = round(  # heartbeats' share taken out
+                    (cpu(ctl) - used - hb_rate * seconds) / tasks * 1e6, 1
+                )
                 figures["tasks_per_s"] = round(tasks / seconds)
         finally:
             mec.close()
             t0 = time.perf_counter()
             cluster.stop(timeout=60)
             figures["stop_s"] = round(time.perf_counter() - t0, 2)
-            try:
-                sim.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                sim.kill()
-                sim.wait()
-                figures["simulator_killed"] = True
+            for sim in sims:
+                try:
+                    sim.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    sim.kill()
+                    sim.wait()
+                    figures["simulator_killed"] = True
     return figures
 
 
@@ -129,10 +150,16 @@ def main() -> None:
     p.add_argument("--idle", type=float, default=10.0, help="seconds of idle for heartbeats")
     p.add_argument("--tasks", type=int, default=3000)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--sockets", choices=["engine", "lean"], default="engine",
+                   help="simulated engines' connections: a real engine's four, or two")
+    p.add_argument("--per-process", type=int, default=1000,
+                   help="simulated engines per simulator process")
     args = p.parse_args()
+    # stopped from outside (timeout, Ctrl-C): still stop the cluster and the simulators
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("scale.py: terminated"))
     results = []
     for n in args.sizes:
-        figures = run_size(n, args.idle, args.tasks)
+        figures = run_size(n, args.idle, args.tasks, args.sockets, args.per_process)
         print(json.dumps(figures), flush=True)
         results.append(figures)
     if args.json:

@@ -12,11 +12,20 @@ nothing runs in the background (no output streaming, no interrupts, no task time
 Theory of operation
 -------------------
 ``start`` connects every engine and sends every REGISTER at once (the burst a cluster of
-that many engines makes). One loop then polls the engines' sockets and one SUB socket for
-the controller's pings: a REGISTER's reply gives the engine its id and the heartbeat ports,
-and the engine then connects a DEALER of its own identity to the pong port; each ping is
-echoed on every registered engine's pong socket, as a real engine's ``HeartbeatEcho`` does.
+that many engines makes). One loop then polls the engines' sockets and one SUB socket that
+tells when the controller pings: a REGISTER's reply gives the engine its id and the
+heartbeat ports, and the engine then connects its heartbeat sockets; each ping is echoed
+from every registered engine's pong socket, as a real engine's ``HeartbeatEcho`` does (from
+Python here, so a simulator busy with a burst of requests answers pings late: give its
+controller a longer ``heartbeat_timeout`` on a loaded machine).
 A SHUTDOWN stops its engine (the loop ends when every engine has stopped).
+
+Sockets: with ``sockets="engine"`` (the default) each simulated engine holds the four
+connections a ``pxengine`` holds (a DEALER that receives, a send-only DEALER for replies, a
+SUB for pings and a DEALER for pongs), so the controller's memory and heartbeat costs are a
+real cluster's. ``sockets="lean"`` gives each engine one DEALER for requests and replies and
+one for pongs, with one SUB for the whole process: half the file descriptors, for sizes
+whose four sockets per engine would pass the process's limit.
 
 Run it as a process (``python -m pxcluster.testing._simulator --file engine.json -n 1000``):
 it prints one JSON line when every engine is registered (``{"registered": n, "seconds":
@@ -61,12 +70,13 @@ from pxcluster.wire import (
     check_digests,
     decode,
     encode,
+    sender_identity,
 )
 
 log = logging.getLogger("pxcluster.simulator")
 
-#: zmq sockets each simulated engine holds (requests, heartbeat pongs), plus a margin.
-_SOCKETS_PER_ENGINE = 2
+#: zmq sockets each simulated engine holds, as a real engine does (see the module docstring).
+_SOCKETS_PER_ENGINE = {"engine": 4, "lean": 2}
 
 
 def _namespace() -> dict[str, Any]:
@@ -85,6 +95,8 @@ class SimulatedEngine:
     guard: RecentIds = dataclasses.field(default_factory=RecentIds)
     id: int = -1
     pong: Channel | None = None
+    sender: Channel | None = None  # the send-only socket (sockets="engine")
+    pings: Channel | None = None  # its own SUB for pings (sockets="engine")
     registered_at: float = 0.0
     stopped: bool = False
 
@@ -100,7 +112,7 @@ class SimulatorStats:
     registered: int
     register_seconds: float  # from start() until the last engine's registration reply
     requests: int  # requests answered, over all engines
-    pings: int  # pings received (each echoed by every registered engine)
+    pings: int  # pings received and echoed (sockets="engine": each engine's count)
     stopped: int  # engines stopped by a SHUTDOWN
 
 
@@ -111,24 +123,33 @@ class EngineSimulator:
         connection: the controller's engine connection (as ``pxengine`` reads it).
         count: how many engines.
         hostname: what the engines report as their host name.
+        sockets: ``"engine"`` (a real engine's four connections) or ``"lean"`` (two).
     """
 
     def __init__(
-        self, connection: EngineConnection, count: int, hostname: str | None = None
+        self,
+        connection: EngineConnection,
+        count: int,
+        hostname: str | None = None,
+        sockets: str = "engine",
     ) -> None:
         if count < 1:
             raise ValueError("a simulator needs at least one engine")
+        if sockets not in _SOCKETS_PER_ENGINE:
+            raise ValueError(f"sockets must be one of {sorted(_SOCKETS_PER_ENGINE)}")
+        self._faithful = sockets == "engine"
         self.connection = connection
         self.count = count
         self._hostname = hostname or socket.gethostname()
         self._host_key = host_key()
         self._signer = Signer(connection.key)
         self._curve = connection.curve_serverkey.encode("ascii") or None
-        self._ctx = Context(max_sockets=count * _SOCKETS_PER_ENGINE + 64)
+        self._ctx = Context(max_sockets=count * _SOCKETS_PER_ENGINE[sockets] + 64)
         self._session = f"sim{os.getpid()}"
         self._ids = itertools.count()
         self._engines: list[SimulatedEngine] = []
-        self._by_channel: dict[Channel, SimulatedEngine] = {}
+        self._by_channel: dict[Channel, SimulatedEngine] = {}  # the engines' DEALERs
+        self._poll_changed = False
         self._registered = 0
         self._stopped = 0
         self._requests = 0
@@ -157,6 +178,14 @@ class EngineSimulator:
                 curve_server=self._curve,
             )
             engine = SimulatedEngine(index, identity, chan)
+            if self._faithful:
+                engine.sender = connect(
+                    self._ctx,
+                    "dealer",
+                    self.connection.url,
+                    identity=sender_identity(identity),
+                    curve_server=self._curve,
+                )
             self._engines.append(engine)
             self._by_channel[chan] = engine
             self._register(engine)
@@ -170,11 +199,18 @@ class EngineSimulator:
         }
         if engine.id >= 0:
             content["id"] = engine.id
-        self._send(engine, Message(MsgType.REGISTER, self._new_id(), content))
+        # On the receiving socket, as an engine's I/O thread does: the reply goes to it, and
+        # the send-only socket's message could arrive before it is connected.
+        try:
+            engine.channel.send(
+                encode(Message(MsgType.REGISTER, self._new_id(), content), self._signer)
+            )
+        except ChannelClosed:
+            log.info("simulated engine %d could not register: closing", engine.index)
 
     def _send(self, engine: SimulatedEngine, msg: Message) -> None:
         try:
-            engine.channel.send(encode(msg, self._signer))
+            (engine.sender or engine.channel).send(encode(msg, self._signer))
         except ChannelClosed:
             log.info("simulated engine %d could not send: closing", engine.id)
 
@@ -195,12 +231,22 @@ class EngineSimulator:
         self._last_ping = time.monotonic()
         announced = False
         while self._stopped < self.count and not until():
+            if self._poll_changed:
+                self._poll_changed = False
+                pings = [self._pings_sub] if self._pings_sub is not None else []
+                self._poller = Poller([*pings, *self._by_channel])
             for chan in self._poller.poll(0.2):
                 assert isinstance(chan, Channel)
-                if chan is self._pings_sub:
-                    self._on_pings(chan)
+                engine = self._by_channel.get(chan)
+                if engine is not None:
+                    self._from_controller(engine)
+                elif self._faithful:  # a ping: every engine's own SUB has it too
+                    self._drain(chan)
+                    for each in self._engines:
+                        if each.pings is not None:
+                            self._on_pings(each.pings, [each])
                 else:
-                    self._from_controller(self._by_channel[chan])
+                    self._on_pings(chan, self._engines)
             if not announced and self._registered == self.count:
                 announced = True
                 if on_registered is not None:
@@ -235,8 +281,9 @@ class EngineSimulator:
         if msg.type == MsgType.REPLY and engine.registered_at == 0.0:
             self._on_registered(engine, msg)
         elif msg.type == MsgType.NOTIFY and msg.content.get("event") == "register":
-            engine.registered_at = 0.0
-            self._registered -= 1
+            if engine.registered_at:
+                engine.registered_at = 0.0
+                self._registered -= 1
             self._register(engine)
         elif msg.type in CONTROL_REQUESTS:
             self._control(engine, msg)
@@ -256,19 +303,27 @@ class EngineSimulator:
             engine.pong = connect(
                 self._ctx, "dealer", f"{host}:{pong}", engine.identity, self._curve
             )
-        if self._pings_sub is None:
+        if self._faithful and engine.pings is None:
+            engine.pings = connect(self._ctx, "sub", f"{host}:{ping}", None, self._curve)
+        if self._pings_sub is None:  # sockets="engine": only watched, tells when pings come
             self._pings_sub = connect(self._ctx, "sub", f"{host}:{ping}", None, self._curve)
-            self._poller = Poller([self._pings_sub, *(e.channel for e in self._engines)])
+            self._poll_changed = True
         self._registered += 1
         if self._registered == self.count:
             self._all_registered = engine.registered_at
 
-    def _on_pings(self, sub: Channel) -> None:
+    def _drain(self, chan: Channel) -> None:
+        self._last_ping = time.monotonic()
+        while chan.recv_nowait() is not None:
+            pass
+
+    def _on_pings(self, sub: Channel, engines: list[SimulatedEngine]) -> None:
+        """Echo the pings waiting on ``sub`` from each of ``engines``."""
         self._last_ping = time.monotonic()
         frames = sub.recv_nowait()
         while frames is not None:
             self._pings += 1
-            for engine in self._engines:
+            for engine in engines:
                 if engine.pong is not None and not engine.stopped:
                     with contextlib.suppress(ChannelClosed):
                         engine.pong.send(frames)
@@ -340,6 +395,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--file", type=Path, required=True, help="the engine connection file")
     p.add_argument("-n", type=int, default=100, help="how many engines (default 100)")
     p.add_argument(
+        "--sockets",
+        choices=sorted(_SOCKETS_PER_ENGINE),
+        default="engine",
+        help="engine: a real engine's four connections each (default); lean: two",
+    )
+    p.add_argument(
         "--controller-timeout",
         type=float,
         default=30.0,
@@ -355,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    sim = EngineSimulator(read_engine_connection(args.file), args.n)
+    sim = EngineSimulator(read_engine_connection(args.file), args.n, sockets=args.sockets)
     out = sys.stdout
 
     def report(stats: SimulatorStats) -> None:
