@@ -13,6 +13,11 @@ On Ctrl-C the call is stopped (its engines' queues cleared, then their running c
 interrupted), and the wait goes on, for a few seconds at most, until the engines have
 answered, so that the prompt comes back with the engines free, and then KeyboardInterrupt
 is raised again, as IPython and Jupyter expect of an interrupted cell.
+
+When the call is done, the output is shown once more, finished: in a notebook the cell's
+live lines are replaced by the grouped form (``--group-outputs``, see ``_output.grouped``),
+values included; elsewhere the values follow the live lines. A call that failed shows the
+values of the engines where it did not fail, then raises its CompositeError.
 """
 
 from __future__ import annotations
