@@ -74,6 +74,8 @@ _RECEIVE_LIMIT = 20_000
 #: again on an idle tick (and seconds between two such times at least).
 _TRIM_AFTER = 10_000
 _TRIM_PERIOD = 10.0
+#: Error answers to dropped client messages sent per second at most (see ``_refuse``).
+_REFUSALS_PER_SECOND = 100
 #: Bytes a heartbeat message may have (an engine's identity and a ping's number).
 _PONG_MAX = 1024
 
@@ -147,6 +149,7 @@ class ControllerServer:
         #: a peer sends.
         self.drops = DropLog(log)
         self._handled = 0  # messages read since memory was last given back
+        self._refusals_left, self._refusals_reset = _REFUSALS_PER_SECOND, 0.0
         self.hub.host = host_key()
         #: Ends an engine that does not answer a kill (C code holding the GIL); returns how
         #: it did ("" if it could not). Local engines are signalled by pid; a launcher that
@@ -478,6 +481,14 @@ class ControllerServer:
             return
         if len(routing) != 1 or not isinstance(request_id, str) or len(request_id) > 200:
             return
+        # A courtesy, so a corrupted send fails instead of hanging; bounded, because a peer
+        # that floods dropped messages and reads no answers would pile them up here.
+        now = time.monotonic()
+        if now >= self._refusals_reset:
+            self._refusals_reset, self._refusals_left = now + 1.0, _REFUSALS_PER_SECOND
+        if self._refusals_left <= 0:
+            return
+        self._refusals_left -= 1
         reply = Message(
             MsgType.REPLY,
             self.hub.new_id(),
