@@ -172,8 +172,9 @@ def test_notebook_output_reads_well_in_jupyterlab(jupyter_server, chromium, tmp_
 
     saved = nbformat.read(jupyter_server.root / "outputs.ipynb", as_version=4)
     for name in ("wait", "map"):
-        kinds = [set(o.get("data", {})) for o in saved.cells[INDEX[name]].outputs]
-        assert all("application/vnd.jupyter.widget-view+json" not in k for k in kinds), kinds
+        data = [o.get("data", {}) for o in saved.cells[INDEX[name]].outputs]
+        assert all("application/vnd.jupyter.widget-view+json" not in d for d in data), data
+        assert ": 100%|" in data[0]["text/plain"]  # the finished bar, as text
 
     reopened = open_notebook(chromium, jupyter_server, "outputs.ipynb")
     reopened.wait_for_function(f"({OUTPUTS_JS})({INDEX['map']}).length > 0", timeout=T_MS)
