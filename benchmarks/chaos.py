@@ -48,6 +48,7 @@ def run_chaos(
     done = threading.Event()
     events = {"killed": 0, "stopped": 0, "started": 0}
     errors: list[str] = []
+    timers: list[threading.Timer] = []  # each stopped engine is resumed by one
 
     def chaos() -> None:
         mec = MultiEngineClient(profile_dir=profile, timeout=30)
@@ -65,7 +66,9 @@ def run_chaos(
                 else:
                     os.kill(victim, signal.SIGSTOP)
                     events["stopped"] += 1
-                    threading.Timer(3.5, os.kill, (victim, signal.SIGCONT)).start()
+                    resume = threading.Timer(3.5, os.kill, (victim, signal.SIGCONT))
+                    resume.start()
+                    timers.append(resume)
                 spawned.append(
                     subprocess.Popen(
                         [
@@ -99,6 +102,8 @@ def run_chaos(
         finally:
             done.set()
             thread.join(timeout=30)
+            for resume in timers:
+                resume.join(timeout=10)  # no engine is left stopped
         seconds = time.perf_counter() - began
         wrong = [
             i

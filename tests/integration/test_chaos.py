@@ -37,3 +37,18 @@ def test_tasks_survive_engines_killed_and_replaced(tmp_path):
     assert figures["wrong_or_failed"] == 0, figures
     # every task recorded (settled-once is pinned by test_hub: late replies settle nothing)
     assert figures["rows_stored"] == figures["distinct_stored"] == 1000, str(figures)
+
+
+@pytest.mark.timeout(240)
+def test_tasks_survive_engines_stopped_past_their_timeout_and_resumed(tmp_path):
+    chaos = load_chaos()
+    spawned = []
+    try:
+        with cluster_in(tmp_path / "profile", n=3, heartbeat_timeout=1.5) as cluster:
+            figures = chaos.run_chaos(cluster, 600, "stop", period=1.0, seed=5)
+            spawned = figures.pop("spawned")
+    finally:
+        chaos.stop_spawned(spawned)
+    assert figures["stopped"] >= 1, figures
+    assert figures["wrong_or_failed"] == 0, str(figures)
+    assert figures["rows_stored"] == figures["distinct_stored"] == 600, str(figures)
