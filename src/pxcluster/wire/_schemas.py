@@ -17,9 +17,9 @@ Rules the check applies:
 
 **Adding a field** is one line: add ``name: type`` to the message type's ``TypedDict``
 (``NotRequired`` is the default here: every class is ``total=False``). For instance an MPI
-rank in REGISTER is ``rank: int``; a launcher's handle is
-``launcher: dict[str, Any]``. **A new message type**: add it to ``MsgType`` and give it a
-``TypedDict`` in ``CONTENT``; a type with no entry there is refused by receivers.
+rank in REGISTER is ``rank: int``; the launcher's handle is ``launch: dict[str, Any]``.
+**A new message type**: add it to ``MsgType`` and give it a ``TypedDict`` in ``CONTENT``;
+a type with no entry there is refused by receivers.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class RegisterContent(TypedDict, total=False):
     host: str  # host key: hostname and boot id, for shared memory
     id: int  # the id it had, asked back after a controller restart
     rejoin: bool  # False: if declared dead, do not register it anew (it will exit)
+    launch: dict[str, Any]  # its launcher's handle (profile.launch_info: job id, index...)
 
 
 class NotifyContent(TypedDict, total=False):
