@@ -163,6 +163,9 @@ def test_slurm_states_keep_the_schedulers_reason() -> None:
     timeout = slurm_status(_fields("JobState=TIMEOUT Reason=TimeLimit ExitCode=0:15"))
     assert timeout.describe() == "failed (TIMEOUT, TimeLimit, exit code 0:15)"
     assert slurm_status(_fields("JobState=COMPLETED Reason=None")).state == JobState.FINISHED
+    running = slurm_status(_fields("JobState=RUNNING Reason=None EndTime=2026-12-01T15:50:00"))
+    assert time.localtime(running.end_time)[:6] == (2026, 12, 1, 15, 50, 0)
+    assert slurm_status(_fields("JobState=RUNNING EndTime=Unknown")).end_time == 0.0
 
 
 def test_sge_and_pbs_states() -> None:

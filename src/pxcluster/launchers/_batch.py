@@ -15,7 +15,6 @@ no shared filesystem to find their controller. Scripts and outputs live in the p
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.resources
 import json
 import os
@@ -322,9 +321,6 @@ class BatchLauncher(Launcher):
                 f"cannot cancel {handle.describe()}: {done.stderr.strip() or done.stdout.strip()}"
             )
 
-    def output_files(self, handle: LaunchHandle) -> list[Path]:
-        return super().output_files(handle)
-
 
 def job_name(profile: str, role: str) -> str:
     """A job name every scheduler takes: letters, digits, ``-`` and ``_``; not a digit first."""
@@ -343,7 +339,3 @@ def expand_indices(text: str) -> list[int]:
             end = int(last) if last.isdigit() else int(first)
             out.extend(range(int(first), end + 1, max(1, step)))
     return out
-
-
-def with_state(status: JobStatus, **changes: object) -> JobStatus:
-    return dataclasses.replace(status, **changes)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,14 @@ _PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "
 
 def _fields(line: str) -> dict[str, str]:
     return dict(re.findall(r"(?:^|\s)([A-Za-z][\w/:]*)=(\S*)", line))
+
+
+def _epoch(text: str) -> float:
+    """Slurm's local ``2026-12-01T15:50:00`` as epoch seconds (0.0: Unknown, or none)."""
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0.0
 
 
 def status_of(fields: dict[str, str]) -> JobStatus:
@@ -38,7 +47,7 @@ def status_of(fields: dict[str, str]) -> JobStatus:
             reason = f"{state.lower()}: {reason}" if reason else state.lower()
         return JobStatus(JobState.PENDING, reason, host)
     if state in _RUNNING:
-        return JobStatus(JobState.RUNNING, "", host)
+        return JobStatus(JobState.RUNNING, "", host, _epoch(fields.get("EndTime", "")))
     if state == "COMPLETED":
         return JobStatus(JobState.FINISHED, "", host)
     exit_code = fields.get("ExitCode", "")
