@@ -122,7 +122,9 @@ class EngineSimulator:
     Args:
         connection: the controller's engine connection (as ``pxengine`` reads it).
         count: how many engines.
-        hostname: what the engines report as their host name.
+        hostname: what the engines report as their host name; a name other than this
+            host's also makes them look remote (no shared memory with clients here), so
+            payloads travel as bytes, as they do to engines on other hosts.
         sockets: ``"engine"`` (a real engine's four connections) or ``"lean"`` (two).
     """
 
@@ -141,7 +143,7 @@ class EngineSimulator:
         self.connection = connection
         self.count = count
         self._hostname = hostname or socket.gethostname()
-        self._host_key = host_key()
+        self._host_key = host_key() if hostname is None else f"simulated:{hostname}"
         self._signer = Signer(connection.key)
         self._curve = connection.curve_serverkey.encode("ascii") or None
         self._ctx = Context(max_sockets=count * _SOCKETS_PER_ENGINE[sockets] + 64)
@@ -395,6 +397,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--file", type=Path, required=True, help="the engine connection file")
     p.add_argument("-n", type=int, default=100, help="how many engines (default 100)")
     p.add_argument(
+        "--hostname",
+        default=None,
+        help="the host name engines report; another host's makes them look remote",
+    )
+    p.add_argument(
         "--sockets",
         choices=sorted(_SOCKETS_PER_ENGINE),
         default="engine",
@@ -416,7 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    sim = EngineSimulator(read_engine_connection(args.file), args.n, sockets=args.sockets)
+    sim = EngineSimulator(
+        read_engine_connection(args.file), args.n, args.hostname, sockets=args.sockets
+    )
     out = sys.stdout
 
     def report(stats: SimulatorStats) -> None:
