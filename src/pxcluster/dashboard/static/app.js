@@ -140,7 +140,9 @@ function renderTimeline(s) {
   g.font = "10px sans-serif";
   g.fillText(`-${WINDOW} s`, 0, height - 2);
   g.fillText("now", width - 22, height - 2);
-  const x = (t) => ((t - cutoff) / WINDOW) * width;
+  const labels = rowHeight >= 9 ? 28 : 0;  // engine ids at the left when rows are tall enough
+  const x = (t) => labels + ((t - cutoff) / WINDOW) * (width - labels);
+  if (labels) ids.forEach((id, i) => g.fillText(String(id), 2, i * rowHeight + rowHeight - 2));
   let bars = 0;
   for (const ev of seen.values()) {
     const r = row.get(ev.engine);
