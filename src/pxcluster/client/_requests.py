@@ -112,11 +112,14 @@ class EngineRequests:
         buffers: Sequence[Buffer] = (),
         on_output: OutputHandler | None = None,
         copy: bool = False,
+        on_failure: Finish | None = None,
     ) -> PendingResult[Any]:
         """Send one request to the targets; ``on_output`` gets what they stream meanwhile.
 
         ``copy``: the call returns before the frames are sent, so frames that view the
         caller's memory are copied (the caller may change its arrays at once).
+        ``on_failure``: the PendingResult's (set before the request goes: replies may come
+        back before ``_send`` returns).
         """
         ids = self._resolve(targets)
         content = dict(content or {})
@@ -130,6 +133,7 @@ class EngineRequests:
             finish,
             on_interrupt=lambda: self._interrupt_nowait(ids),
         )
+        pending.on_failure = on_failure
         if on_output is not None:
             self._listen(pending, on_output)
         self._release_when_done(pending, segments)

@@ -206,9 +206,14 @@ class MultiEngineClient(EngineRequests):
             return ResultList(execute_entry(r, lines) for r in replies)
 
         pending = self._send(
-            "execute", MsgType.EXECUTE, targets, finish, {"code": lines}, on_output=on_output
+            "execute",
+            MsgType.EXECUTE,
+            targets,
+            finish,
+            {"code": lines},
+            on_output=on_output,
+            on_failure=finish,  # each engine's output and error, for %result
         )
-        pending.on_failure = finish  # each engine's output and error, for %result
         self._last_execute.update(dict.fromkeys((k[1] for k in pending.keys), pending))
         return self._deliver(pending, block, timeout)
 
