@@ -176,3 +176,28 @@ def test_start_with_dashboard_true_in_the_config_prints_the_address_and_stop_end
     wait_for(lambda: leftover_processes([dashboard_pid]) == [], timeout=30,
              message="the dashboard to stop with the cluster")
     assert running_dashboard(paths) is None
+
+
+def test_a_dashboard_outlives_a_gone_controller_only_for_the_grace_period(tmp_path, monkeypatch):
+    """ControllerWatch on files a killed controller left: no answer and no such process for
+    longer than ORPHAN_GRACE means stop; a clean stop (files gone) means stop at once."""
+    import asyncio
+
+    from pxcluster.dashboard import _process
+    from pxcluster.monitor import ClusterSnapshot, DashboardAddress, dashboard_file
+    from pxcluster.profile import ClientConnection, write_connection
+
+    paths = ProfilePaths.for_profile("gone", tmp_path / "profile_gone").ensure()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True, timeout=30)
+    write_connection(paths.client_file,
+                     ClientConnection("tcp://127.0.0.1:1", b"k" * 32, int(dead.stdout)))
+    DashboardAddress("http://127.0.0.1:1", os.getpid()).write(dashboard_file(paths))
+    silent = ClusterSnapshot(0.0, "gone", "tcp://127.0.0.1:1", False, problem="no answer")
+    watch = _process.ControllerWatch(paths, asyncio.Event())
+    monkeypatch.setattr(_process, "ORPHAN_GRACE", 0.0)
+    assert asyncio.run(watch.keep_going(silent))  # the grace starts now
+    assert not asyncio.run(watch.keep_going(silent))  # ... and has passed
+    fresh = _process.ControllerWatch(paths, asyncio.Event())
+    paths.client_file.unlink()
+    assert not asyncio.run(fresh.keep_going(silent))
