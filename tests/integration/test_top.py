@@ -82,3 +82,11 @@ def test_top_without_a_cluster_says_so(tmp_path):
          str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60, check=False)
     assert shown.returncode == 1
     assert "is a cluster running? Start one with `pxcluster start" in shown.stderr
+
+
+def test_top_has_help():
+    shown = subprocess.run([sys.executable, "-m", "pxcluster.cli.cluster", "top", "--help"],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0
+    assert "Press q to quit" in shown.stdout
+    assert "--once" in shown.stdout
