@@ -52,7 +52,7 @@ class SnapshotFeed:
 
     async def wait_for_next(self, timeout: float) -> bool:
         """True when a new snapshot came within ``timeout`` seconds."""
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):  # not the builtin one before 3.11
             await asyncio.wait_for(self._changed.wait(), timeout)
             return True
         return False
