@@ -99,6 +99,7 @@ def test_open_mpi_engines_are_ranks_and_run_collectives(
         assert handle.array_index == 2
         assert handle.job_id == cluster.engine_handles[0].job_id
         assert handle.pid == engine.pid
+        assert cluster.launcher("mpi").poll([handle])[0].state.value == "running"
         # tasks: MPI is there too (each task sees the rank of the engine it ran on)
         tc = TaskClient(profile_dir=cluster.paths.dir, timeout=T)
         try:

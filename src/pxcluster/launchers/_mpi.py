@@ -141,7 +141,7 @@ class MpiLauncher(Launcher):
                 pid=ref.pid,
                 started=ref.started,
                 output=str(output),
-                extra={"ranks": str(spec.count)},
+                extra={"ranks": str(spec.count), "mpiexec_pid": str(ref.pid)},
             )
             for rank in range(spec.count)
         ]
@@ -149,9 +149,9 @@ class MpiLauncher(Launcher):
     def poll(self, handles: Sequence[LaunchHandle]) -> list[JobStatus]:
         out = []
         for handle in handles:
-            proc = self._procs.get(handle.pid)
+            proc = self._procs.get(_job_pid(handle))
             code = proc.poll() if proc is not None else None
-            if code is None and ProcessRef(handle.pid, handle.started).alive():
+            if code is None and ProcessRef(_job_pid(handle), handle.started).alive():
                 out.append(JobStatus(JobState.RUNNING, host=handle.host))
             elif code:
                 out.append(JobStatus(JobState.FAILED, f"mpiexec exit code {code}"))
@@ -162,7 +162,7 @@ class MpiLauncher(Launcher):
     def stop(self, handles: Sequence[LaunchHandle], timeout: float = 10.0) -> None:
         """End each mpiexec (it passes SIGTERM on to its ranks), then anything of the job
         that outlived it."""
-        for pid, started in {(h.pid, h.started) for h in handles if h.pid}:
+        for pid, started in {(_job_pid(h), h.started) for h in handles if _job_pid(h)}:
             ref = ProcessRef(pid, started)
             if ref.alive():
                 tree = _descendants(pid)
@@ -183,7 +183,7 @@ class MpiLauncher(Launcher):
         handle's own process when it is that rank (a handle completed with the engine's
         pid), else among mpiexec's descendants."""
         own = _process(handle.pid)
-        for proc in [*([own] if own is not None else []), *_descendants(handle.pid)]:
+        for proc in [*([own] if own is not None else []), *_descendants(_job_pid(handle))]:
             try:
                 env = proc.environ()
             except psutil.Error:
@@ -195,6 +195,11 @@ class MpiLauncher(Launcher):
 
     def output_files(self, handle: LaunchHandle) -> list[Path]:
         return [Path(handle.output)] if handle.output else []
+
+
+def _job_pid(handle: LaunchHandle) -> int:
+    """mpiexec's pid: the handle's own pid may have been completed with its rank's."""
+    return int(handle.extra.get("mpiexec_pid", handle.pid))
 
 
 def _process(pid: int) -> psutil.Process | None:
