@@ -161,9 +161,10 @@ def _stop(server: JupyterServer, process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Headless Chromium (Debian's) through Playwright; closed at the end of the session."""
+    """Headless Chromium (Debian's) through Playwright, for one test module: Playwright's
+    sync API cannot run twice at once in a thread, and other modules start their own."""
     _require("playwright")
     from playwright import sync_api
 
