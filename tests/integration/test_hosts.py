@@ -93,7 +93,7 @@ def test_engines_on_another_host_register_compute_and_get_arrays_over_sockets(tm
             cluster.stop()
             for proc in remote:
                 assert proc.wait(timeout=T) == 0  # told to stop by the controller
-    assert netns_host.processes() == []
+    assert netns_host.pxcluster_processes() == []
 
 
 @pytest.mark.timeout(120)

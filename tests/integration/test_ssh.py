@@ -20,19 +20,6 @@ from pxcluster.profile import LauncherConfig
 T = 90
 
 
-def pxcluster_processes(host) -> list[str]:
-    """Command lines of pxcluster processes running on the namespace host."""
-    found = []
-    for proc in host.processes():
-        try:
-            line = " ".join(proc.cmdline())
-        except Exception:
-            continue
-        if "pxcluster" in line:
-            found.append(line)
-    return found
-
-
 def tunnel_processes(sshd) -> list[str]:
     """Our ssh tunnel processes (ssh -N -L ... to the test's sshd) still running."""
     import psutil
@@ -80,7 +67,7 @@ def test_engines_started_over_ssh_get_100_mb_intact_over_curve(tmp_path, netns_h
         assert mec.pull("d", timeout=T) == [digest, digest]
     finally:
         cluster.stop()
-    assert pxcluster_processes(netns_host) == []
+    assert netns_host.pxcluster_processes() == []
 
 
 @pytest.mark.timeout(240)
@@ -103,7 +90,7 @@ def test_pxcluster_start_puts_controller_and_engines_on_the_host_and_stop_ends_t
             assert mec.get_ids() == [0, 1]
             mec.execute("import socket; n = socket.gethostname()", timeout=T)
             assert mec.pull("n", timeout=T) == [netns_host.hostname] * 2
-        assert len(pxcluster_processes(netns_host)) == 3  # the controller and two engines
+        assert len(netns_host.pxcluster_processes()) == 3  # the controller and two engines
         # a client with nothing but the login: the connection file is read over ssh and
         # the connection goes through an SSH tunnel
         nothing_here = tmp_path / "laptop"
@@ -121,7 +108,7 @@ def test_pxcluster_start_puts_controller_and_engines_on_the_host_and_stop_ends_t
     finally:
         stop = run_cli(["stop", *flags])
     assert stop.returncode == 0, stop.stderr
-    assert pxcluster_processes(netns_host) == []
+    assert netns_host.pxcluster_processes() == []
 
 
 def run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:

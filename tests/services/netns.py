@@ -69,6 +69,18 @@ class NamespaceHost:
                 continue
         return found
 
+    def pxcluster_processes(self) -> list[str]:
+        """Command lines of pxcluster processes running on the host now."""
+        found = []
+        for proc in self.processes():
+            try:
+                line = " ".join(proc.cmdline())
+            except psutil.Error:
+                continue
+            if "pxcluster" in line:
+                found.append(line)
+        return found
+
 
 def _require(*programs: str) -> None:
     for program in programs:
