@@ -25,7 +25,9 @@ from pxcluster.testing import cluster_in, leftover_processes
 T = 60
 
 
-def start_remote_engines(host, connection_text: str, count: int, log_dir) -> list:
+def start_remote_engines(
+    host, connection_text: str, count: int, log_dir, args: tuple[str, ...] = ()
+) -> list:
     env = {
         "PATH": os.environ["PATH"],
         "HOME": "/root",
@@ -36,7 +38,7 @@ def start_remote_engines(host, connection_text: str, count: int, log_dir) -> lis
         log = open(log_dir / f"remote-engine-{i}.log", "wb")  # noqa: SIM115
         procs.append(
             subprocess.Popen(
-                host.command([sys.executable, "-m", "pxcluster.cli.engine"]),
+                host.command([sys.executable, "-m", "pxcluster.cli.engine", *args]),
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -93,6 +95,29 @@ def test_engines_on_another_host_register_compute_and_get_arrays_over_sockets(tm
             cluster.stop()
             for proc in remote:
                 assert proc.wait(timeout=T) == 0  # told to stop by the controller
+    assert netns_host.pxcluster_processes() == []
+
+
+@pytest.mark.timeout(120)
+def test_controller_ip_reaches_a_controller_on_every_interface_with_curve(tmp_path, netns_host):
+    """The file says another address (this machine's first); the engine is told the one
+    its host can reach, and keeps the file's Curve key and heartbeat ports."""
+    with cluster_in(
+        tmp_path / "profile", n=0, controller_args=["--ip", "0.0.0.0", "--curve"]
+    ) as cluster:
+        text = cluster.paths.engine_file.read_text()
+        assert f"tcp://{netns_host.peer}:" not in text
+        remote = start_remote_engines(
+            netns_host, text, 1, tmp_path, ("--controller-ip", netns_host.peer)
+        )
+        try:
+            mec = cluster.client(timeout=T)
+            assert mec.wait_for_engines(1, timeout=T) == [0]
+            mec.execute("import socket; h = socket.gethostname()", timeout=T)
+            assert mec.pull("h", timeout=T) == [netns_host.hostname]
+        finally:
+            cluster.stop()
+            assert remote[0].wait(timeout=T) == 0
     assert netns_host.pxcluster_processes() == []
 
 
