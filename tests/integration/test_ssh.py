@@ -74,13 +74,14 @@ def test_engines_started_over_ssh_get_100_mb_intact_over_curve(tmp_path, netns_h
 def test_pxcluster_start_puts_controller_and_engines_on_the_host_and_stop_ends_them(
     tmp_path, netns_host, sshd_host
 ):
-    """pxcluster start --controller ssh --controller-host H --engines ssh --hosts H:2"""
+    """pxcluster start --controller ssh --controller-host H --engines ssh --hosts H:2
+    (no -n: one engine per slot)"""
     profile = tmp_path / "profile"
     profile.mkdir()
     (profile / "pxcluster.toml").write_text(f"[ssh]\nssh_args = {json.dumps(sshd_host.ssh_args)}\n")
     flags = ["--profile-dir", str(profile)]
     start = run_cli(
-        ["start", "-n", "2", "--controller", "ssh", "--controller-host", sshd_host.destination,
+        ["start", "--controller", "ssh", "--controller-host", sshd_host.destination,
          "--engines", "ssh", "--hosts", f"{sshd_host.destination}:2", "--timeout", str(T),
          *flags]
     )  # fmt: skip

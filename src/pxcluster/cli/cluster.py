@@ -34,6 +34,7 @@ from pxcluster.cli._jobs import (
 from pxcluster.cli.top import add_top_parser, cmd_top
 from pxcluster.client import MultiEngineClient, TaskClient
 from pxcluster.launchers import Cluster, running_controller, stop_profile
+from pxcluster.launchers._ssh import parse_hosts
 from pxcluster.monitor import dashboard_url
 from pxcluster.profile import ProfilePaths, profile_root
 
@@ -150,15 +151,19 @@ def _cluster(args: argparse.Namespace) -> Cluster:
     if args.dashboard:
         controller_args.append("--dashboard")
     paths = ProfilePaths.for_profile(args.profile, args.profile_dir)
+    options = launcher_options(args, paths, [args.engines, args.controller])
+    n = args.n
+    if n is None and args.engines == "ssh":  # one engine per slot of --hosts h1,h2:4
+        n = sum(host.slots for host in parse_hosts(options["ssh"].extra.get("hosts")))
     return Cluster(
-        args.n,
+        n,
         profile=args.profile,
         profile_dir=args.profile_dir,
         controller_args=controller_args,
         timeout=args.timeout,
         engines=args.engines,
         controller=args.controller,
-        options=launcher_options(args, paths, [args.engines, args.controller]),
+        options=options,
         restart=getattr(args, "restart", 0),
     )
 
