@@ -65,8 +65,8 @@ def test_page_shows_engines_tasks_errors_and_a_dead_engine(dashboard, browser):
     page.goto(url)
     assert page.url.endswith("/")  # the token went into a cookie, out of the address bar
     page.wait_for_selector('#engines tr[data-state="idle"] >> nth=1', timeout=20_000)
-    rows = page.query_selector_all("#engines tbody tr")
-    pids = {int(r.inner_text().split("\t")[3]) for r in rows}
+    # read in one go: the rows are redrawn every second
+    pids = set(page.eval_on_selector_all("#engines tbody tr", "rs => rs.map(r => +r.dataset.pid)"))
     assert pids == set(cluster.engine_pids)
     assert page.inner_text("#status").startswith("live")
 
@@ -79,17 +79,18 @@ def test_page_shows_engines_tasks_errors_and_a_dead_engine(dashboard, browser):
     # the timeline drew a bar for each of the three finished requests
     page.wait_for_function("Number(document.querySelector('#timeline').dataset.bars) >= 3",
                            timeout=20_000)
-    summary = page.wait_for_selector("#errors details summary", timeout=20_000)
+    summary = page.locator("#errors details summary").first  # a locator: redrawn rows are
+    summary.wait_for(timeout=20_000)  # found again at each use
     assert "engine 0 EXECUTE: ZeroDivisionError: division by zero" in summary.inner_text()
     summary.click()
-    assert "1/0" in page.inner_text("#errors details pre")
+    page.wait_for_selector("#errors details[open] pre", timeout=20_000)
+    assert "1/0" in page.locator("#errors details pre").first.text_content()
     assert int(page.inner_text("#finished")) >= 3
 
     victim = cluster.engine_pids[1]
     os.kill(victim, signal.SIGKILL)
-    dead = page.wait_for_selector(f'#engines tr[data-state="dead"]:has-text("{victim}")',
-                                  timeout=30_000)
-    assert "dead" in dead.inner_text()
+    page.wait_for_selector(f'#engines tr[data-state="dead"][data-pid="{victim}"]',
+                           timeout=30_000)
     assert page.locator('#engines tr[data-state="idle"]').count() == 1
     shot = os.environ.get("PXCLUSTER_SCREENSHOT")
     if shot:
@@ -182,6 +183,7 @@ def test_a_dashboard_outlives_a_gone_controller_only_for_the_grace_period(tmp_pa
     """ControllerWatch on files a killed controller left: no answer and no such process for
     longer than ORPHAN_GRACE means stop; a clean stop (files gone) means stop at once."""
     import asyncio
+    import concurrent.futures
 
     from pxcluster.dashboard import _process
     from pxcluster.monitor import ClusterSnapshot, DashboardAddress, dashboard_file
@@ -196,8 +198,12 @@ def test_a_dashboard_outlives_a_gone_controller_only_for_the_grace_period(tmp_pa
     silent = ClusterSnapshot(0.0, "gone", "tcp://127.0.0.1:1", False, problem="no answer")
     watch = _process.ControllerWatch(paths, asyncio.Event())
     monkeypatch.setattr(_process, "ORPHAN_GRACE", 0.0)
-    assert asyncio.run(watch.keep_going(silent))  # the grace starts now
-    assert not asyncio.run(watch.keep_going(silent))  # ... and has passed
+    def keep_going(watch):  # in a thread: Playwright's loop runs in this one
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, watch.keep_going(silent)).result(timeout=30)
+
+    assert keep_going(watch)  # the grace starts now
+    assert not keep_going(watch)  # ... and has passed
     fresh = _process.ControllerWatch(paths, asyncio.Event())
     paths.client_file.unlink()
-    assert not asyncio.run(fresh.keep_going(silent))
+    assert not keep_going(fresh)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -39,6 +40,8 @@ def start_dashboard(paths: ProfilePaths, config: ClusterConfig) -> subprocess.Po
         config.dashboard_ip,
         "--port",
         str(config.dashboard_port),
+        "--controller-pid",
+        str(os.getpid()),  # the controller: wait for its own connection file
     ]
     log_file = open(paths.log / "dashboard.log", "ab")  # noqa: SIM115 - the child keeps it
     with log_file:

@@ -60,8 +60,13 @@ def parser() -> argparse.ArgumentParser:
         help="address to listen on (default %(default)s: this machine only)",
     )
     p.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    p.add_argument("--period", type=float, default=1.0, help="seconds between updates (default 1)")
     p.add_argument(
-        "--period", type=float, default=1.0, help="seconds between updates (default 1)"
+        "--controller-pid",
+        type=int,
+        default=0,
+        help="wait for the connection file of this controller (pxcontroller passes its own "
+        "pid, so files a gone controller left are not taken for its)",
     )
     p.add_argument(
         "--wait",
@@ -72,14 +77,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _wait_for_connection_file(paths: ProfilePaths, seconds: float) -> None:
-    """Wait for the controller (started at the same moment) to write its connection file.
+def _wait_for_connection_file(paths: ProfilePaths, seconds: float, controller_pid: int) -> None:
+    """Wait for the controller (started at the same moment) to write its connection file
+    (that of controller ``controller_pid``, unless it is 0).
 
     Raises:
-        NoClusterRunning: no file within ``seconds``.
+        NoClusterRunning: no such file within ``seconds``.
     """
     deadline = time.monotonic() + seconds
-    while not paths.client_file.exists():
+    while True:
+        with contextlib.suppress(PxclusterError, OSError, ValueError, KeyError):
+            pid = read_client_connection(paths.client_file).controller_pid
+            if controller_pid in (0, pid):
+                return
         if time.monotonic() > deadline:
             raise NoClusterRunning(f"no controller wrote {paths.client_file} in {seconds} s")
         time.sleep(0.1)
@@ -168,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     paths = ProfilePaths.for_profile(args.profile, args.profile_dir)
     try:
-        _wait_for_connection_file(paths, args.wait)
+        _wait_for_connection_file(paths, args.wait, args.controller_pid)
         asyncio.run(serve(args, paths))
     except (PxclusterError, OSError) as exc:
         print(f"pxcluster dashboard: {exc}", file=sys.stderr)

@@ -36,6 +36,7 @@ function engineRow(e) {
   const tr = document.createElement("tr");
   tr.dataset.engine = e.id;
   tr.dataset.state = e.state;
+  tr.dataset.pid = e.pid;
   if (e.state === "dead" || e.state === "stopped") { tr.className = "gone"; tr.title = e.why; }
   cell(tr, e.id);
   const st = document.createElement("span");
