@@ -120,7 +120,7 @@ def no_mpi_left() -> Iterator[None]:
         return not [p for p in mpi_processes() if p not in before]
 
     try:
-        wait_for(none_left, timeout=10, message="no MPI process left")
+        wait_for(none_left, timeout=30, message="no MPI process left")
     except TimeoutError:
         left = [p for p in mpi_processes() if p not in before]
         pytest.fail(f"MPI processes left running: {left}")
