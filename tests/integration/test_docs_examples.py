@@ -27,17 +27,19 @@ from pxcluster.testing import cluster_in
 DOCS = Path(__file__).parents[2] / "docs" / "src"
 FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
 SKIP = re.compile(r"<!-- docs-test: skip (.+?) -->\s*$")
+FAILS = "<!-- docs-test: fails -->"  # the block shows an error: it must raise (python) or fail
 CLUSTER = re.compile(r"<!-- docs-test: cluster (\d+) -->")
 RUN = ("python", "bash", "ipython", "toml")
 
 
 def blocks(page):
-    """(line number, language, code, skip reason or None) of each fenced block."""
+    """(line number, language, code, skip reason or None, must fail) of each fenced block."""
     text = page.read_text()
     for m in FENCE.finditer(text):
         before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
         skip = SKIP.search(before)
-        yield text.count("\n", 0, m.start()) + 1, m[1], m[2], skip[1] if skip else None
+        line = text.count("\n", 0, m.start()) + 1
+        yield line, m[1], m[2], skip[1] if skip else None, FAILS in before
 
 
 def pages():
@@ -55,7 +57,7 @@ def test_every_page_has_examples_or_says_why_not():
 
 def test_skips_give_a_reason():
     for page in pages():
-        for line, _lang, _code, reason in blocks(page):
+        for line, _lang, _code, reason, _fails in blocks(page):
             assert reason is None or len(reason) > 15, f"{page.name}:{line}: say why"
 
 
@@ -66,7 +68,7 @@ class Shell:
         self.tmp_path = tmp_path
         self.ip = None
 
-    def run(self, code):
+    def run(self, code, fails=False):
         if self.ip is None:
             from IPython.core.interactiveshell import InteractiveShell
             from traitlets.config import Config
@@ -76,7 +78,9 @@ class Shell:
             config.HistoryManager.hist_file = ":memory:"
             self.ip = InteractiveShell.instance(config=config)
         result = self.ip.run_cell(code)
-        if not result.success:
+        if fails:
+            assert not result.success, f"cell was to fail:\n{code}"
+        elif not result.success:
             raise AssertionError(f"cell failed: {result.error_in_exec or result.error_before_exec}")
 
     def close(self):
@@ -114,7 +118,7 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
         stack.callback(shell.close)
         if wanted:
             stack.enter_context(cluster_in(root / "profile_default", n=int(wanted[1])))
-        for line, lang, code, skip in blocks(page):
+        for line, lang, code, skip, fails in blocks(page):
             if skip or lang not in RUN:
                 continue
             where = f"{page.name}:{line} ({lang})"
@@ -124,13 +128,16 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
                     try:
                         exec(compile(code, where, "exec"), namespace)
                     except Exception as exc:
-                        raise AssertionError(f"{where} failed:\n{code}") from exc
+                        if not fails:
+                            raise AssertionError(f"{where} failed:\n{code}") from exc
+                    else:
+                        assert not fails, f"{where} was to raise:\n{code}"
             elif lang == "bash":
                 done = subprocess.run(["bash", "-euo", "pipefail", "-c", code],
                                       capture_output=True, text=True, timeout=180, check=False)
                 assert done.returncode == 0, f"{where} failed:\n{code}\n{done.stdout}{done.stderr}"
             elif lang == "ipython":
-                shell.run(code)
+                shell.run(code, fails)
             else:
                 config = tmp_path / "pxcluster.toml"
                 config.write_text(code)
