@@ -133,3 +133,33 @@ def test_partition_flatten_and_numpy():
 
 def test_timeout_is_also_the_builtin_timeout_error():
     assert issubclass(PxclusterTimeoutError, TimeoutError)
+
+
+def test_pending_result_answers_ipyparallels_names():
+    pending = PendingResult("apply", [("m", 0), ("m", 1)], lambda rs: [r.engine for r in rs])
+    assert not pending.ready()
+    with pytest.raises(ValueError, match="not finished"):
+        pending.successful()
+    with pytest.raises(PxclusterTimeoutError, match=r"apply did not finish within 0\.01 s"):
+        pending.result(timeout=0.01)  # the Future's own method says what timed out, too
+    assert not pending.wait(0.01)
+    running = pending.elapsed
+    pending.add_reply(reply("m", 0))
+    pending.add_reply(reply("m", 1))
+    assert pending.ready()
+    assert pending.successful()
+    assert pending.get(1) == [0, 1]
+    assert pending.elapsed >= running
+
+
+def test_pending_result_repr_counts_engines_not_messages():
+    keys = [(m, e) for m in ("clear", "interrupt") for e in range(4)]
+    assert "on 4 engine(s)" in repr(PendingResult("interrupt", keys, list))
+
+
+def test_display_outputs_of_an_apply(capsys):
+    pending = PendingResult("apply", [("m", 0), ("m", 1)], lambda rs: [None, None])
+    pending.add_reply(reply("m", 0, stdout="zero\n", stderr=""))
+    pending.add_reply(reply("m", 1))  # printed nothing
+    pending.display_outputs()
+    assert capsys.readouterr().out == "[stdout:0] zero\n"
