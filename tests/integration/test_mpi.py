@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
@@ -60,10 +61,21 @@ def collectives_work(cluster: Cluster) -> None:
 
 
 def stopped_clean(cluster: Cluster) -> None:
+    """Stop returns with nothing of the MPI job left: no mpiexec, daemon or rank."""
     handles = cluster.engine_handles
     mpiexec_pids = sorted({h.pid for h in handles})
     cluster.stop()
     assert leftover_processes(mpiexec_pids) == []
+    job = handles[0].job_id if handles else ""
+    left = [p for p in psutil.process_iter() if _in_job(p, job)]
+    assert left == [], f"processes of MPI job {job} outlived stop: {left}"
+
+
+def _in_job(proc: psutil.Process, job: str) -> bool:
+    try:
+        return bool(job) and proc.environ().get("PXCLUSTER_JOB_ID") == job
+    except psutil.Error:
+        return False
 
 
 @pytest.mark.timeout(180)

@@ -161,19 +161,22 @@ class MpiLauncher(Launcher):
 
     def stop(self, handles: Sequence[LaunchHandle], timeout: float = 10.0) -> None:
         """End each mpiexec (it passes SIGTERM on to its ranks), then anything of the job
-        that outlived it."""
-        for pid, started in {(_job_pid(h), h.started) for h in handles if _job_pid(h)}:
+        that outlived it: its descendants, and the processes that carry its job id in their
+        environment (MPI daemons and ranks that mpiexec's exit left orphaned)."""
+        jobs = {(_job_pid(h), h.started, h.job_id) for h in handles if _job_pid(h)}
+        for pid, started, job in jobs:
             ref = ProcessRef(pid, started)
+            procs = {p.pid: p for p in [*_descendants(pid), *_carrying(job)]}
             if ref.alive():
-                tree = _descendants(pid)
+                mpiexec = _process(pid)
+                if mpiexec is not None:
+                    procs[pid] = mpiexec
                 ref.signal(signal.SIGTERM)
-                ref_proc = _process(pid)
-                procs = [*tree, *([ref_proc] if ref_proc is not None else [])]
-                _, alive = psutil.wait_procs(procs, timeout=timeout)
-                for survivor in alive:
-                    with contextlib.suppress(psutil.Error):
-                        survivor.kill()
-                psutil.wait_procs(alive, timeout=timeout)
+            _, alive = psutil.wait_procs(list(procs.values()), timeout=timeout)
+            for survivor in alive:
+                with contextlib.suppress(psutil.Error):
+                    survivor.kill()
+            psutil.wait_procs(alive, timeout=timeout)
             proc = self._procs.pop(pid, None)
             if proc is not None:
                 proc.poll()  # reap it: no zombie left behind
@@ -200,6 +203,21 @@ class MpiLauncher(Launcher):
 def _job_pid(handle: LaunchHandle) -> int:
     """mpiexec's pid: the handle's own pid may have been completed with its rank's."""
     return int(handle.extra.get("mpiexec_pid", handle.pid))
+
+
+def _carrying(job: str) -> list[psutil.Process]:
+    """Processes of this user whose environment says they belong to MPI job ``job``."""
+    if not job:
+        return []
+    found = []
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get(JOB_ID_ENV) == job:
+                found.append(proc)
+    return found
 
 
 def _process(pid: int) -> psutil.Process | None:
