@@ -49,7 +49,7 @@ def bind_to_namespace(obj: Any, namespace: dict[str, Any]) -> Any:
 def _uses_globals(code: types.CodeType) -> bool:
     if code.co_names:
         return True
-    for const in code.co_consts:  # a plain loop: no generator to set up per call
+    for const in code.co_consts:  # noqa: SIM110 - no generator per call (1.8 -> 0.8 us)
         if type(const) is _CodeType and _uses_globals(const):
             return True
     return False
