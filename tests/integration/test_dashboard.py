@@ -62,6 +62,8 @@ def dashboard(tmp_path):
 def test_page_shows_engines_tasks_errors_and_a_dead_engine(dashboard, browser):
     cluster, url = dashboard
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    script_errors = []
+    page.on("pageerror", lambda error: script_errors.append(error))
     page.goto(url)
     assert page.url.endswith("/")  # the token went into a cookie, out of the address bar
     page.wait_for_selector('#engines tr[data-state="idle"] >> nth=1', timeout=20_000)
@@ -96,6 +98,8 @@ def test_page_shows_engines_tasks_errors_and_a_dead_engine(dashboard, browser):
     if shot:
         page.wait_for_function("Number(document.body.dataset.updates) > 3")
         page.screenshot(path=shot, full_page=True)
+    assert "waiting" in page.inner_text("#throughput-chart")  # the chart's second series
+    assert script_errors == []
     page.close()
     mec.close()
 

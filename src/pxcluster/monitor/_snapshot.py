@@ -88,6 +88,8 @@ class ClusterSnapshot:
     errors_total: int = 0
     #: (wall time, requests finished per second) over the last minutes
     throughput: tuple[tuple[float, float], ...] = ()
+    #: (wall time, requests waiting: in the task queue and in engines' queues)
+    backlog: tuple[tuple[float, int], ...] = ()
     #: the newest finished requests, oldest first
     events: tuple[TaskEvent, ...] = ()
     errors: tuple[ErrorEvent, ...] = ()
@@ -106,4 +108,5 @@ class ClusterSnapshot:
         """A JSON-ready dict of everything (the dashboard's wire format)."""
         data = dataclasses.asdict(self)
         data["throughput"] = [list(p) for p in self.throughput]
+        data["backlog"] = [list(p) for p in self.backlog]
         return data

@@ -77,6 +77,7 @@ class MonitorSource:
         self._since = 0
         self._events: collections.deque[TaskEvent] = collections.deque(maxlen=EVENTS_SHOWN)
         self._throughput: collections.deque[tuple[float, float]] = collections.deque(maxlen=HISTORY)
+        self._backlog: collections.deque[tuple[float, int]] = collections.deque(maxlen=HISTORY)
         self._last_total: tuple[float, int] | None = None  # (monotonic time, finished)
         self._last: ClusterSnapshot | None = None
 
@@ -100,23 +101,29 @@ class MonitorSource:
 
     def _snapshot(self, content: dict[str, Any], now: float) -> ClusterSnapshot:
         finished = int(content.get("finished", 0))
+        wall = time.time()  # one time stamp for every series of this poll
         if self._last_total is not None and now > self._last_total[0]:
             then, before = self._last_total
             # a smaller total means a restarted controller: count from zero again
             done = finished - before if finished >= before else finished
-            self._throughput.append((time.time(), done / (now - then)))
+            self._throughput.append((wall, done / (now - then)))
         self._last_total = (now, finished)
         for raw in content.get("events", ()):
             self._events.append(TaskEvent(*raw))
-        self._since = int(content.get("seq", self._since))
+        seq = int(content.get("seq", self._since))
+        # a smaller sequence number means a restarted controller: ask for all it has
+        self._since = seq if seq >= self._since else 0
         tasks = content.get("tasks", {})
         store = content.get("store", {})
+        engines = self._engine_rows(content)
+        waiting = int(tasks.get("queued", 0)) + int(tasks.get("waiting", 0))
+        self._backlog.append((wall, waiting + sum(e.queue for e in engines)))
         return ClusterSnapshot(
-            taken=time.time(),
+            taken=wall,
             profile=self.paths.name,
             controller_url=self._url,
             answering=True,
-            engines=self._engine_rows(content),
+            engines=engines,
             clients=tuple(ClientRow(str(s), float(idle)) for s, idle in content.get("clients", ())),
             queued=int(tasks.get("queued", 0)),
             waiting=int(tasks.get("waiting", 0)),
@@ -127,6 +134,7 @@ class MonitorSource:
             finished=finished,
             errors_total=int(content.get("errors_total", 0)),
             throughput=tuple(self._throughput),
+            backlog=tuple(self._backlog),
             events=tuple(self._events),
             errors=tuple(
                 ErrorEvent(

@@ -97,20 +97,31 @@ function renderErrors(errors) {
   box.replaceChildren(...items);
 }
 
-function renderChart(points) {
+function renderChart(points, backlog) {
+  // both series are sampled at the same polls; the backlog has one more (the first poll)
+  const waiting = new Map(backlog.map((p) => [p[0], p[1]]));
   const xs = points.map((p) => p[0]);
   const ys = points.map((p) => p[1]);
+  const ws = points.map((p) => waiting.get(p[0]) ?? null);
   const el = $("throughput-chart");
   if (chart === null) {
     chart = new uPlot({
       width: Math.max(300, el.clientWidth), height: 180,
-      scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, Math.max(1, hi * 1.1)] } },
-      series: [{}, { label: "requests/s", stroke: "#1565c0", fill: "rgba(21,101,192,0.12)", width: 2 }],
-      axes: [{}, { size: 60 }],
-    }, [xs, ys], el);
+      scales: {
+        x: { time: true },
+        y: { range: (u, lo, hi) => [0, Math.max(1, hi * 1.1)] },
+        w: { range: (u, lo, hi) => [0, Math.max(1, hi * 1.1)] },
+      },
+      series: [
+        {},
+        { label: "finished/s", stroke: "#1565c0", fill: "rgba(21,101,192,0.12)", width: 2 },
+        { label: "waiting", scale: "w", stroke: "#e65100", width: 1.5, dash: [4, 3] },
+      ],
+      axes: [{}, { size: 60 }, { scale: "w", side: 1, size: 60, grid: { show: false } }],
+    }, [xs, ys, ws], el);
     window.addEventListener("resize", () => chart.setSize({ width: Math.max(300, el.clientWidth), height: 180 }));
   } else {
-    chart.setData([xs, ys]);
+    chart.setData([xs, ys, ws]);
   }
 }
 
@@ -184,7 +195,7 @@ function render(s) {
     return tr;
   });
   renderErrors(s.errors);
-  renderChart(s.throughput);
+  renderChart(s.throughput, s.backlog);
   renderTimeline(s);
   document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
 }
