@@ -114,7 +114,7 @@ class PendingResult(concurrent.futures.Future[T], Generic[T]):
         with self._lock:
             if self.done() or key in self._replies:
                 return
-            if key not in self.keys:
+            if key not in self._weights:  # a dict of the keys: no scan per reply
                 matched = self._match_unknown_engine(msg)
                 if matched is None:
                     return
