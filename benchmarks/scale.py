@@ -48,10 +48,15 @@ def cpu(proc: psutil.Process) -> float:
     return times.user + times.system
 
 
-def run_size(n: int, idle_s: float, tasks: int, sockets: str, per_process: int) -> dict[str, Any]:
+def run_size(
+    n: int, idle_s: float, tasks: int, sockets: str, per_process: int, hb_timeout: float | None
+) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="pxscale-"))
-    figures: dict[str, Any] = {"engines": n, "sockets": sockets}
-    with Cluster(0, profile="scale", profile_dir=root / "p", timeout=60) as cluster:
+    figures: dict[str, Any] = {"engines": n, "sockets": sockets, "heartbeat_timeout": hb_timeout}
+    args = ["--heartbeat-timeout", str(hb_timeout)] if hb_timeout else []
+    with Cluster(
+        0, profile="scale", profile_dir=root / "p", timeout=60, controller_args=args
+    ) as cluster:
         ctl = psutil.Process(cluster.controller_pid)
         mec = cluster.client(timeout=120)
         time.sleep(1.0)  # let the fresh controller settle before its baseline
@@ -154,12 +159,17 @@ def main() -> None:
                    help="simulated engines' connections: a real engine's four, or two")
     p.add_argument("--per-process", type=int, default=1000,
                    help="simulated engines per simulator process")
+    p.add_argument("--heartbeat-timeout", type=float, default=None,
+                   help="the controller's (default: its own, 3 s); simulators echo pings "
+                   "from Python, late on a loaded machine")
     args = p.parse_args()
     # stopped from outside (timeout, Ctrl-C): still stop the cluster and the simulators
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("scale.py: terminated"))
     results = []
     for n in args.sizes:
-        figures = run_size(n, args.idle, args.tasks, args.sockets, args.per_process)
+        figures = run_size(
+            n, args.idle, args.tasks, args.sockets, args.per_process, args.heartbeat_timeout
+        )
         print(json.dumps(figures), flush=True)
         results.append(figures)
     if args.json:
