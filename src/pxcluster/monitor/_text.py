@@ -60,7 +60,8 @@ def render_text(
         f"{clock}   (q quits)",
         f"engines: {len(live)} live ({busy} busy, {len(live) - busy} idle), {gone} dead   "
         f"tasks: {snap.queued} queued, {snap.waiting} waiting, {snap.assigned} assigned",
-        f"throughput: {snap.rate:.1f}/s   finished: {snap.finished}   errors: "
+        f"throughput: {snap.rate:.1f}/s   waiting: {snap.backlog[-1][1] if snap.backlog else 0}"
+        f"   finished: {snap.finished}   errors: "
         f"{snap.errors_total}   clients: {len(snap.clients)}   record store: "
         f"{snap.store_records} records, {human_bytes(snap.store_bytes)} "
         f"(file {human_bytes(snap.store_file_bytes)})",
