@@ -50,7 +50,9 @@ def progress_bar(total: int, desc: str, unit: str = "it", delay: float = 0.0) ->
 def _widget_bar(options: dict[str, Any]) -> Any:
     """tqdm's notebook bar, displayed under a display id that ``close`` fills with the
     bar's final text, so a saved notebook keeps a readable bar instead of a dead widget."""
-    from IPython.display import display
+    # IPython's display, as tqdm's notebook module holds it: this layer never imports
+    # IPython itself (only the magics do); in a kernel tqdm has imported it already.
+    from tqdm.notebook import display
     from tqdm.notebook import tqdm as notebook_tqdm
 
     class FinishedAsText(notebook_tqdm):  # type: ignore[misc]
@@ -61,7 +63,7 @@ def _widget_bar(options: dict[str, Any]) -> Any:
                 self._show()
 
         def _show(self) -> None:
-            self.handle = display(self.container, display_id=True)  # type: ignore[no-untyped-call]
+            self.handle = display(self.container, display_id=True)
             self.displayed = True
 
         def display(self, *args: Any, **kwargs: Any) -> Any:
