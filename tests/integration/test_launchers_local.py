@@ -82,3 +82,12 @@ def test_a_start_that_gives_up_lists_the_engines_missing(tmp_path: Path) -> None
     assert "not registered (2 of the 2 launched now):" in text
     assert text.count("running, but not registered; output: ") == 2
     assert "/log/engine-" in text  # where each one's log is
+
+
+def test_a_missing_submit_command_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no sbatch, qsub or anything
+    cluster = Cluster(2, profile="t", profile_dir=tmp_path / "p", engines="slurm", timeout=30)
+    with pytest.raises(LaunchFailed, match="'sbatch' was not found on PATH") as failed:
+        cluster.start()
+    assert "cannot submit" in str(failed.value)
+    assert "engines-" in str(failed.value)  # the job script it wrote is named

@@ -94,3 +94,14 @@ def test_an_unknown_resource_is_refused_by_qsub(profile: Path) -> None:
     assert done.returncode == 1
     assert "refused the job" in done.stderr
     assert 'unknown resource "h_rtt"' in done.stderr
+
+
+def test_a_job_without_pxcluster_fails_start_with_its_output(profile: Path) -> None:
+    (profile / "pxcluster.toml").write_text('[sge]\npython = "/usr/bin/python3"\n')
+    done = pxcluster(
+        "start", "-n", "2", "--engines", "sge", "--timeout", "60", "--profile-dir", str(profile)
+    )
+    assert done.returncode == 1
+    assert "before it was ready" in done.stderr, done.stderr
+    assert "No module named" in done.stderr  # the job's own output lines
+    assert ".out" in done.stderr
