@@ -43,12 +43,14 @@ class ContentMismatch(RemoteProtocolError):
     """An authentic message whose content does not match its type's schema (``wire``).
 
     Unlike its parent, the header verified and parsed, so the receiver knows who sent it
-    and which request it was (``request_id``) and may answer it with an error.
+    and which message it was (``request_id``; ``parent``: the request a reply answers) and
+    may answer it, or fail the call it answers, with an error.
     """
 
-    def __init__(self, message: str, request_id: str) -> None:
+    def __init__(self, message: str, request_id: str, parent: str = "") -> None:
         super().__init__(message)
         self.request_id = request_id
+        self.parent = parent
 
 
 class SerializationError(PxclusterError):

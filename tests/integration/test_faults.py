@@ -839,3 +839,42 @@ def test_the_profile_is_private_and_a_readable_key_is_refused(cluster1, tmp_path
     leaked.chmod(0o644)
     with pytest.raises(NoClusterRunning, match="readable by other users"):
         MultiEngineClient(leaked, timeout=5)
+
+
+def test_a_reply_that_does_not_fit_its_type_fails_the_call_at_once(tmp_path):
+    from pxcluster._errors import ContentMismatch
+    from pxcluster.client import MultiEngineClient
+    from pxcluster.profile import ClientConnection, write_connection
+    from pxcluster.wire import new_key
+
+    # a controller that answers CONNECT with a wrongly typed engine list
+    ctx = zmq.Context.instance()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    key = new_key()
+    path = tmp_path / "client.json"
+    write_connection(path, ClientConnection(f"tcp://127.0.0.1:{port}", key, os.getpid()))
+    answered = threading.Event()
+
+    def serve():
+        try:
+            if not router.poll(20_000):
+                return
+            identity, *frames = router.recv_multipart()
+            request = decode(frames, Signer(key))
+            bad = Message(MsgType.REPLY, "fake-1", {"engines": "all of them"},
+                          parent=request.id)
+            router.send_multipart([identity, *encode(bad, Signer(key))])
+            answered.set()
+        finally:
+            router.close(linger=0)
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        with pytest.raises(ContentMismatch, match="'engines' is a str"):
+            MultiEngineClient(path, timeout=20)  # fails on the answer, not after 20 s
+        assert answered.is_set()
+    finally:
+        server.join(timeout=30)

@@ -35,6 +35,7 @@ import psutil
 from pxcluster._buffers import Buffer
 from pxcluster._errors import (
     ConnectionLost,
+    ContentMismatch,
     NoClusterRunning,
     PxclusterTimeoutError,
     RemoteProtocolError,
@@ -315,6 +316,12 @@ class ClientCore:
     def _receive(self, frames: list[Buffer]) -> None:
         try:
             msg = decode(frames, self._signer, self._guard, check_buffers=False)
+        except ContentMismatch as exc:  # authentic, but not what its type carries
+            log.warning("dropped a message from the controller: %s", exc)
+            pending = self._pending.get(exc.parent) if exc.parent else None
+            if pending is not None:  # fail the call it answers, rather than hang it
+                pending.fail(exc)
+            return
         except RemoteProtocolError as exc:
             log.warning("dropped a message from the controller: %s", exc)
             return

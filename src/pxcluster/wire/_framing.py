@@ -182,7 +182,7 @@ def _check_content(msg: Message) -> None:
     """Raise ContentMismatch if ``msg``'s content does not fit its type (``_schemas``)."""
     problem = content_problem(msg.type, msg.content)
     if problem is not None:
-        raise ContentMismatch(problem, msg.id)
+        raise ContentMismatch(problem, msg.id, msg.parent)
 
 
 _ABSENT: Any = object()
