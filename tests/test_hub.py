@@ -275,3 +275,27 @@ def test_an_engine_back_from_the_dead_that_would_rather_exit_is_not_registered(m
     (answer,) = hub.engine_message(b"e0", back)
     assert answer.msg.content == {"event": "register", "reason": "declared dead"}
     assert hub.engine_ids() == []
+
+
+def test_an_interrupt_is_aimed_at_what_runs_and_escalated_when_unanswered(make_hub):
+    clock = Clock()
+    hub = make_hub(heartbeat_timeout=30.0, clock=clock)
+    connect_and_engines(hub, 1)
+    hub.client_message(b"c", with_header(Message(MsgType.EXECUTE, "c-1", {"code": "1"},
+                                                 targets=[0])))
+    hub.client_message(b"c", with_header(Message(MsgType.EXECUTE, "c-2", {"code": "2"},
+                                                 targets=[0])))
+    (out,) = hub.client_message(b"c", with_header(Message(MsgType.INTERRUPT, "c-3", {},
+                                                          targets=[0])))
+    assert unpack_header(out.header, ()).content == {"request": "c-1"}  # the running one
+    assert hub.overdue_interrupts() == []  # not yet overdue
+    clock.now += 1.5
+    assert [e.id for e in hub.overdue_interrupts()] == [0]  # unanswered: signal it
+    assert hub.overdue_interrupts() == []  # once
+    # answered in time: nothing to escalate; another session's request is not aimed at
+    (out,) = hub.client_message(b"c", with_header(Message(
+        MsgType.INTERRUPT, "c-4", {"session": "other"}, targets=[0])))
+    assert unpack_header(out.header, ()).content == {"session": "other"}
+    reply(hub, b"e0", "c-4")
+    clock.now += 5
+    assert hub.overdue_interrupts() == []

@@ -262,3 +262,21 @@ def test_an_engine_declared_dead_exits_when_told_to(tmp_path):
             os.kill(pid, signal.SIGCONT)
         wait_for(lambda: not leftover_processes([pid]), timeout=30, message="engine 1 exits")
         assert mec.get_ids() == [0]  # it did not join again
+
+
+def test_interrupt_reaches_an_engine_stuck_in_c_code_holding_the_gil(tmp_path):
+    started = tmp_path / "started"
+    with cluster_in(tmp_path / "p", n=2) as cluster:
+        mec = cluster.client()
+        # PyDLL keeps the GIL through the C call: the engine's I/O thread cannot run at all
+        stuck = mec[1].execute(
+            f"import ctypes, pathlib\npathlib.Path({str(started)!r}).touch()\n"
+            "ctypes.PyDLL(None).sleep(120)\n",
+            block=False,
+        )
+        wait_for(started.exists, timeout=10, message="the C call to start")
+        mec.interrupt(targets=1, timeout=2.0)  # answered within 2 s, or this times out
+        with pytest.raises(client.CompositeError) as failed:
+            stuck.get_result(timeout=5)
+        assert failed.value.elist[0].ename == "KeyboardInterrupt"
+        assert mec[1].execute("1 + 1", timeout=10)[0]["display"] == "2"  # the engine lives on

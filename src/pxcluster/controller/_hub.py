@@ -45,6 +45,7 @@ from pxcluster.wire import (
     MsgType,
     NotifyContent,
     Status,
+    pack_header,
 )
 
 log = logging.getLogger("pxcluster.controller")
@@ -160,6 +161,8 @@ class Hub:
         self._next_engine_id = 0
         self._given_ids: set[int] = set()  # every id this hub handed out: never again
         self._kill_deadlines: dict[int, float] = {}  # engine -> when a client's kill is overdue
+        #: (when overdue, engine, interrupt id, the request it aims at), see _aimed_interrupt
+        self._interrupt_deadlines: list[tuple[float, int, str, str]] = []
         #: The controller's own host key (``serialize.host_key``): engines with the same key
         #: run on its host and can be signalled by pid.
         self.host = ""
@@ -266,13 +269,47 @@ class Hub:
                     )
                 )
                 continue
+            header = msg.header
+            if msg.type == MsgType.INTERRUPT and "request" not in msg.content:
+                header = self._aimed_interrupt(engine, msg)
             engine.outstanding[msg.id] = Pending(client, msg.type, self._clock())
             if msg.type == MsgType.SHUTDOWN:
                 self._kill_deadlines.setdefault(target, self._clock() + KILL_GRACE)
             if msg.type not in CONTROL_REQUESTS:
                 self.scheduler.sent(target)
-            out.append(Outbound("engine", engine.identity, header=msg.header, buffers=msg.buffers))
+            out.append(Outbound("engine", engine.identity, header=header, buffers=msg.buffers))
         return out
+
+    def _aimed_interrupt(self, engine: EngineRecord, msg: Message) -> bytes:
+        """The header of an INTERRUPT aimed at the request ``engine`` runs now (its oldest
+        outstanding one): one that arrives after that request ended interrupts nothing
+        else. Such an interrupt the engine does not answer within ``KILL_GRACE`` (its I/O
+        thread cannot run: C code holding the GIL) is escalated (``overdue_interrupts``)."""
+        running = next(
+            (r for r, p in engine.outstanding.items() if p.type not in CONTROL_REQUESTS), None
+        )
+        session = msg.content.get("session")
+        if running is None or (session is not None and running.rpartition("-")[0] != session):
+            return msg.header  # nothing of that client's runs there: the engine decides
+        self._interrupt_deadlines.append((self._clock() + KILL_GRACE, engine.id, msg.id, running))
+        return pack_header(dataclasses.replace(msg, content={**msg.content, "request": running}))
+
+    def overdue_interrupts(self) -> list[EngineRecord]:
+        """Engines that have not answered an interrupt within ``KILL_GRACE`` while the
+        request it was aimed at still runs (each returned once): the server signals them."""
+        now = self._clock()
+        due: list[EngineRecord] = []
+        waiting = []
+        for deadline, engine_id, interrupt_id, running in self._interrupt_deadlines:
+            engine = self.engines.get(engine_id)
+            if engine is None or interrupt_id not in engine.outstanding:
+                continue  # answered, or the engine is gone
+            if deadline > now:
+                waiting.append((deadline, engine_id, interrupt_id, running))
+            elif running in engine.outstanding and engine not in due:
+                due.append(engine)
+        self._interrupt_deadlines = waiting
+        return due
 
     def overdue_kills(self) -> list[EngineRecord]:
         """Engines a client killed that have not confirmed within ``KILL_GRACE`` (each

@@ -331,31 +331,48 @@ class ControllerServer:
             self._ctx.close(linger=1.0)
 
     def _end_overdue_kills(self) -> None:
-        """Engines that did not confirm a client's kill in time are ended here, by signal."""
+        """Engines that did not confirm a client's kill in time are ended here, by signal;
+        those that did not answer an interrupt are signalled to raise KeyboardInterrupt."""
         for engine in self.hub.overdue_kills():
             how = self.end_engine(engine)
             if how:
                 self._send_all(self.hub.killed(engine.id, how))
+        for engine in self.hub.overdue_interrupts():
+            if self._signal_local_engine(engine, signal.SIGUSR1):
+                log.warning(
+                    "engine %d (pid %d) did not answer an interrupt within %.0f s (C code "
+                    "holding the GIL?): signalled it",
+                    engine.id,
+                    engine.pid,
+                    KILL_GRACE,
+                )
 
-    def _end_local_engine(self, engine: EngineRecord) -> str:
-        """SIGKILL ``engine`` if it runs on this host and its pid is still an engine."""
+    def _signal_local_engine(self, engine: EngineRecord, signum: int) -> bool:
+        """Send ``signum`` to ``engine`` if it runs on this host and its pid is still an
+        engine's; False if it could not be (another host: its launcher must do it)."""
         if not engine.host or engine.host != self.hub.host or engine.pid <= 0:
             log.warning(
-                "engine %d did not confirm its kill and runs on another host (%s): its "
-                "launcher must end it",
+                "engine %d does not answer and runs on another host (%s): its launcher "
+                "must signal it",
                 engine.id,
                 engine.hostname,
             )
-            return ""
+            return False
         try:
             cmdline = Path(f"/proc/{engine.pid}/cmdline").read_bytes()
         except OSError:
             cmdline = b"pxcluster"  # no /proc: trust the pid it registered with
         if b"pxcluster" not in cmdline and b"pxengine" not in cmdline:
-            return ""  # gone, and its pid reused by another program: not ours to kill
+            return False  # gone, and its pid reused by another program: not ours
         try:
-            os.kill(engine.pid, signal.SIGKILL)
+            os.kill(engine.pid, signum)
         except OSError:
+            return False
+        return True
+
+    def _end_local_engine(self, engine: EngineRecord) -> str:
+        """SIGKILL ``engine`` if it runs on this host and its pid is still an engine."""
+        if not self._signal_local_engine(engine, signal.SIGKILL):
             return ""
         log.warning(
             "engine %d (pid %d) did not confirm its kill within %.0f s (C code holding the "

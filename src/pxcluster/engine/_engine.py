@@ -143,6 +143,8 @@ class Engine:
     def run(self) -> int:
         """Serve until shut down; returns the process exit code."""
         signal.signal(signal.SIGINT, self._on_sigint)
+        if hasattr(signal, "SIGUSR1"):  # the controller's interrupt when our I/O is stuck
+            signal.signal(signal.SIGUSR1, self._on_controller_interrupt)
         sweep_stale()  # shared-memory segments left by processes that died
         install_display()
         io_thread = threading.Thread(target=self._io_loop, name="pxengine-io", daemon=True)
@@ -180,6 +182,12 @@ class Engine:
             if fresh and self._registered.is_set():
                 return
             self._registered.wait(0.05)
+
+    def _on_controller_interrupt(self, signum: int, frame: object) -> None:
+        """SIGUSR1 from the controller: an interrupt our I/O thread could not take (C code
+        held the GIL). It interrupts the request that runs, and nothing when none does."""
+        if self._running is not None:
+            raise KeyboardInterrupt
 
     def _on_sigint(self, signum: int, frame: object) -> None:
         """Raise KeyboardInterrupt only in the request an INTERRUPT was aimed at.
