@@ -479,3 +479,15 @@ def test_queue_status_counts_running_tasks(tc):
             tc.abort(task_id)
         tc.barrier(ids, timeout=T)
     assert tc.queue_status()["running"] == 0
+
+
+def test_wrapped_main_functions_see_the_engine_namespace_too(mec, tc):
+    import functools
+
+    mec.execute("base = 10")
+    add = main_function("def add(x, y=0):\n    return x + y + base", "add")
+    assert mec[0].apply(functools.partial(add, 1), y=2) == 13
+    dumped = require("json")(main_function("def d(x):\n    return json.dumps(x + base)", "d"))
+    assert tc.map(dumped, [1, 2]) == ["11", "12"]
+    remote_add = mec.remote()(add)
+    assert remote_add(5) == [15, 15, 15]

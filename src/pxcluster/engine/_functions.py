@@ -18,6 +18,7 @@ global name (``co_names`` empty, nested code included) is left as it is.
 
 from __future__ import annotations
 
+import functools
 import types
 from typing import Any
 
@@ -27,8 +28,16 @@ _CodeType = types.CodeType
 
 def bind_to_namespace(obj: Any, namespace: dict[str, Any]) -> Any:
     """``obj`` itself, or, for a function from the client's ``__main__`` that uses global
-    names, the same function over ``namespace`` (see the module doc)."""
+    names, the same function over ``namespace`` (see the module doc). A
+    ``functools.partial`` of one, or a wrapper that names it ``func`` (``@require``,
+    ``@depend``, ``@mec.remote()``), gets the bound function inside."""
     if type(obj) is not _FunctionType:
+        if type(obj) is functools.partial:
+            inner = bind_to_namespace(obj.func, namespace)
+            return obj if inner is obj.func else functools.partial(inner, *obj.args, **obj.keywords)
+        attributes = getattr(obj, "__dict__", None)
+        if attributes is not None and "__wrapped__" in attributes and "func" in attributes:
+            attributes["func"] = bind_to_namespace(attributes["func"], namespace)
         return obj
     shipped = obj.__globals__
     if shipped is namespace or obj.__module__ != "__main__" or not _uses_globals(obj.__code__):
