@@ -20,6 +20,7 @@ from pxcluster._errors import PxclusterTimeoutError, TaskError, UnknownTask
 from pxcluster.client._core import ClientCore
 from pxcluster.client._decorators import task_predicate
 from pxcluster.client._partition import as_sliceable
+from pxcluster.client._progress import progress_bar
 from pxcluster.client._results import PendingResult
 from pxcluster.client._ssh import SshRoute
 from pxcluster.client._tasks import MapTask, StringTask, TaskResult, chunked, task_result
@@ -338,10 +339,8 @@ def _wait_all(pending: list[PendingTask], timeout: float | None, progress: bool)
     """Wait for every future, with a tqdm bar when asked and tqdm is installed."""
     bar = None
     if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(pending), desc="tasks", unit="task")
+        try:  # the same bar as the MultiEngine calls' (a widget in Jupyter)
+            bar = progress_bar(len(pending), "tasks", "task")
         except ImportError:  # pragma: no cover - tqdm is a dependency
             bar = None
     try:
