@@ -166,7 +166,9 @@ def test_one_engine_is_replaced_through_its_array_task(profile: Path) -> None:
         tasks = dict(zip(mec.get_ids(), mec.pull("task"), strict=True))
     restarted = pxcluster("restart", "1", "--profile-dir", str(profile))
     assert restarted.returncode == 0, restarted.stderr
-    assert "engine 1 replaced; engines now [0, 2]" in restarted.stdout
+    assert "engine 1 replaced; engines now [0, 2]" in restarted.stdout, (
+        profile / "log" / "controller.log"
+    ).read_text()
     # engine 1's array task is gone; a further job runs its replacement
     assert f"{job}_{tasks[1]}" not in _queue()
     assert f"{job}_{tasks[0]}" in _queue()
@@ -286,6 +288,18 @@ def test_stop_cleans_up_after_a_start_killed_with_sigkill(profile: Path) -> None
         start.wait()
     jobs = {record.controller.job_id}
     assert [j for j in _queue() if j.split("_")[0] in jobs]
+    # without scancel the stop fails, says so, and keeps the record for the next try
+    cannot = subprocess.run(
+        [sys.executable, "-m", "pxcluster.cli.cluster", "stop", "--profile-dir", str(profile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": str(Path(sys.executable).parent)},
+        check=False,
+    )
+    assert cannot.returncode == 1
+    assert "'scancel' was not found on PATH" in cannot.stderr, cannot.stderr
+    assert (profile / "pid" / "cluster.json").exists()
     stopped = pxcluster("stop", "--profile-dir", str(profile))
     assert stopped.returncode == 0, stopped.stderr
     assert not [j for j in _queue() if j.split("_")[0] in jobs]

@@ -295,18 +295,35 @@ class BatchLauncher(Launcher):
         return [[*self.cancel_command, *jobs]] if jobs else []
 
     def stop(self, handles: Sequence[LaunchHandle], timeout: float = 10.0) -> None:
+        """Cancel the handles' jobs and wait for them to leave the queue.
+
+        Raises:
+            LauncherError: the cancel command is missing, or failed while the jobs are
+                still there (the message names them), so the caller keeps their record.
+        """
         commands = self.cancel_commands(handles)
-        if not commands:
-            return
-        try:
-            for argv in commands:
-                run_command(argv)
-        except LauncherError:
-            return  # no scheduler here: nothing we can cancel
+        refused = []
+        for argv in commands:
+            done = run_command(argv)  # raises if the command is missing
+            if done.returncode != 0:
+                refused.append(f"{shlex.join(argv)}: {(done.stderr or done.stdout).strip()}")
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(s.state.ended for s in self.poll(handles)):
+        while commands:
+            states = self.poll(handles)
+            if all(s.state.ended for s in states):
                 return
+            if time.monotonic() >= deadline:
+                left = sorted(
+                    {
+                        h.describe()
+                        for h, s in zip(handles, states, strict=True)
+                        if not s.state.ended
+                    }
+                )
+                raise LauncherError(
+                    f"{', '.join(left)} still queued or running {timeout:.0f} s after "
+                    f"cancelling; {'; '.join(refused) or 'the scheduler did not say why'}"
+                )
             time.sleep(0.2)
 
     def signal(self, handle: LaunchHandle, signum: int) -> None:

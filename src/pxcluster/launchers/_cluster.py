@@ -174,7 +174,8 @@ class Cluster:
         except BaseException:
             # engines that never registered get no kill from the controller: a short wait
             # before signalling them, so a failed start reports promptly
-            self.stop(timeout=3.0)
+            with contextlib.suppress(PxclusterError):  # the start's own error matters more
+                self.stop(timeout=3.0)
             raise
         if self.keeper is not None:
             self.keeper.start()
@@ -237,8 +238,9 @@ class Cluster:
             )
         except LaunchFailed:
             # what did not come up is cancelled, not left queued (the rest keeps running)
-            chosen.stop(handles, timeout=10.0)
-            self._engines = [h for h in self._engines if h not in handles]
+            with contextlib.suppress(PxclusterError):  # kept in the record if this fails
+                chosen.stop(handles, timeout=10.0)
+                self._engines = [h for h in self._engines if h not in handles]
             self._write_record()
             raise
 
@@ -324,9 +326,15 @@ class Cluster:
                 f"engine {engine_id} was not started by this cluster's launchers; "
                 "pxcluster cannot start another like it"
             )
-        self._own_client().kill(targets=engine_id, block=True, timeout=10.0)
+        client = self._own_client()
+        client.kill(targets=engine_id, block=True, timeout=10.0)
         self.launcher(handle.launcher).stop([handle], timeout=10.0)
         self.forget_engines([stored])
+        # the client hears of the engine's end by a notification that may trail the kill's
+        # reply; add_engines counts on the list being current
+        deadline = time.monotonic() + 10.0
+        while engine_id in client.get_ids() and time.monotonic() < deadline:
+            time.sleep(0.02)
         return self.add_engines(1, timeout, launcher=handle.launcher)
 
     def signal_engine(self, engine_id: int, signum: int) -> LaunchHandle:
@@ -399,7 +407,12 @@ def stop_handles(
     launchers: dict[str, Launcher] | None = None,
 ) -> None:
     """Ask the controller to shut everything down, then have each launcher make sure its
-    processes are gone (cancelling their jobs); removes the profile's run files."""
+    processes are gone (cancelling their jobs); removes the profile's run files.
+
+    Raises:
+        LauncherError: a launcher could not stop its processes (a cancel command missing
+            or refused); the record (pid/cluster.json) is kept so a later stop can retry.
+    """
     launchers = launchers if launchers is not None else {}
     if paths.client_file.exists():
         try:
@@ -411,15 +424,24 @@ def stop_handles(
     by_launcher: dict[str, list[LaunchHandle]] = {}
     for handle in handles:
         by_launcher.setdefault(handle.launcher, []).append(handle)
+    problems = []
     for name, group in by_launcher.items():
-        launcher = launchers.get(name)
-        if launcher is None:
-            with contextlib.suppress(PxclusterError):
-                launcher = make_launcher(name, paths, load_launcher_config(paths.config_file, name))
-        if launcher is not None:
+        try:
+            launcher = launchers.get(name) or make_launcher(
+                name, paths, load_launcher_config(paths.config_file, name)
+            )
             launcher.stop(group, max(1.0, deadline - time.monotonic()))
+        except (PxclusterError, ValueError) as exc:
+            problems.append(f"{name}: {exc}")
+    kept = (paths.cluster_file,) if problems else ()
     for path in (paths.cluster_file, paths.client_file, paths.engine_file):
-        path.unlink(missing_ok=True)
+        if path not in kept:
+            path.unlink(missing_ok=True)
+    if problems:
+        raise LauncherError(
+            "could not stop everything: " + "; ".join(problems) + f". The record stays in "
+            f"{paths.cluster_file}: `pxcluster stop` again once that is fixed"
+        )
 
 
 def stop_profile(paths: ProfilePaths, timeout: float = 10.0) -> ClusterRecord | None:
