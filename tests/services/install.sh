@@ -17,7 +17,7 @@ prefix=${PXTEST_SERVICES_PREFIX:-/opt/pxcluster-test}
 packages=(openssh-server openssh-client munge slurmctld slurmd slurm-client
           gridengine-master gridengine-exec gridengine-client
           libslurm-perl libslurmdb-perl libswitch-perl
-          chromium iproute2 util-linux procps tmux)
+          chromium iproute2 util-linux procps tmux curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
