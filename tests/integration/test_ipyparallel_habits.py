@@ -491,3 +491,19 @@ def test_wrapped_main_functions_see_the_engine_namespace_too(mec, tc):
     assert tc.map(dumped, [1, 2]) == ["11", "12"]
     remote_add = mec.remote()(add)
     assert remote_add(5) == [15, 15, 15]
+
+
+def test_calls_after_the_controller_died_say_how_to_take_over(tmp_path):
+    import signal
+
+    from pxcluster.client import ConnectionLost
+    from pxcluster.testing import leftover_processes, wait_for
+
+    with cluster_in(tmp_path / "own", n=1) as own:
+        mec = own.client(timeout=T)
+        pid = own.controller_pid
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not leftover_processes([pid]), T, message="the controller to go")
+        with pytest.raises(ConnectionLost) as info:
+            mec.execute("1", timeout=T)  # sent into a dropped link, or refused: at once
+        assert f"pxcontroller --profile-dir {own.paths.dir}" in str(info.value)

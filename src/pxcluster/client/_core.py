@@ -66,6 +66,8 @@ class ClientCore:
 
     def __init__(self, connection: ClientConnection, timeout: float = 10.0) -> None:
         self.connection = connection
+        #: How the commands name this cluster's profile (for messages that suggest one).
+        self.profile_flag = f"--profile {connection.profile}"
         self._tunnel: SshTunnel | None = None  # the SSH tunnel the connection goes through
         self._signer = Signer(connection.key)
         self._guard = ReplayGuard()
@@ -138,6 +140,8 @@ class ClientCore:
                 tunnel.close()
                 raise
             core._tunnel = tunnel
+        if profile_dir is not None:
+            core.profile_flag = f"--profile-dir {profile_dir}"
         weakref.finalize(owner, core.close)  # an unclosed client leaks no thread or socket
         return core
 
@@ -175,7 +179,7 @@ class ClientCore:
             if down is not None:
                 raise ConnectionLost(
                     f"the controller at {self.connection.url} has been unreachable for "
-                    f"{time.monotonic() - down:.1f} s"
+                    f"{time.monotonic() - down:.1f} s; {self._takeover_hint()}"
                 )
             for msg_id in pending.msg_ids:
                 self._pending[msg_id] = pending
@@ -292,7 +296,11 @@ class ClientCore:
         if event == "disconnected":
             with self._send_lock:
                 self._link_down_since = time.monotonic()
-            self._fail_all(ConnectionLost(f"lost the controller at {self.connection.url}"))
+            self._fail_all(
+                ConnectionLost(
+                    f"lost the controller at {self.connection.url}; {self._takeover_hint()}"
+                )
+            )
         elif event == "connected" and self._link_down_since is not None:
             with self._send_lock:
                 self._link_down_since = None
@@ -306,6 +314,14 @@ class ClientCore:
             self._pending[msg.id] = pending
             pending.add_done_callback(self._forget)
             dealer.send(encode(msg, self._signer))
+
+    def _takeover_hint(self) -> str:
+        """What to do when the controller is gone: this client reconnects by itself to a
+        controller that takes over in its place, engines and namespaces included."""
+        return (
+            "this client reconnects by itself when it is back; if it was killed, "
+            f"`pxcontroller {self.profile_flag}` takes over with its engines"
+        )
 
     def _reconnected(self, done: concurrent.futures.Future[Message]) -> None:
         if done.exception() is None:
