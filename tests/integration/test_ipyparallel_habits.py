@@ -507,3 +507,13 @@ def test_calls_after_the_controller_died_say_how_to_take_over(tmp_path):
         with pytest.raises(ConnectionLost) as info:
             mec.execute("1", timeout=T)  # sent into a dropped link, or refused: at once
         assert f"pxcontroller --profile-dir {own.paths.dir}" in str(info.value)
+
+
+def test_progress_is_one_line_when_stderr_is_not_a_terminal(mec, tc, capsys):
+    assert mec.map(abs, range(-20, 0), progress=True) == list(range(20, 0, -1))
+    tc.barrier([tc.run(MapTask(abs, (-1,))) for _ in range(3)], timeout=T, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err  # no bar redrawn into a log
+    lines = err.splitlines()
+    assert lines[0].startswith("map: 20/20 items in ")
+    assert lines[1].startswith("tasks: 3/3 tasks in ")

@@ -44,7 +44,42 @@ def progress_bar(total: int, desc: str, unit: str = "it", delay: float = 0.0) ->
     options: dict[str, Any] = {"total": total, "desc": desc, "unit": unit, "delay": delay}
     if in_jupyter_kernel() and importlib.util.find_spec("ipywidgets") is not None:
         return _widget_bar(options)
+    if not in_jupyter_kernel() and not _is_terminal(sys.stderr):
+        return LogLine(total, desc, unit)  # a log or a pipe: one line, no redrawn bar
     return tqdm(file=sys.stderr, **options)
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty()) if callable(isatty) else False
+
+
+class LogLine:
+    """A progress "bar" for output that is not a terminal (a log file, a pipe, CI): it
+    counts like tqdm and writes one line when closed, instead of a bar redrawn with
+    carriage returns that a log would keep as one long garbled line."""
+
+    def __init__(self, total: int, desc: str, unit: str) -> None:
+        self.n = 0
+        self.total = total
+        self.desc = desc
+        self.unit = unit
+        self._began = time.monotonic()
+        self._closed = False
+
+    def update(self, count: int = 1) -> None:
+        self.n += count
+
+    def write(self, text: str, file: Any = None) -> None:
+        (file or sys.stderr).write(text + "\n")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        seconds = time.monotonic() - self._began
+        sys.stderr.write(f"{self.desc}: {self.n}/{self.total} {self.unit}s in {seconds:.1f} s\n")
+        sys.stderr.flush()
 
 
 def _widget_bar(options: dict[str, Any]) -> Any:
