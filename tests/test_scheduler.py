@@ -155,3 +155,33 @@ def test_placing_a_task_does_not_scan_the_engines():
         assert len(sched.assign()) == 20
         looked[engines] = CountingBuckets.lookups
     assert looked[10_000] == looked[10] == 20
+
+
+def test_the_hub_keeps_the_schedulers_loads_equal_to_the_engines_queues(make_hub):
+    """Loads are counted as requests come and go (no scan), so every path that adds or
+    answers a request must report it: MultiEngine requests, tasks, control requests (not
+    counted), replies, an engine's death."""
+    from pxcluster.wire import Message, MsgType
+
+    hub = make_hub(heartbeat_timeout=3.0, task_prefetch=2)
+    for i in range(3):
+        hub.engine_message(b"e%d" % i, Message(MsgType.REGISTER, f"r{i}", {"pid": 1}))
+
+    def agree():
+        return all(hub.scheduler.load(e) == rec.queue_length() for e, rec in hub.engines.items())
+
+    hub.client_message(b"c", Message(MsgType.EXECUTE, "c-1", {"code": "1"}, targets=[0, 1]))
+    hub.client_message(b"c", Message(MsgType.INTERRUPT, "c-2", {}, targets=[0]))
+    for i in range(5):
+        hub.client_message(b"c", Message(MsgType.TASK, f"c-t{i}", {}, header=b"T"))
+    assert agree()
+    assert hub.scheduler.load(2) == 2  # the idle engine took tasks first
+    hub.engine_message(b"e0", Message(MsgType.REPLY, "e0-1", parent="c-1"))
+    hub.engine_message(b"e0", Message(MsgType.REPLY, "e0-2", parent="c-2"))
+    assert agree()
+    for task_id in [t for t, p in hub.engines[2].outstanding.items() if p.type == MsgType.TASK]:
+        hub.engine_message(b"e2", Message(MsgType.REPLY, f"e2-{task_id}", parent=task_id))
+    assert agree()
+    hub.remove_engine(1, "test")
+    assert agree()
+    assert hub.scheduler.load(1) == 0
