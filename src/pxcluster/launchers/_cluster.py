@@ -410,8 +410,8 @@ def stop_handles(
     processes are gone (cancelling their jobs); removes the profile's run files.
 
     Raises:
-        LauncherError: a launcher could not stop its processes (a cancel command missing
-            or refused); the record (pid/cluster.json) is kept so a later stop can retry.
+        LauncherError: a launcher could not stop its processes (its cancel command is
+            missing here); the record (pid/cluster.json) is kept so a later stop can retry.
     """
     launchers = launchers if launchers is not None else {}
     if paths.client_file.exists():
