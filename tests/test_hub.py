@@ -299,3 +299,27 @@ def test_an_interrupt_is_aimed_at_what_runs_and_escalated_when_unanswered(make_h
     reply(hub, b"e0", "c-4")
     clock.now += 5
     assert hub.overdue_interrupts() == []
+
+
+def test_many_engines_stretch_the_ping_period_but_a_silent_one_still_dies_in_time(make_hub):
+    from pxcluster.controller._hub import PINGS_PER_SECOND
+
+    clock = Clock()
+    hub = make_hub(heartbeat_timeout=3.0, clock=clock, heartbeat_period=0.5)
+    register(hub, b"e0")
+    assert (hub.beat_period(), hub.misses_allowed) == (0.5, 6)
+    for i in range(1, int(1.5 * PINGS_PER_SECOND)):
+        register(hub, b"e%d" % i)
+    assert (hub.beat_period(), hub.misses_allowed) == (1.0, 3)  # capped at timeout / 3
+    dead_at = None
+    for beat in range(1, 10):
+        clock.now += hub.beat_period()
+        ping = hub.next_ping()
+        for identity in [b"e%d" % i for i in range(1, len(hub.engines))]:
+            hub.heartbeat(identity, ping)  # all answer but e0
+        hub.check_liveness()
+        if 0 not in hub.engines:
+            dead_at = beat
+            break
+    assert dead_at is not None and dead_at * 1.0 <= 3.0 + 2 * 1.0
+    assert len(hub.engines) == int(1.5 * PINGS_PER_SECOND) - 1

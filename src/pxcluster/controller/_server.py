@@ -286,7 +286,6 @@ class ControllerServer:
                 "its engines and clients reconnect here",
                 self.took_over_from,
             )
-        period = self.config.heartbeat_period
         poller = Poller([self.clients, self.engines, self._pong])
         next_beat = next_flush = time.monotonic()
         clean = False
@@ -302,7 +301,7 @@ class ControllerServer:
                         next_flush = now + _FLUSH_PERIOD
                         self.store.flush()  # batched; never raises (a failing disk waits)
                     if now >= next_beat:
-                        next_beat = now + period
+                        next_beat = now + self.hub.beat_period()  # longer for many engines
                         self._drain(self._pong, limit=None)  # count every pong that came in
                         self._send_all(self.hub.check_liveness())
                         self._ping.send([self.hub.next_ping()])
