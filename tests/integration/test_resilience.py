@@ -225,9 +225,18 @@ def test_engines_that_die_are_relaunched_a_bounded_number_of_times(tmp_path):
     with cluster:
         mec = cluster.client()
         pids = list(cluster.engine_pids)
-        os.kill(cluster.engine_pids[1], signal.SIGKILL)
-        wait_for(lambda: mec.get_ids() == [0, 2], timeout=30,
-                 message="a new engine (new id) in the dead one's place")
+        victim = int(mec[1].execute("import os; os.getpid()", timeout=10)[0]["display"])
+        os.kill(victim, signal.SIGKILL)  # engine 1 (launch order is not id order)
+        seen = []
+
+        def replaced():
+            seen.append(mec.get_ids())
+            return seen[-1] == [0, 2]
+
+        try:
+            wait_for(replaced, timeout=30, message="a new engine (new id) in the dead one's place")
+        except TimeoutError:
+            raise AssertionError(f"engines seen: {seen[-3:]}") from None
         assert mec[2].execute("1 + 1", timeout=10)[0]["display"] == "2"
         (_, new), = cluster.keeper.relaunched
         pids.append(new.pid)
