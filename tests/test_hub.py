@@ -321,5 +321,6 @@ def test_many_engines_stretch_the_ping_period_but_a_silent_one_still_dies_in_tim
         if 0 not in hub.engines:
             dead_at = beat
             break
-    assert dead_at is not None and dead_at * 1.0 <= 3.0 + 2 * 1.0
+    assert dead_at is not None
+    assert dead_at * 1.0 <= 3.0 + 2 * 1.0  # within the timeout and two periods
     assert len(hub.engines) == int(1.5 * PINGS_PER_SECOND) - 1
