@@ -22,6 +22,7 @@ def px(tmp_path, monkeypatch, cluster2):
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     monkeypatch.setattr(sys, "displayhook", sys.displayhook)
+    monkeypatch.delattr(sys, "last_value", raising=False)  # an earlier test's error
     config = Config()
     config.HistoryManager.hist_file = ":memory:"
     config.InteractiveShell.colors = "nocolor"

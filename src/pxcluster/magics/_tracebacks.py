@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import sys
+import weakref
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
@@ -45,8 +46,8 @@ _EXCEPTION = re.compile(
 _ENGINE = re.compile(r"^(?P<label>\[\d+:\w+\]:)(?P<rest>.*)$")
 _HEADLINE = "Traceback (most recent call last):"
 
-#: The last remote error a cell ended with (``%pxtb`` shows it again, all engines).
-_last_error: list[BaseException] = []
+#: The last remote error a cell of each shell ended with (``%pxtb`` shows it again).
+_last_error: weakref.WeakKeyDictionary[Any, BaseException] = weakref.WeakKeyDictionary()
 
 
 def show_remote_error(
@@ -62,7 +63,7 @@ def show_remote_error(
         sys.last_exc = value
     lines: list[str]
     if isinstance(value, CompositeError | RemoteError):
-        _last_error[:] = [value]
+        _last_error[shell] = value
         lines = error_lines(value)
     else:
         render = getattr(value, "_render_traceback_", None)
@@ -110,7 +111,9 @@ def show_all_tracebacks(shell: Any, line: str) -> None:
         engines = [int(word) for word in line.replace(",", " ").split()]
     except ValueError:
         raise UsageError(f"%pxtb takes engine ids (%pxtb 0 2), not {line!r}") from None
-    error = _last_error[0] if _last_error else getattr(sys, "last_value", None)
+    error = _last_error.get(shell)
+    if error is None and isinstance(getattr(sys, "last_value", None), CompositeError | RemoteError):
+        error = sys.last_value  # shown by another handler than ours
     if error is None:
         raise UsageError("no remote error yet: %pxtb shows the engines' tracebacks of the last one")
     lines = coloured(all_traceback_lines(error, engines), theme_of(shell))
