@@ -76,3 +76,22 @@ def test_result_after_a_failure_shows_the_table_with_the_error(px):
     assert "[1:execute]" not in shown  # engine 1 did not fail
     _, captured = run(px, "%pxtb 1")
     assert "no traceback of engine(s) [1]" in captured.stdout + captured.stderr
+
+
+def test_group_outputs_default_is_configurable(px):
+    magics = px.magics_manager.registry["ParallelMagics"]
+    assert magics.group_outputs == "type"  # ipyparallel's default
+
+    result, captured = run(px, "%pxconfig --group-outputs engine")
+    assert result.success
+    assert "group_outputs=engine" in captured.stdout
+    assert magics.group_outputs == "engine"
+
+    assert run(px, "%config ParallelMagics.group_outputs = 'order'")[0].success
+    assert magics.group_outputs == "order"
+
+    result, captured = run(px, "%pxconfig --group-outputs colour")
+    assert not result.success
+    assert "give one of type, engine, order" in captured.stdout + captured.stderr
+    result, _ = run(px, "%%px --group-outputs engine\nprint('fine')")
+    assert result.success
