@@ -79,8 +79,9 @@ def test_page_shows_engines_tasks_errors_and_a_dead_engine(dashboard, browser):
     page.wait_for_selector('#tasks tr[data-status="ERROR"]', timeout=20_000)
     assert page.locator('#tasks tr[data-status="OK"]').count() >= 2  # the sleep, on each engine
     # the timeline drew a bar for each of the three finished requests
-    page.wait_for_function("Number(document.querySelector('#timeline').dataset.bars) >= 3",
-                           timeout=20_000)
+    # (polled from here: the page's CSP forbids the eval that wait_for_function would need)
+    wait_for(lambda: int(page.get_attribute("#timeline", "data-bars") or 0) >= 3, timeout=20,
+             message="three bars on the timeline")
     summary = page.locator("#errors details summary").first  # a locator: redrawn rows are
     summary.wait_for(timeout=20_000)  # found again at each use
     assert "engine 0 EXECUTE: ZeroDivisionError: division by zero" in summary.inner_text()
@@ -96,7 +97,7 @@ def test_page_shows_engines_tasks_errors_and_a_dead_engine(dashboard, browser):
     assert page.locator('#engines tr[data-state="idle"]').count() == 1
     shot = os.environ.get("PXCLUSTER_SCREENSHOT")
     if shot:
-        page.wait_for_function("Number(document.body.dataset.updates) > 3")
+        wait_for(lambda: int(page.get_attribute("body", "data-updates") or 0) > 3, timeout=20)
         page.screenshot(path=shot, full_page=True)
     assert "waiting" in page.inner_text("#throughput-chart")  # the chart's second series
     assert script_errors == []
