@@ -24,6 +24,9 @@ from pxcluster.profile import _config
 CLI_MARK = "<!-- generated: cli-reference -->"
 CONFIG_MARK = "<!-- generated: config-reference -->"
 BENCH_MARK = "<!-- generated: benchmark-table -->"
+#: ``<!-- generated: readme "TITLE" -->``: the README's section of that title (its ``##``
+#: heading left out, its ``###`` headings made ``##``), so a page and the README say the same.
+README_MARK = re.compile(r'<!-- generated: readme "([^"]+)" -->')
 ROOT = Path(__file__).resolve().parent.parent.parent
 #: Folders outside docs/src whose files the site serves as they are (the README's screenshot).
 SHARED_ASSETS = ("docs/screens",)
@@ -121,6 +124,16 @@ def benchmark_table() -> str:
     return re.sub(r"\[([^\]]+)\]\((?!https?:)[^)]+\)", r"`benchmarks/results/\1`", text)
 
 
+def readme_section(title: str) -> str:
+    """The README's ``## TITLE`` section, links to repository files made plain text."""
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    if match is None:
+        raise ValueError(f"README.md has no section '## {title}'")
+    body = re.sub(r"^### ", "## ", match[1], flags=re.M)
+    return re.sub(r"\[([^\]]+)\]\((?!https?:|#)[^)]+\)", r"\1", body)
+
+
 def on_files(files: Files, config: Any) -> Files:
     for folder in SHARED_ASSETS:
         for path in sorted((ROOT / folder).glob("*.png")):
@@ -134,6 +147,7 @@ def on_page_markdown(markdown: str, **kwargs: Any) -> str:
         markdown = markdown.replace(CLI_MARK, cli_reference())
     if CONFIG_MARK in markdown:
         markdown = markdown.replace(CONFIG_MARK, config_reference())
+    markdown = README_MARK.sub(lambda m: readme_section(m[1]), markdown)
     if BENCH_MARK in markdown:
         markdown = markdown.replace(BENCH_MARK, benchmark_table())
     return markdown

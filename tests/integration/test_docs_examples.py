@@ -7,7 +7,10 @@ profile, as a reader who followed "Getting started" has. Blocks run by their lan
 PATH), ``ipython`` as cells of a real IPython shell, ``toml`` through ``load_config`` (so
 every setting shown is one pxcluster accepts). Other blocks (``text``, ``console``) are
 output, not run. A block preceded by ``<!-- docs-test: skip REASON -->`` is not run; the
-reason is mandatory and says where that behaviour is tested instead.
+reason is mandatory and says where that behaviour is tested instead. A block marked
+``<!-- docs-test: fails -->`` shows an error: it must fail. Sections a page takes from the
+README at build time (``<!-- generated: readme "TITLE" -->``) are prose and tables; the
+README's own examples are run by the tests its sections name.
 """
 
 import contextlib
