@@ -29,6 +29,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+import pxcluster
+
 HOSTNAME = "pxhost1"
 
 
@@ -118,6 +120,10 @@ def _remove_stale() -> None:
             subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
 
 
+def _under(path: Path, *roots: str) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
+
+
 @contextlib.contextmanager
 def namespace_host(hostname: str) -> Iterator[NamespaceHost]:
     """Make a host; remove it (and everything running there) on exit."""
@@ -139,15 +145,21 @@ def namespace_host(hostname: str) -> Iterator[NamespaceHost]:
         _ip("link", "set", inside, "up", netns=netns)
         _ip("link", "set", "lo", "up", netns=netns)
         ready = Path(f"/run/{netns}.ready")
-        # The Python installation stays visible where it lives (pyenv keeps it in /root),
-        # as on a node where Python is installed; nothing else of this home is.
-        keep = [p for p in {Path(sys.base_prefix).resolve()} if p.is_relative_to("/root")]
-        hide = ["mount -t tmpfs tmpfs /dev/shm", "mount -t tmpfs tmpfs /tmp"]
-        for i, path in enumerate(keep):
-            hide.append(f"mkdir /tmp/.keep{i} && mount --bind {path} /tmp/.keep{i}")
-        hide.append("mount -t tmpfs tmpfs /root")
-        for i, path in enumerate(keep):
-            hide.append(f"mkdir -p {path} && mount --bind /tmp/.keep{i} {path}")
+        # Python and pxcluster stay visible where they are installed (pyenv keeps Python in
+        # /root; a checkout and its venv may live in /tmp), as on a node where both are
+        # installed; nothing else of /tmp or this home is.
+        installed = {Path(sys.base_prefix), Path(sys.prefix), Path(pxcluster.__file__).parent}
+        keep = sorted({p.resolve() for p in installed if _under(p.resolve(), "/root", "/tmp")})
+        staging = Path(f"/run/{netns}.keep")
+        hide = [
+            f"mkdir -p {staging}/{i} && mount --bind {path} {staging}/{i}"
+            for i, path in enumerate(keep)
+        ]
+        hide += [f"mount -t tmpfs tmpfs {d}" for d in ("/dev/shm", "/tmp", "/root")]
+        hide += [
+            f"mkdir -p {path} && mount --bind {staging}/{i} {path}"
+            for i, path in enumerate(keep)
+        ]
         script = " && ".join([*hide, f"hostname {hostname}", f"touch {ready}", "exec sleep 86400"])
         init = subprocess.Popen(
             ["ip", "netns", "exec", netns, "unshare", "--mount", "--uts",
@@ -171,6 +183,7 @@ def namespace_host(hostname: str) -> Iterator[NamespaceHost]:
             init.kill()
             init.wait(timeout=30)
         subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
+        shutil.rmtree(f"/run/{netns}.keep", ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
