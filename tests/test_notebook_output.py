@@ -7,6 +7,7 @@ on the HTML and text the code produces, so that a regression names its function.
 import io
 import re
 
+import IPython
 import pytest
 
 from pxcluster import CompositeError, RemoteError
@@ -201,6 +202,9 @@ def test_tracebacks_are_coloured_by_ipythons_theme_only_when_asked():
     lines = error_lines(composite())
     assert coloured(lines, "nocolor") == lines
     neutral = coloured(lines, "neutral")
+    if IPython.version_info < (9,):  # IPython 8 (Python 3.10) has no themes: plain text
+        assert neutral == lines
+        return
     assert [ANSI.sub("", line) for line in neutral] == lines
     assert sum("\x1b[" in line for line in neutral) >= 6
     # the exception's name, and the last frame (emphasised) differ from the plain text

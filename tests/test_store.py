@@ -31,6 +31,7 @@ def test_retention_keeps_the_newest_records(tmp_path):
     assert store.stats()["records"] <= 100
     assert store.get("t249") is not None
     assert store.get("t0") is None
+    store.close()
 
 
 def test_result_over_the_cap_keeps_only_the_status(tmp_path):
@@ -39,6 +40,7 @@ def test_result_over_the_cap_keeps_only_the_status(tmp_path):
     store.add(big)
     store.flush()
     assert store.get("big").frames is None
+    store.close()
 
 
 def test_clear_session_forgets_only_that_session(tmp_path):
@@ -49,6 +51,7 @@ def test_clear_session_forgets_only_that_session(tmp_path):
     assert store.clear_session("mine") == 5
     assert store.get("t0") is None
     assert store.get("t9") is not None
+    store.close()
 
 
 class FakeClock:
