@@ -74,6 +74,9 @@ _RECEIVE_LIMIT = 20_000
 #: again on an idle tick (and seconds between two such times at least).
 _TRIM_AFTER = 10_000
 _TRIM_PERIOD = 10.0
+#: Client and engine messages in one beat period that still count as idle (a dashboard's
+#: polls, an occasional call), for giving memory back.
+_QUIET_REQUESTS = 10
 #: Error answers to dropped client messages sent per second at most (see ``_refuse``).
 _REFUSALS_PER_SECOND = 100
 #: Bytes a heartbeat message may have (an engine's identity and a ping's number).
@@ -149,6 +152,9 @@ class ControllerServer:
         #: a peer sends.
         self.drops = DropLog(log)
         self._handled = 0  # messages read since memory was last given back
+        #: Client and engine messages read (heartbeats not counted), and their count at the
+        #: latest beat: how many came during the last beat period tells whether it was quiet.
+        self._requests = self._requests_at_beat = 0
         self._refusals_left, self._refusals_reset = _REFUSALS_PER_SECOND, 0.0
         self.hub.host = host_key()
         #: Ends an engine that does not answer a kill (C code holding the GIL); returns how
@@ -383,10 +389,16 @@ class ControllerServer:
         return "killed by the controller (it did not answer its kill)"
 
     def _maybe_give_back_memory(self, now: float) -> None:
-        """After a burst (many messages) and once idle (no task in flight), return the
-        heap's free pages to the system, at most every ``_TRIM_PERIOD`` seconds."""
+        """After a burst (many messages) and once idle (no task in flight, and at most
+        ``_QUIET_REQUESTS`` client or engine messages in the last beat period), return the
+        heap's free pages to the system, at most every ``_TRIM_PERIOD`` seconds. Not while
+        requests flow: the collection and trim take 10-40 ms, which the requests of that
+        moment would wait for."""
+        quiet = self._requests - self._requests_at_beat <= _QUIET_REQUESTS
+        self._requests_at_beat = self._requests
         if (
-            self._handled >= _TRIM_AFTER
+            quiet
+            and self._handled >= _TRIM_AFTER
             and now - self._trimmed_at >= _TRIM_PERIOD
             and not self.hub.tasks.scheduler.tasks
         ):
@@ -411,6 +423,8 @@ class ControllerServer:
             else:
                 self._from_engine(frames)
         self._handled += taken
+        if chan is not self._pong:
+            self._requests += taken
 
     def _from_client(self, frames: list[Buffer]) -> None:
         self._receive(

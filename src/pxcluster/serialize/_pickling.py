@@ -74,18 +74,31 @@ def _source_span(code: types.CodeType) -> tuple[int, list[str]]:
     return first, lines[first - 1 : _last_line(code)]
 
 
+#: Files of code received that exist here (``linecache`` reads those itself): one ``stat``
+#: per file, not one per function received.
+_ON_DISK: set[str] = set()
+
+
 def _remember_source(filename: str, first: int, lines: list[str]) -> None:
     """Put ``lines`` (starting at line ``first``) in ``linecache`` under ``filename``.
 
     A file that exists here is left to ``linecache`` itself. An entry made here before (or by
     an interactive shell: no modification time) is extended, so functions from one notebook
     cell or module sent one by one add up.
+
+    Runs once per function unpickled (every task and apply): a function sent again finds
+    its lines in place, and a file found here once is not looked up on disk again.
     """
-    if os.path.isfile(filename):
+    if filename in _ON_DISK:
         return
     entry = linecache.cache.get(filename)
-    known: list[str] = list(entry[2]) if entry is not None and len(entry) == 4 else []
     end = first - 1 + len(lines)
+    if entry is not None and len(entry) == 4 and entry[2][first - 1 : end] == lines:
+        return  # the same lines are there already (the same function, sent again)
+    if os.path.isfile(filename):
+        _ON_DISK.add(filename)
+        return
+    known: list[str] = list(entry[2]) if entry is not None and len(entry) == 4 else []
     if len(known) < end:
         known.extend("\n" for _ in range(end - len(known)))
     known[first - 1 : end] = lines
