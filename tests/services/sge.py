@@ -19,11 +19,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pxcluster.testing import wait_for
 
 SGE_ROOT = "/var/lib/gridengine"
 QMASTER_PID = Path("/var/spool/gridengine/qmaster/qmaster.pid")
@@ -89,24 +90,15 @@ def _alive(pidfile: Path) -> int:
     return pid
 
 
-def _wait(what: str, check: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} was not ready within {timeout} s")
-
-
 def _stop(pidfile: Path, timeout: float = 15.0) -> None:
     pid = _alive(pidfile)
     if not pid:
         return
     os.kill(pid, 15)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pidfile):
-        time.sleep(0.2)
-    if _alive(pidfile):
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: not _alive(pidfile), timeout, interval=0.2, message=f"{pidfile} gone")
+        return
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, 9)
 
 
@@ -139,7 +131,9 @@ def running_sge() -> Iterator[SgeService]:
             aliases.write_text(f"localhost {socket.gethostname()}\n")
             subprocess.run([str(qmaster)], check=True, timeout=60)
             started.append(QMASTER_PID)
-        _wait("sge_qmaster", lambda: service.run("qconf", "-sh", check=False) != "", 30)
+        wait_for(
+            lambda: service.run("qconf", "-sh", check=False) != "", 30, 0.2, "sge_qmaster"
+        )
         subprocess.run(
             ["bash", "-c", CONFIGURE, "configure", str(work)],
             check=True,
@@ -156,7 +150,7 @@ def running_sge() -> Iterator[SgeService]:
             # a sixth column holds alarm/unknown/disabled states: the queue takes no jobs
             return bool(lines) and (len(lines[0]) == 5 or not set("uadE") & set(lines[0][5]))
 
-        _wait("the all.q@localhost queue", queue_up, 30)
+        wait_for(queue_up, 30, 0.2, "the all.q@localhost queue")
         yield service
     finally:
         left = service.jobs()

@@ -19,11 +19,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from pxcluster.testing import wait_for
 
 INSTALL_HINT = "run tests/services/install.sh (as root) to install Slurm and munge"
 
@@ -66,14 +67,20 @@ def _require(*programs: str) -> None:
         pytest.fail(f"{', '.join(missing)} not installed: {INSTALL_HINT}", pytrace=False)
 
 
-def _wait(what: str, check: object, timeout: float, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-    raise RuntimeError(f"{what} did not come up within {timeout} s\n{tail}")
+def _wait(what: str, check: Callable[[], object], timeout: float, log: Path | None = None) -> None:
+    try:
+        wait_for(check, timeout, interval=0.1, message=what)
+    except TimeoutError:
+        tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+        raise RuntimeError(f"{what} did not come up within {timeout} s\n{tail}") from None
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def _stop_pidfile(pidfile: Path, timeout: float = 10.0) -> None:
@@ -85,13 +92,9 @@ def _stop_pidfile(pidfile: Path, timeout: float = 10.0) -> None:
         os.kill(pid, 15)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: _gone(pid), timeout, interval=0.1, message=f"pid {pid} to exit")
+        return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, 9)
 
