@@ -214,6 +214,11 @@ class Hub:
     def engine_ids(self) -> list[int]:
         return sorted(self.engines)
 
+    def engine_of(self, identity: bytes) -> EngineRecord | None:
+        """The live engine whose routing identity is ``identity``, or None."""
+        engine_id = self._by_identity.get(identity)
+        return None if engine_id is None else self.engines.get(engine_id)
+
     def _task_dispatched(self, engine_id: int, task_id: str, client: bytes) -> None:
         self.engines[engine_id].outstanding[task_id] = Pending(client, MsgType.TASK, self._clock())
 

@@ -89,8 +89,12 @@ class Engine:
         controller_timeout: float = 30.0,
         requested_id: int = -1,
         rejoin_when_declared_dead: bool = True,
+        heartbeat_urls: tuple[str, str] | None = None,
     ) -> None:
         self.connection = connection
+        #: (ping, pong) URLs to echo heartbeats on, instead of the controller's ports: a
+        #: per-host relay's (``pxengine --relay``), which pings its engines itself.
+        self._heartbeat_urls = heartbeat_urls
         self.controller_timeout = controller_timeout
         self.id = -1
         # The id to ask for at the first registration (an MPI rank); granted when free.
@@ -478,7 +482,9 @@ class Engine:
             # first registration, or a restarted controller on other heartbeat ports (an
             # echo on the old ports idles: nothing answers there)
             host = self.connection.url.rsplit(":", 1)[0]
-            HeartbeatEcho(f"{host}:{ping}", f"{host}:{pong}", self.identity, self._curve).start()
+            urls = self._heartbeat_urls or (f"{host}:{ping}", f"{host}:{pong}")
+            if self._echo_ports is None or self._heartbeat_urls is None:
+                HeartbeatEcho(*urls, self.identity, self._curve).start()
             self._echo_ports = (ping, pong)
         self._registered.set()
         self._lost_since = None
