@@ -14,7 +14,7 @@ PACKAGE = Path(pxcluster.__file__).parent
 LAYERS = {
     "_errors": 0, "_buffers": 0, "wire": 0, "serialize": 0, "profile": 0,
     "transport": 1,
-    "controller": 2, "engine": 2, "client": 2,
+    "controller": 2, "engine": 2, "client": 2, "relay": 2,
     "launchers": 3, "monitor": 3, "kernelclient": 3,
     "testing": 4, "magics": 4, "dashboard": 4, "cli": 5,
 }

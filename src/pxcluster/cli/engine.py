@@ -20,6 +20,7 @@ from pxcluster.profile import (
     engine_connection_from_json,
     read_engine_connection,
 )
+from pxcluster.relay import RelayAddresses
 
 
 def parser() -> argparse.ArgumentParser:
@@ -53,6 +54,14 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="exit after this many seconds without a controller (default 30)",
+    )
+    p.add_argument(
+        "--relay",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="connect through the per-host relay listening in FOLDER (pxrelay --folder) "
+        "instead of to the controller directly",
     )
     p.add_argument(
         "--exit-when-declared-dead",
@@ -146,11 +155,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     requested = world.rank if world is not None else -1
     if requested >= 0:  # the rank is this engine's index in its launcher's job
         os.environ.setdefault(ARRAY_INDEX_ENV, str(requested))
+    heartbeat_urls = None
+    if args.relay is not None:  # the relay is local: no CurveZMQ on its Unix sockets
+        engine_url, ping_url, pong_url = RelayAddresses(args.relay).urls()
+        connection = dataclasses.replace(connection, url=engine_url, curve_serverkey="")
+        heartbeat_urls = (ping_url, pong_url)
     return Engine(
         connection,
         controller_timeout=timeout,
         requested_id=requested,
         rejoin_when_declared_dead=not args.exit_when_declared_dead,
+        heartbeat_urls=heartbeat_urls,
     ).run()
 
 

@@ -23,6 +23,7 @@ from pxcluster._errors import ContentMismatch, NoClusterRunning, RemoteProtocolE
 from pxcluster.controller._hub import KILL_GRACE, EngineRecord, Hub
 from pxcluster.controller._memory import give_back_memory
 from pxcluster.controller._outbound import Outbound
+from pxcluster.controller._relays import Relays
 from pxcluster.controller._store import RecordStore, Retention
 from pxcluster.profile import (
     ClientConnection,
@@ -45,6 +46,7 @@ from pxcluster.transport import (
     new_curve_keypair,
 )
 from pxcluster.wire import (
+    NOTE,
     DropLog,
     Message,
     MsgType,
@@ -54,9 +56,14 @@ from pxcluster.wire import (
     decode,
     encode,
     encode_raw,
+    fan_frames,
     new_key,
+    pack_note,
+    relayed_identity,
     reply_identity,
+    split_relayed,
     split_routing,
+    unpack_note,
 )
 
 log = logging.getLogger("pxcluster.controller")
@@ -157,6 +164,8 @@ class ControllerServer:
         self._requests = self._requests_at_beat = 0
         self._refusals_left, self._refusals_reset = _REFUSALS_PER_SECOND, 0.0
         self.hub.host = host_key()
+        #: Per-host relays (``pxrelay``): their engines are the hub's like any other.
+        self.relays = Relays(self.hub)
         #: Ends an engine that does not answer a kill (C code holding the GIL); returns how
         #: it did ("" if it could not). Local engines are signalled by pid; a launcher that
         #: holds handles to remote engines (``launchers/_launcher.py``) may set its own.
@@ -312,6 +321,7 @@ class ControllerServer:
                         self._send_all(self.hub.check_liveness())
                         self._ping.send([self.hub.next_ping()])
                         self._end_overdue_kills()
+                        self.relays.forget_silent()
                         self._maybe_give_back_memory(now)
                 except Exception:
                     # A bug, not a peer's doing (their messages are handled one by one
@@ -319,6 +329,8 @@ class ControllerServer:
                     self.drops.exception("loop", "the controller's loop survived an error")
             if self._stop_requested:
                 self._send_all(self.hub.shutdown_engines())
+            for relay in self.relays.records:  # after their engines' SHUTDOWNs
+                self._note(relay, pack_note("bye"))
             clean = True
         finally:
             log.info("controller stopping" if clean else "controller failed")
@@ -354,7 +366,12 @@ class ControllerServer:
 
     def _signal_local_engine(self, engine: EngineRecord, signum: int) -> bool:
         """Send ``signum`` to ``engine`` if it runs on this host and its pid is still an
-        engine's; False if it could not be (another host: its launcher must do it)."""
+        engine's, or ask its relay to (any host); False if it could not be (another host
+        without a relay: its launcher must do it)."""
+        relayed = split_relayed(engine.identity)
+        if relayed is not None:
+            relay, name = relayed
+            return self._note(relay, pack_note("signal", engine=name, signum=int(signum)))
         if not engine.host or engine.host != self.hub.host or engine.pid <= 0:
             log.warning(
                 "engine %d does not answer and runs on another host (%s): its launcher "
@@ -379,6 +396,16 @@ class ControllerServer:
         """SIGKILL ``engine`` if it runs on this host and its pid is still an engine."""
         if not self._signal_local_engine(engine, signal.SIGKILL):
             return ""
+        if split_relayed(engine.identity) is not None:
+            log.warning(
+                "engine %d (pid %d on %s) did not confirm its kill within %.0f s (C code "
+                "holding the GIL?): its relay killed it",
+                engine.id,
+                engine.pid,
+                engine.hostname,
+                KILL_GRACE,
+            )
+            return "killed by its relay (it did not answer its kill)"
         log.warning(
             "engine %d (pid %d) did not confirm its kill within %.0f s (C code holding the "
             "GIL?): killed it",
@@ -415,7 +442,12 @@ class ControllerServer:
             if chan is self._pong:
                 try:
                     payload = bytes(frames[1]) if len(frames) > 1 else b""
-                    self._send_all(self.hub.heartbeat(bytes(frames[0]), payload))
+                    sender = bytes(frames[0])
+                    relayed = self.relays.pong(sender, payload) if self.relays.records else None
+                    if relayed is not None:
+                        self._send_all(relayed)  # a relay's pong stands for its engines
+                    else:
+                        self._send_all(self.hub.heartbeat(sender, payload))
                 except Exception:
                     self.drops.exception("pong", "could not handle a heartbeat; dropped it")
             elif chan is self.clients:
@@ -432,6 +464,9 @@ class ControllerServer:
         )
 
     def _from_engine(self, frames: list[Buffer]) -> None:
+        if len(frames) == 3 and frames[1] == NOTE:
+            self._from_relay(bytes(frames[0]), frames[2])
+            return
         self._receive(
             frames, "engine", self._engine_signer, self._engine_guard, self.hub.engine_message
         )
@@ -467,13 +502,25 @@ class ControllerServer:
                 f"decode-{port}", "could not decode a message on the %s port", port
             )
             return
-        if len(routing) != 1:
+        if len(routing) == 1:
+            identity = reply_identity(routing[0])
+        elif (
+            len(routing) == 2
+            and port == "engine"
+            and len(routing[0]) <= 255
+            and 0 < len(routing[1]) <= 255
+        ):
+            # an engine behind a relay (``wire._relay``): named by both
+            identity = relayed_identity(routing[0], reply_identity(routing[1]))
+            if msg.type == MsgType.REGISTER:
+                self.relays.registered(routing[0], identity)
+        else:
             self.drops.warning(
                 f"routing-{port}", "dropped a %s message with %d routing frames", port, len(routing)
             )
             return
         try:
-            outbound = handle(reply_identity(routing[0]), msg)
+            outbound = handle(identity, msg)
         except Exception:
             self.drops.exception(
                 f"handle-{msg.type.name}",
@@ -483,6 +530,35 @@ class ControllerServer:
             )
             return
         self._send_all(outbound)
+
+    def _from_relay(self, relay: bytes, frame: Buffer) -> None:
+        """A note from a per-host relay (``wire._relay``): checked, never trusted further
+        than the engines behind that relay."""
+        try:
+            note = unpack_note(frame)
+        except RemoteProtocolError as exc:
+            self.drops.warning("relay-note", "dropped a relay note: %s", exc)
+            return
+        try:
+            if note["kind"] == "hello":
+                outbound, welcome = self.relays.hello(relay, note)
+                self._note(relay, pack_note("welcome", **welcome))
+                self._send_all(outbound)
+            elif note["kind"] == "gone":
+                self._send_all(self.relays.gone(relay, note["engines"], note["why"]))
+            else:
+                self.drops.warning("relay-kind", "dropped a %r note from a relay", note["kind"])
+        except Exception:
+            self.drops.exception("relay-handle", "could not handle a relay's note; dropped it")
+
+    def _note(self, relay: bytes, frames: list[bytes]) -> bool:
+        """Send a note to ``relay``; False if it is not connected."""
+        try:
+            self.engines.send([relay, *frames])
+        except ChannelClosed:
+            self.drops.info("relay-left", "a relay left before a note reached it")
+            return False
+        return True
 
     def _refuse_unverified(self, frames: list[Buffer]) -> None:
         """Tell a client its message failed verification, so its call fails instead of hanging.
@@ -531,6 +607,9 @@ class ControllerServer:
     def _send_all(self, outbound: list[Outbound]) -> None:
         previous: Outbound | None = None
         frames: list[Buffer] = []
+        #: engines behind relays that the current message goes to, by relay: sent as one
+        #: message per relay once the next message (or the end) comes
+        fans: dict[bytes, list[bytes]] = {}
         for out in outbound:
             if out.to == "client":
                 chan, signer = self.clients, self._client_signer
@@ -545,6 +624,9 @@ class ControllerServer:
                 and previous.header is out.header
                 and previous.buffers is out.buffers
             ):
+                if fans:
+                    self._send_fans(fans, frames)
+                    fans = {}
                 try:
                     if out.msg is not None:
                         frames = encode(out.msg, signer)
@@ -556,11 +638,31 @@ class ControllerServer:
             previous = out
             if not frames:
                 continue  # could not be encoded (logged above): never sent half-made
+            identity = out.identity
+            if identity[0] == 0 and out.to == "engine":  # zero: ZeroMQ's names, or relayed
+                relayed = split_relayed(identity)
+                if relayed is not None:
+                    fans.setdefault(relayed[0], []).append(relayed[1])
+                    continue
             try:
-                chan.send([out.identity, *frames])
+                chan.send([identity, *frames])
             except ChannelClosed:
                 if out.to == "client":
                     self.drops.info("client-left", "a client left before its reply; dropped it")
                     self.hub.client_gone(out.identity)
                 else:
                     self.drops.info("engine-left", "an engine left before a message reached it")
+        if fans:
+            self._send_fans(fans, frames)
+
+    def _send_fans(self, fans: dict[bytes, list[bytes]], frames: list[Buffer]) -> None:
+        """Send one message to engines behind relays: once per relay, which hands it to
+        each of its engines (a big push crosses the network once per host)."""
+        for relay, engines in fans.items():
+            try:
+                if len(engines) == 1:
+                    self.engines.send([relay, engines[0], *frames])
+                else:
+                    self.engines.send([relay, *fan_frames(engines, frames)])
+            except ChannelClosed:
+                self.drops.info("relay-left", "a relay left before a message reached it")

@@ -1,5 +1,13 @@
 """Transport layer: the only package that imports zmq. Sockets, bind/connect, polling."""
 
+from pxcluster.transport._forwarding import (
+    Frame,
+    bind_ipc,
+    frame_bytes,
+    frame_size,
+    recv_frames,
+    send_frames,
+)
 from pxcluster.transport._sockets import (
     Channel,
     ChannelClosed,
@@ -18,13 +26,19 @@ __all__ = [
     "Channel",
     "ChannelClosed",
     "Context",
+    "Frame",
     "HeartbeatEcho",
     "Monitor",
     "Poller",
     "SshTunnel",
     "bind",
+    "bind_ipc",
     "connect",
+    "frame_bytes",
+    "frame_size",
     "new_curve_keypair",
     "pipe",
     "read_remote_file",
+    "recv_frames",
+    "send_frames",
 ]
