@@ -17,6 +17,11 @@ engines, and measures from outside:
   N engines, beside the same with 2 simulated engines (so the growth with N shows).
 
 Every figure comes from the real controller process; the simulator's own CPU is not counted.
+
+``--relay``: each simulator process stands for one host and goes through a real per-host
+relay (``pxrelay``, started here, one per simulator process): the controller then holds
+three connections per relay instead of four per engine. The relays' own memory is reported
+beside (``relay_rss_mb``), as it is on the engines' hosts, not the controller's.
 """
 
 from __future__ import annotations
@@ -48,11 +53,29 @@ def cpu(proc: psutil.Process) -> float:
     return times.user + times.system
 
 
+def start_relay(engine_file: Path, folder: Path) -> subprocess.Popen[str]:
+    """A real ``pxrelay`` (no engines of its own) listening in ``folder``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pxcluster.cli.relay", "--file", str(engine_file),
+         "--folder", str(folder), "--log-level", "WARNING"],
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 def run_size(
-    n: int, idle_s: float, tasks: int, sockets: str, per_process: int, hb_timeout: float | None
+    n: int,
+    idle_s: float,
+    tasks: int,
+    sockets: str,
+    per_process: int,
+    hb_timeout: float | None,
+    relay: bool = False,
 ) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="pxscale-"))
-    figures: dict[str, Any] = {"engines": n, "sockets": sockets, "heartbeat_timeout": hb_timeout}
+    figures: dict[str, Any] = {
+        "engines": n, "sockets": sockets, "heartbeat_timeout": hb_timeout, "relays": relay
+    }
     args = ["--heartbeat-timeout", str(hb_timeout)] if hb_timeout else []
     with Cluster(
         0, profile="scale", profile_dir=root / "p", timeout=60, controller_args=args
@@ -64,14 +87,17 @@ def run_size(
         engine_file = ProfilePaths.for_profile("scale", root / "p").engine_file
         began = time.perf_counter()
         sizes = [min(per_process, n - i) for i in range(0, n, per_process)]
+        folders = [root / f"r{i}" for i in range(len(sizes))] if relay else []
+        relays = [start_relay(engine_file, folder) for folder in folders]
         sims = [
             subprocess.Popen(
                 [sys.executable, "-m", "pxcluster.testing._simulator", "--file",
-                 str(engine_file), "-n", str(size), "--sockets", sockets],
+                 str(engine_file), "-n", str(size), "--sockets", sockets,
+                 *(["--relay", str(folders[i])] if relay else [])],
                 stdout=subprocess.PIPE,
                 text=True,
             )
-            for size in sizes
+            for i, size in enumerate(sizes)
         ]
         figures["simulator_processes"] = len(sims)
         try:
@@ -119,6 +145,11 @@ def run_size(
             figures["gather_ms"] = round(1000 * (time.perf_counter() - t0), 2)
             figures["gather_ok"] = list(back) == list(range(n * 4))
             figures["controller_rss_mb"] = round(ctl.memory_info().rss / 2**20, 1)
+            figures["controller_fds"] = ctl.num_fds()
+            if relays:
+                figures["relay_rss_mb"] = [
+                    round(psutil.Process(r.pid).memory_info().rss / 2**20, 1) for r in relays
+                ]
             figures["memory_per_engine_kb"] = round(
                 (ctl.memory_info().rss - rss_before) / n / 1024, 1
             )
@@ -139,7 +170,7 @@ def run_size(
             t0 = time.perf_counter()
             cluster.stop(timeout=60)
             figures["stop_s"] = round(time.perf_counter() - t0, 2)
-            for sim in sims:
+            for sim in [*sims, *relays]:
                 try:
                     sim.wait(timeout=60)
                 except subprocess.TimeoutExpired:
@@ -159,6 +190,8 @@ def main() -> None:
                    help="simulated engines' connections: a real engine's four, or two")
     p.add_argument("--per-process", type=int, default=1000,
                    help="simulated engines per simulator process")
+    p.add_argument("--relay", action="store_true",
+                   help="each simulator process behind a real pxrelay (one per 'host')")
     p.add_argument("--heartbeat-timeout", type=float, default=None,
                    help="the controller's (default: its own, 3 s); simulators echo pings "
                    "from Python, late on a loaded machine")
@@ -168,7 +201,8 @@ def main() -> None:
     results = []
     for n in args.sizes:
         figures = run_size(
-            n, args.idle, args.tasks, args.sockets, args.per_process, args.heartbeat_timeout
+            n, args.idle, args.tasks, args.sockets, args.per_process, args.heartbeat_timeout,
+            args.relay,
         )
         print(json.dumps(figures), flush=True)
         results.append(figures)

@@ -27,6 +27,11 @@ real cluster's. ``sockets="lean"`` gives each engine one DEALER for requests and
 one for pongs, with one SUB for the whole process: half the file descriptors, for sizes
 whose four sockets per engine would pass the process's limit.
 
+Relays: with ``relay=`` (``--relay FOLDER``) the engines connect to a per-host relay
+(``pxrelay --folder FOLDER``) over IPC, as ``pxengine --relay`` does, and take their
+pings from it: the controller then holds the relay's three connections, not four per
+engine, which is how memory and file descriptors per engine are measured with relays.
+
 Run it as a process (``python -m pxcluster.testing._simulator --file engine.json -n 1000``):
 it prints one JSON line when every engine is registered (``{"registered": n, "seconds":
 t}``), serves until the controller shuts the engines down or it is signalled, and prints a
@@ -57,6 +62,7 @@ from pxcluster._errors import RemoteProtocolError
 from pxcluster.engine._handlers import RequestHandlers, error_reply
 from pxcluster.engine._tasks import TaskRefused
 from pxcluster.profile import EngineConnection, read_engine_connection
+from pxcluster.relay import RelayAddresses
 from pxcluster.serialize import host_key
 from pxcluster.transport import Channel, ChannelClosed, Context, Poller, connect
 from pxcluster.wire import (
@@ -126,6 +132,8 @@ class EngineSimulator:
             host's also makes them look remote (no shared memory with clients here), so
             payloads travel as bytes, as they do to engines on other hosts.
         sockets: ``"engine"`` (a real engine's four connections) or ``"lean"`` (two).
+        relay: connect through the per-host relay (``pxrelay``) listening there, as
+            ``pxengine --relay`` does, instead of to the controller directly.
     """
 
     def __init__(
@@ -134,12 +142,18 @@ class EngineSimulator:
         count: int,
         hostname: str | None = None,
         sockets: str = "engine",
+        relay: RelayAddresses | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("a simulator needs at least one engine")
         if sockets not in _SOCKETS_PER_ENGINE:
             raise ValueError(f"sockets must be one of {sorted(_SOCKETS_PER_ENGINE)}")
         self._faithful = sockets == "engine"
+        self._relay_urls = relay.urls() if relay is not None else None
+        if self._relay_urls is not None:  # the relay is local: no CurveZMQ to it
+            connection = dataclasses.replace(
+                connection, url=self._relay_urls[0], curve_serverkey=""
+            )
         self.connection = connection
         self.count = count
         self._hostname = hostname or socket.gethostname()
@@ -301,14 +315,15 @@ class EngineSimulator:
         engine.id = engine_id
         engine.registered_at = time.monotonic()
         host = self.connection.url.rsplit(":", 1)[0]
+        ping_url, pong_url = f"{host}:{ping}", f"{host}:{pong}"
+        if self._relay_urls is not None:  # the relay pings its engines itself
+            ping_url, pong_url = self._relay_urls[1:]
         if engine.pong is None:
-            engine.pong = connect(
-                self._ctx, "dealer", f"{host}:{pong}", engine.identity, self._curve
-            )
+            engine.pong = connect(self._ctx, "dealer", pong_url, engine.identity, self._curve)
         if self._faithful and engine.pings is None:
-            engine.pings = connect(self._ctx, "sub", f"{host}:{ping}", None, self._curve)
+            engine.pings = connect(self._ctx, "sub", ping_url, None, self._curve)
         if self._pings_sub is None:  # sockets="engine": only watched, tells when pings come
-            self._pings_sub = connect(self._ctx, "sub", f"{host}:{ping}", None, self._curve)
+            self._pings_sub = connect(self._ctx, "sub", ping_url, None, self._curve)
             self._poll_changed = True
         self._registered += 1
         if self._registered == self.count:
@@ -408,6 +423,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="engine: a real engine's four connections each (default); lean: two",
     )
     p.add_argument(
+        "--relay",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="connect through the pxrelay listening in FOLDER (pxrelay --folder)",
+    )
+    p.add_argument(
         "--controller-timeout",
         type=float,
         default=30.0,
@@ -424,7 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     sim = EngineSimulator(
-        read_engine_connection(args.file), args.n, args.hostname, sockets=args.sockets
+        read_engine_connection(args.file),
+        args.n,
+        args.hostname,
+        sockets=args.sockets,
+        relay=RelayAddresses(args.relay) if args.relay is not None else None,
     )
     out = sys.stdout
 
