@@ -40,6 +40,7 @@ from pxcluster._errors import (
     PxclusterTimeoutError,
     RemoteProtocolError,
 )
+from pxcluster.client._outbox import BATCH_FROM, TaskOutbox
 from pxcluster.client._results import PendingResult
 from pxcluster.client._ssh import SshRoute, tunnelled_connection
 from pxcluster.profile import ClientConnection, ProfilePaths, read_client_connection
@@ -53,12 +54,16 @@ from pxcluster.wire import (
     check_digests,
     decode,
     encode,
+    encode_raw,
+    pack_header,
     sender_identity,
+    unbatch,
 )
 
 log = logging.getLogger("pxcluster.client")
 
 _CLOSE = b"close"
+_FLUSH = b"flush"  # to the I/O thread: send the task outbox
 
 
 class ClientCore:
@@ -86,6 +91,7 @@ class ClientCore:
             curve_server=self._curve,
         )
         self._send_lock = threading.Lock()  # guards the sender socket and the link state
+        self._outbox = TaskOutbox(self._signer, self.new_id, self._session)  # under the lock
         self._pending: dict[str, PendingResult[Any]] = {}
         self._engines: list[int] = []
         self._engine_set: frozenset[int] = frozenset()  # the same, for membership checks
@@ -185,9 +191,54 @@ class ClientCore:
                 self._pending[msg_id] = pending
             pending.add_done_callback(self._forget)
             channel = self._user_pipe if via_io_thread else self._sender
+            if channel is self._sender:
+                self._send_outbox()  # tasks queued before this go first
             for frames in encoded:
                 channel.send(frames)
         return pending
+
+    def submit_tasks(self, msgs: Sequence[Message], pendings: Sequence[PendingResult[Any]]) -> None:
+        """Send TASK messages (``pendings[i]`` resolves with ``msgs[i]``'s reply): alone and at
+        once when nothing else is in flight, else through the outbox, in BATCHes
+        (``client/_outbox.py``).
+
+        Raises:
+            ConnectionLost: as ``submit_many``.
+        """
+        encoded = [(pack_header(msg), msg.buffers) for msg in msgs]  # fails before anything
+        with self._send_lock:
+            self._check_link()
+            for pending in pendings:
+                for msg_id in pending.msg_ids:
+                    self._pending[msg_id] = pending
+                pending.add_done_callback(self._forget)
+            if len(encoded) == 1 and not self._outbox and len(self._pending) < BATCH_FROM:
+                header, buffers = encoded[0]
+                self._sender.send(encode_raw(header, buffers, self._signer))
+                return
+            wake = False
+            for header, buffers in encoded:
+                wake = self._outbox.add(header, buffers) or wake
+            if len(encoded) > 1:
+                self._send_outbox()  # a map's chunks: all there now
+            elif wake:
+                self._user_pipe.send([_FLUSH])
+
+    def _send_outbox(self) -> None:
+        """Send the tasks waiting in the outbox (the caller holds the send lock)."""
+        for frames in self._outbox.take():
+            self._sender.send(frames)
+
+    def _check_link(self) -> None:
+        """Raise ConnectionLost if nothing can be sent now (the caller holds the send lock)."""
+        if self._closed:
+            raise ConnectionLost("this client is closed")
+        down = self._link_down_since
+        if down is not None:
+            raise ConnectionLost(
+                f"the controller at {self.connection.url} has been unreachable for "
+                f"{time.monotonic() - down:.1f} s; {self._takeover_hint()}"
+            )
 
     def _forget(self, pending: concurrent.futures.Future[Any]) -> None:
         for msg_id in getattr(pending, "msg_ids", ()):
@@ -280,6 +331,10 @@ class ClientCore:
                         frames = self._io_pipe.recv()
                         if len(frames) == 1 and bytes(frames[0]) == _CLOSE:
                             return
+                        if len(frames) == 1 and bytes(frames[0]) == _FLUSH:
+                            with self._send_lock:
+                                self._send_outbox()
+                            continue
                         dealer.send(frames)
                     elif chan is monitor:
                         self._on_link_event(monitor.recv_event(), dealer)
@@ -296,6 +351,7 @@ class ClientCore:
         if event == "disconnected":
             with self._send_lock:
                 self._link_down_since = time.monotonic()
+                self._outbox.clear()  # their results fail below: they must not run later
             self._fail_all(
                 ConnectionLost(
                     f"lost the controller at {self.connection.url}; {self._takeover_hint()}"
@@ -360,8 +416,29 @@ class ClientCore:
                 self._on_notify(msg.content)
             elif msg.type == MsgType.STREAM and self.stream_handler is not None:
                 self.stream_handler(msg)
+            elif msg.type == MsgType.BATCH:
+                self._receive_batch(msg)
         except Exception:
             log.exception("could not handle %s from the controller; dropped it", msg.type.name)
+
+    def _receive_batch(self, batch: Message) -> None:
+        """Task results that came together (``wire/_batch.py``), each taken as if alone."""
+        entries, problems = unbatch(batch)
+        for problem in problems:
+            log.warning("dropped a reply of a batch from the controller: %s", problem)
+            pending = self._pending.get(getattr(problem, "parent", ""))
+            if pending is not None:
+                pending.fail(problem)
+        for reply in entries:
+            pending = self._pending.get(reply.parent)
+            if reply.type != MsgType.REPLY or pending is None:
+                continue
+            try:
+                check_digests(reply)
+            except RemoteProtocolError as exc:
+                pending.fail(exc)
+                continue
+            pending.add_reply(reply)
 
     def _on_notify(self, content: dict[str, Any]) -> None:
         engine = content.get("engine")
@@ -391,6 +468,8 @@ class ClientCore:
         with self._send_lock:
             if self._closed:
                 return
+            if self._link_down_since is None:
+                self._send_outbox()  # queued tasks still run
             self._closed = True
             self._user_pipe.send([_CLOSE])
         self._thread.join(timeout=5.0)

@@ -100,13 +100,24 @@ class TaskClient:
         return task_id
 
     def _send(self, spec: dict[str, Any], frames: Sequence[Buffer]) -> str:
-        task_id = self._core.new_id()
+        return self._send_many([(spec, frames)])[0]
+
+    def _send_many(self, tasks: Sequence[tuple[dict[str, Any], Sequence[Buffer]]]) -> list[str]:
+        """Submit tasks (spec and frames each); returns their ids. Tasks submitted while
+        others are in flight travel to the controller several to a message (a lone one goes
+        at once, as it is): see ``client/_outbox.py``."""
         now = time.time()
-        msg = Message(MsgType.TASK, task_id, spec, frames, session=self._core.session, ts=now)
-        pending = PendingTask(task_id, now)
-        self._tasks[task_id] = pending
-        self._core.submit(msg, pending)
-        return task_id
+        session = self._core.session
+        msgs: list[Message] = []
+        pendings: list[PendingTask] = []
+        for spec, frames in tasks:
+            task_id = self._core.new_id()
+            msgs.append(Message(MsgType.TASK, task_id, spec, frames, session=session, ts=now))
+            pendings.append(PendingTask(task_id, now))
+        self._core.submit_tasks(msgs, pendings)
+        for pending in pendings:
+            self._tasks[pending.task_id] = pending
+        return [msg.id for msg in msgs]
 
     # -- results -----------------------------------------------------------------------------
 
@@ -256,7 +267,7 @@ class TaskClient:
         predicate = task_predicate(func)  # @require / @depend: only engines that meet it
         depend_frames = detach(dumps(predicate, name="the condition")) if predicate else []
         depend_counts = [len(depend_frames)] if depend_frames else []
-        ids = []
+        tasks: list[tuple[dict[str, Any], Sequence[Buffer]]] = []
         for chunk in chunked(seqs, chunksize):
             counts, frames = dumps_many([("args", chunk), ("kwargs", {})])
             frames = detach(frames)  # chunks are views of the caller's arrays
@@ -269,8 +280,8 @@ class TaskClient:
             }
             if depend_frames:
                 spec["depend"] = True
-            ids.append(self._send(spec, [*depend_frames, *head, *frames]))
-        return self._ordered_results(ids, timeout)
+            tasks.append((spec, [*depend_frames, *head, *frames]))
+        return self._ordered_results(self._send_many(tasks), timeout)
 
     def _ordered_results(self, ids: list[str], timeout: float | None) -> Iterator[Any]:
         deadline = None if timeout is None else time.monotonic() + timeout

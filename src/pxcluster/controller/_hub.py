@@ -46,6 +46,7 @@ from pxcluster.wire import (
     NotifyContent,
     Status,
     pack_header,
+    unbatch,
 )
 
 log = logging.getLogger("pxcluster.controller")
@@ -248,6 +249,8 @@ class Hub:
             return self._forward_to_engines(client, msg)
         if msg.type == MsgType.TASK:
             return self.tasks.submit(client, msg) + self.tasks.dispatch()
+        if msg.type == MsgType.BATCH:  # tasks that queued up in the client, sent together
+            return self.tasks.submit_batch(client, msg) + self.tasks.dispatch()
         if msg.type in TASK_REQUESTS:
             return self.tasks.request(client, msg)
         log.warning("dropping %s from a client: not a request the controller takes", msg.type.name)
@@ -389,6 +392,8 @@ class Hub:
         engine = self.engines[engine_id]
         engine.last_seen = now
         engine.last_pong = self.ping_seq
+        if msg.type == MsgType.BATCH:  # task replies that queued up in the engine
+            return self._engine_batch(engine, msg, now)
         if msg.type == MsgType.REPLY:
             pending = engine.outstanding.pop(msg.parent, None)  # parent: a str, wire checks
             if pending is not None and pending.type not in CONTROL_REQUESTS:
@@ -415,6 +420,34 @@ class Hub:
         if msg.type == MsgType.REPLY:
             out += self.tasks.dispatch()  # the engine has room for a task again
         return out
+
+    def _engine_batch(self, engine: EngineRecord, batch: Message, now: float) -> list[Outbound]:
+        """An engine's BATCH of replies: each settled as a lone REPLY would be, then the
+        results for each client sent on as one BATCH and the freed room filled at once."""
+        entries, problems = unbatch(batch)
+        for problem in problems:
+            log.warning("dropped a reply of engine %d's batch: %s", engine.id, problem)
+        out: list[Outbound] = []
+        live = set(self.engines)
+        for reply in entries:
+            if reply.type != MsgType.REPLY:
+                continue  # engines batch only their replies
+            pending = engine.outstanding.pop(reply.parent, None)
+            if pending is None:
+                continue  # answer to a request already failed (engine was thought dead)
+            if pending.type not in CONTROL_REQUESTS:
+                self.scheduler.answered(engine.id)
+            took = now - pending.since
+            self.activity.finished(
+                engine.id, pending.type, reply.parent, took, reply.status, reply.content
+            )
+            if pending.type == MsgType.TASK:
+                out += self.tasks.on_reply(engine.id, reply, live)
+            else:
+                out.append(
+                    Outbound("client", pending.client, header=reply.header, buffers=reply.buffers)
+                )
+        return self.tasks.batch_for_clients(out) + self.tasks.dispatch()
 
     def _register(self, identity: bytes, msg: Message, now: float) -> list[Outbound]:
         engine_id = self._by_identity.get(identity)

@@ -13,6 +13,13 @@ them to engines, and settles every outcome exactly once:
 A finished task's result message (header + frames) goes into the record store, where any
 client can fetch it by id with TASK_RESULT; clients waiting on an unfinished task are
 answered when it finishes.
+
+Batches (``wire/_batch.py``): a client's BATCH of tasks is taken entry by entry, exactly as
+lone TASKs (``submit_batch``); tasks that one ``dispatch`` gives the same engine go to it as
+one BATCH (a lone one goes as it is: no latency added), and results that one message from an
+engine settles for the same client go back as one BATCH (``batch_for_clients``). Every task
+stays its own record throughout: sent, answered, retried, withdrawn, aborted and settled
+one by one, whatever message carried it.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pxcluster._buffers import Buffer
 from pxcluster.controller._outbound import Outbound
@@ -30,10 +37,14 @@ from pxcluster.controller._scheduler import Scheduler, Task, TaskState
 from pxcluster.controller._store import RecordStore, TaskRecord
 from pxcluster.wire import (
     CONTROL_REQUESTS,
+    MAX_ENTRIES,
     Message,
     MsgType,
     Status,
+    batchable,
+    pack_batch,
     pack_header,
+    unbatch,
     unpack_header,
 )
 
@@ -60,6 +71,9 @@ class RegisteredEngine(Protocol):
 
     def queue_length(self) -> int: ...
 
+
+#: A message of a batch: its encoded header and its buffers.
+Entry = tuple[bytes, Sequence[Buffer]]
 
 #: A task waits at most about this long (plus a heartbeat period) behind a longer one on a
 #: busy engine while another engine is idle: then it is withdrawn and sent there.
@@ -144,6 +158,26 @@ class TaskBoard:
                 )
         self.scheduler.add(task, pending)
         return []
+
+    def submit_batch(self, client: bytes, batch: Message) -> list[Outbound]:
+        """A client's BATCH of tasks: each entry is submitted as a lone TASK would be; an
+        entry that is not a fit TASK is answered with an error (its sender's call fails)."""
+        entries, problems = unbatch(batch)
+        out: list[Outbound] = []
+        for problem in problems:
+            request_id = getattr(problem, "request_id", "")
+            log.warning("refused a task of a batch: %s", problem)
+            if request_id:
+                out.append(
+                    self._reply(client, request_id, {"error": str(problem), "kind": "invalid"})
+                )
+        for entry in entries:
+            if entry.type != MsgType.TASK:
+                text = f"{entry.type.name} is not a request a client may batch"
+                out.append(self._reply(client, entry.id, {"error": text, "kind": "invalid"}))
+                continue
+            out += self.submit(client, entry)
+        return out
 
     def request(self, client: bytes, msg: Message) -> list[Outbound]:
         """TASK_RESULT, TASK_ABORT, TASK_STATUS or TASK_CLEAR from a client."""
@@ -276,20 +310,60 @@ class TaskBoard:
         return out
 
     def dispatch(self) -> list[Outbound]:
-        """Send queued tasks to engines with room."""
+        """Send queued tasks to engines with room: the tasks one engine gets now go to it
+        as one BATCH (several) or as a lone TASK (one, or a big one)."""
         if not self.scheduler.tasks:
             return []
-        out: list[Outbound] = []
+        by_engine: dict[int, list[Task]] = {}
         for engine_id, task in self.scheduler.assign():  # no scan of all engines per task
             task.sends += 1
-            header = task.header
             if task.sends > 1:
-                header = _with_fields(header, task.buffers, id=task.wire_id)
                 self._wire[task.wire_id] = task.id
             self._on_dispatch(engine_id, task.wire_id, task.client)
+            by_engine.setdefault(engine_id, []).append(task)
+        out: list[Outbound] = []
+        for engine_id, tasks in by_engine.items():
             identity = self._engines[engine_id].identity
-            out.append(Outbound("engine", identity, header=header, buffers=task.buffers))
+            entries: list[Entry] = []
+            for task in tasks:
+                header = task.header
+                if task.sends > 1:
+                    header = _with_fields(header, task.buffers, id=task.wire_id)
+                if len(tasks) > 1 and batchable(task.buffers):
+                    entries.append((header, task.buffers))
+                else:
+                    out.append(Outbound("engine", identity, header=header, buffers=task.buffers))
+            out += self._batches("engine", identity, entries)
         return out
+
+    def _batches(
+        self, to: Literal["client", "engine"], identity: bytes, entries: list[Entry]
+    ) -> list[Outbound]:
+        """``entries`` (encoded headers and their buffers) as BATCH messages to one peer
+        (at most ``MAX_ENTRIES`` each), or as a lone message when there is one."""
+        out: list[Outbound] = []
+        for start in range(0, len(entries), MAX_ENTRIES):
+            group = entries[start : start + MAX_ENTRIES]
+            if len(group) == 1:
+                header, buffers = group[0]
+            else:
+                header, buffers = pack_batch(self._new_id(), group)
+            out.append(Outbound(to, identity, header=header, buffers=buffers))
+        return out
+
+    def batch_for_clients(self, outbound: list[Outbound]) -> list[Outbound]:
+        """``outbound`` with the forwarded results to each client gathered into BATCHes
+        (what one engine message settled); everything else is left as it is and in order."""
+        kept: list[Outbound] = []
+        by_client: dict[bytes, list[Entry]] = {}
+        for out in outbound:
+            if out.to == "client" and out.msg is None and batchable(out.buffers):
+                by_client.setdefault(out.identity, []).append((out.header, out.buffers))
+            else:
+                kept.append(out)
+        for client, entries in by_client.items():
+            kept += self._batches("client", client, entries)
+        return kept
 
     def rebalance(self, now: float) -> list[Outbound]:
         """Withdraw tasks waiting behind long requests on busy engines while others idle.

@@ -37,7 +37,7 @@ from pxcluster._errors import LocalProtocolError, RemoteProtocolError
 from pxcluster.engine._display import install as install_display
 from pxcluster.engine._execute import new_namespace
 from pxcluster.engine._handlers import RequestHandlers, error_reply
-from pxcluster.engine._tasks import TaskRefused
+from pxcluster.engine._tasks import HOLD_FOR, HeldReplies, TaskRefused
 from pxcluster.profile import EngineConnection, launch_info
 from pxcluster.serialize import host_key, sweep_stale
 from pxcluster.transport import (
@@ -61,7 +61,10 @@ from pxcluster.wire import (
     check_digests,
     decode,
     encode,
+    encode_raw,
+    pack_header,
     sender_identity,
+    unbatch,
 )
 
 log = logging.getLogger("pxcluster.engine")
@@ -127,6 +130,8 @@ class Engine:
             curve_server=self._curve,
         )
         self._sender_lock = threading.Lock()  # user threads may print too
+        #: Task replies held back while more tasks wait (sent as one BATCH), under that lock.
+        self._held = HeldReplies(self._new_id)
         #: Dropped messages and survived errors, one log line per kind per 10 s.
         self._drops = DropLog(log)
         #: Once declared dead, rejoin as a new engine (True) or exit (False).
@@ -174,6 +179,7 @@ class Engine:
                 self._run_request(item)
             except Exception:  # a bug in the engine, never in user code (that is caught)
                 self._drops.exception("main", "the engine survived an error in a request")
+        self._send_held()  # replies held back when a SHUTDOWN emptied the queue
         io_thread.join(timeout=2.0)
         self._ctx.close(linger=1.0)
         return self._exit_code
@@ -240,7 +246,8 @@ class Engine:
                 parent=msg.id,
                 engine=self.id,
                 status=status,
-            )
+            ),
+            task=msg.type == MsgType.TASK,
         )
         self.handlers.release_retired()
 
@@ -261,21 +268,45 @@ class Engine:
 
         return write
 
-    def _send_from_main(self, msg: Message) -> None:
+    def _send_from_main(self, msg: Message, task: bool = False) -> None:
+        """Send ``msg``; a ``task`` reply may be held back while more tasks wait right
+        behind it, and go with the next reply as one BATCH (``HeldReplies``)."""
         try:
-            frames = encode(msg, self._signer)
+            header = pack_header(msg)
         except LocalProtocolError as exc:  # content msgpack cannot carry: say so instead
             content = {"error": f"the engine could not encode its reply: {exc}"[:2000]}
             status = Status.ENGINE_ERROR if msg.type == MsgType.REPLY else msg.status
-            bare = Message(
+            msg = Message(
                 msg.type, msg.id, content, parent=msg.parent, engine=self.id, status=status
             )
-            frames = encode(bare, self._signer)
+            header = pack_header(msg)
         with self._sender_lock:
             try:
-                self._sender.send(frames)
+                if task and self._held.hold(header, msg.buffers, self._task_waits()):
+                    return
+                for head, buffers in self._held.take((header, msg.buffers) if task else None):
+                    self._sender.send(encode_raw(head, buffers, self._signer))
+                if not task:
+                    self._sender.send(encode_raw(header, msg.buffers, self._signer))
             except ChannelClosed:
                 log.warning("could not send a reply: the engine is closing")
+
+    def _task_waits(self) -> bool:
+        """True if the next request in the inbox is a task (peeked without taking it)."""
+        with self._inbox.mutex:
+            queued = self._inbox.queue
+            return bool(queued) and getattr(queued[0], "type", None) == MsgType.TASK
+
+    def _send_held(self, only_due: bool = False) -> None:
+        """Send the task replies held back (``only_due``: if they waited long enough)."""
+        with self._sender_lock:
+            if not self._held or (only_due and not self._held.due()):
+                return
+            try:
+                for head, buffers in self._held.take():
+                    self._sender.send(encode_raw(head, buffers, self._signer))
+            except ChannelClosed:
+                log.warning("could not send replies: the engine is closing")
 
     # -- I/O thread ------------------------------------------------------------------------
 
@@ -329,6 +360,7 @@ class Engine:
             else:
                 self._from_controller(dealer)
         self._enforce_deadline()
+        self._send_held(only_due=True)  # replies held behind a task that runs long
         lost = self._lost_since
         if lost is not None and not self._lost_warned and time.monotonic() - lost > _LOST_AFTER:
             self._lost_warned = True
@@ -342,10 +374,13 @@ class Engine:
         self._register(dealer)  # clears _registered: the main thread waits for the answer
 
     def _poll_timeout(self) -> float:
+        longest = 0.5
+        if len(self._held) or self._task_waits():  # the main thread may hold replies
+            longest = HOLD_FOR
         deadline = self._deadline
         if deadline is None:
-            return 0.5
-        return min(0.5, max(0.0, deadline - time.monotonic()))
+            return longest
+        return min(longest, max(0.0, deadline - time.monotonic()))
 
     def _enforce_deadline(self) -> None:
         """Interrupt the running task once its own timeout has passed."""
@@ -416,8 +451,27 @@ class Engine:
             self._control(dealer, msg)
         elif msg.type in QUEUED_REQUESTS:
             self._inbox.put(msg)
+        elif msg.type == MsgType.BATCH:  # tasks that queued up for us (wire/_batch.py)
+            self._from_batch(dealer, msg)
         else:
             log.warning("ignoring unexpected %s from the controller", msg.type.name)
+
+    def _from_batch(self, dealer: Channel, batch: Message) -> None:
+        """Queue the tasks of a BATCH, each checked as a lone one would be."""
+        entries, problems = unbatch(batch)
+        for problem in problems:
+            self._drops.warning("batch", "dropped a task of a batch: %s", problem)
+        for task in entries:
+            if task.type != MsgType.TASK:
+                self._drops.warning("batch", "dropped a %s in a batch", task.type.name)
+                continue
+            try:
+                check_digests(task)
+            except RemoteProtocolError as exc:
+                log.warning("refused a task: %s", exc)
+                self._reply_now(dealer, task, {"error": str(exc)}, Status.ENGINE_ERROR)
+                continue
+            self._inbox.put(task)
 
     def _asked_to_register(self, dealer: Channel, msg: Message) -> None:
         """The controller does not know us: it restarted, or it declared us dead.

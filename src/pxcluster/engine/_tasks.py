@@ -30,6 +30,7 @@ from pxcluster._buffers import Buffer
 from pxcluster.engine._execute import reset_namespace, run_cell
 from pxcluster.engine._functions import bind_to_namespace
 from pxcluster.serialize import dumps, dumps_many, loads_many
+from pxcluster.wire import MAX_ENTRIES, batchable, pack_batch
 
 Reply = tuple[dict[str, Any], list[Buffer]]
 
@@ -107,3 +108,61 @@ class TaskRunner:
             raise NameError(f"name {missing[0]!r} is not defined")
         counts, frames = dumps_many((n, self.namespace[n]) for n in names)
         return {"counts": counts, "names": names}, frames
+
+
+#: Seconds a held task reply waits at most: past it the I/O thread sends it (the task after
+#: it runs long), so holding delays a result by a few milliseconds at most.
+HOLD_FOR = 0.002
+#: Task replies held at most before they go: the controller refills the engine's queue
+#: while it runs what is left, rather than after it ran dry.
+HOLD_AT_MOST = 4
+
+Entry = tuple[bytes, Sequence[Buffer]]
+
+
+class HeldReplies:
+    """Replies to finished tasks held back while more tasks wait, then sent as one BATCH.
+
+    The main thread holds a task's reply only when another task waits right behind it in
+    the engine's queue (a lone task's reply is never held), at most ``HOLD_AT_MOST`` of
+    them; the next reply that is not held takes them along (``take``). The I/O thread sends
+    them when they have waited ``HOLD_FOR`` seconds (``due``): the task after them runs
+    long, or was withdrawn. Not thread-safe: the engine calls it under its send lock.
+    """
+
+    def __init__(
+        self, new_id: Callable[[], str], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._new_id = new_id
+        self._clock = clock
+        self._held: list[Entry] = []
+        self._since = 0.0
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def hold(self, header: bytes, buffers: Sequence[Buffer], more_waiting: bool) -> bool:
+        """Hold this task reply if more tasks wait and there is room; True if held."""
+        if not more_waiting or len(self._held) >= HOLD_AT_MOST - 1 or not batchable(buffers):
+            return False
+        if not self._held:
+            self._since = self._clock()
+        self._held.append((header, buffers))
+        return True
+
+    def due(self) -> bool:
+        """True when replies have been held ``HOLD_FOR`` seconds: send them now."""
+        return bool(self._held) and self._clock() - self._since >= HOLD_FOR
+
+    def take(self, last: Entry | None = None) -> list[Entry]:
+        """The held replies (and ``last``, a task reply, after them) as messages to sign and
+        send: one BATCH, or a lone reply; nothing is held afterwards."""
+        entries = self._held
+        if last is not None:
+            entries.append(last)
+        self._held = []
+        out: list[Entry] = []
+        for start in range(0, len(entries), MAX_ENTRIES):
+            group = entries[start : start + MAX_ENTRIES]
+            out.append(group[0] if len(group) == 1 else pack_batch(self._new_id(), group))
+        return out

@@ -6,6 +6,7 @@ message (an MPI rank in REGISTER, say), add one line ``rank: int`` to that type'
 ``TypedDict``; see ``_schemas.py`` for the rules.
 """
 
+from pxcluster.wire._batch import BATCHABLE, MAX_ENTRIES, batchable, pack_batch, unbatch
 from pxcluster.wire._droplog import DropLog
 from pxcluster.wire._framing import (
     DELIMITER,
@@ -34,6 +35,7 @@ from pxcluster.wire._relay import (
 from pxcluster.wire._schemas import (
     CONTENT,
     ApplyContent,
+    BatchContent,
     ControlContent,
     ExecuteContent,
     NoContent,
@@ -52,14 +54,17 @@ from pxcluster.wire._signing import REPLAY_WINDOW, RecentIds, ReplayGuard, Signe
 from pxcluster.wire._types import CONTROL_REQUESTS, QUEUED_REQUESTS, MsgType, Status
 
 __all__ = [
+    "BATCHABLE",
     "CONTENT",
     "CONTROL_REQUESTS",
     "DELIMITER",
     "FAN",
+    "MAX_ENTRIES",
     "NOTE",
     "QUEUED_REQUESTS",
     "REPLAY_WINDOW",
     "ApplyContent",
+    "BatchContent",
     "ControlContent",
     "DropLog",
     "ExecuteContent",
@@ -80,6 +85,7 @@ __all__ = [
     "TaskClearContent",
     "TaskContent",
     "TaskQueryContent",
+    "batchable",
     "check_digests",
     "content_problem",
     "decode",
@@ -88,6 +94,7 @@ __all__ = [
     "fan_frames",
     "fan_targets",
     "new_key",
+    "pack_batch",
     "pack_header",
     "pack_note",
     "relayed_identity",
@@ -95,6 +102,7 @@ __all__ = [
     "sender_identity",
     "split_relayed",
     "split_routing",
+    "unbatch",
     "unpack_header",
     "unpack_note",
 ]

@@ -119,6 +119,13 @@ class TaskContent(TypedDict, total=False):
     stream: bool
 
 
+class BatchContent(TypedDict, total=False):
+    """BATCH: TASK or REPLY messages carried together (see ``wire/_batch.py``)."""
+
+    entries: Required[list[bytes]]  # each entry's own encoded header
+    parts: Required[list[int]]  # how many of the payload frames are each entry's
+
+
 class ControlContent(TypedDict, total=False):
     """CLEAR_QUEUE and INTERRUPT: which requests they act on."""
 
@@ -222,6 +229,7 @@ CONTENT: dict[MsgType, type] = {
     MsgType.KEYS: NoContent,
     MsgType.SHUTDOWN: NoContent,
     MsgType.TASK: TaskContent,
+    MsgType.BATCH: BatchContent,
     MsgType.QUEUE_STATUS: NoContent,
     MsgType.CLEAR_QUEUE: ControlContent,
     MsgType.INTERRUPT: ControlContent,

@@ -15,6 +15,8 @@ APPLY               C → K → E  call a pickled function on pickled arguments 
 RESET / KEYS        C → K → E  clear the namespace / list its names
 SHUTDOWN            C → K → E  stop engines (``kill``) or, with no targets, the controller
 TASK                C → K → E  a load-balanced task; the controller picks the engine
+BATCH               C → K → E  several TASKs (or, back, several REPLYs) in one message,
+                    E → K → C  signed once, each entry keeping its own header (``_batch.py``)
 TASK_RESULT         C → K      results of tasks by id (waits for unfinished ones if asked)
 TASK_ABORT          C → K      drop a queued task, or interrupt it where it runs
 TASK_STATUS         C → K      counts of queued, running and finished tasks
@@ -48,6 +50,7 @@ class MsgType(enum.IntEnum):
     KEYS = 15
     SHUTDOWN = 16
     TASK = 17
+    BATCH = 18
     QUEUE_STATUS = 20
     CLEAR_QUEUE = 21
     INTERRUPT = 22
