@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from pxcluster.launchers._launcher import JobState, JobStatus, Launcher, LaunchHandle, LaunchSpec
 from pxcluster.launchers._processes import ProcessRef, spawn_argv, terminate, wait_gone
+from pxcluster.launchers._relayed import relayed, wants_relay
 from pxcluster.profile import LAUNCHER_ENV, LauncherConfig, ProfilePaths
 
 
@@ -34,6 +35,8 @@ class LocalLauncher(Launcher):
         env = {**os.environ, **spec.env, LAUNCHER_ENV: self.name}
         handles = []
         host = socket.gethostname()
+        if spec.role == "engine" and spec.count > 0 and wants_relay(self.options):
+            spec = relayed(spec, spec.count)  # one relay, the engines behind it (--relay)
         for _ in range(spec.count):
             log = self.paths.log / "controller.log" if spec.role == "controller" else None
             argv = spec.argv(python) if python else spec.argv()

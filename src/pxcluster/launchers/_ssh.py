@@ -38,6 +38,7 @@ from typing import Any
 
 from pxcluster._errors import LaunchFailed
 from pxcluster.launchers._launcher import JobState, JobStatus, Launcher, LaunchHandle, LaunchSpec
+from pxcluster.launchers._relayed import relayed, wants_relay
 from pxcluster.profile import (
     ENGINE_CONNECTION_ENV,
     LAUNCHER_ENV,
@@ -246,13 +247,17 @@ class SshLauncher(Launcher):
             env[ENGINE_CONNECTION_ENV] = connection
             places = spread(parse_hosts(self.options.extra.get("hosts")), spec.count)
             _check_reachable(connection, [dest for dest, _ in places])
-        argv = dataclasses.replace(spec, args=tuple(args)).argv(self._python())
+        spec = dataclasses.replace(spec, args=tuple(args))
+        argv = spec.argv(self._python())
         profile = self.paths.name
         work = {
             dest: {"op": "start", "argv": argv, "count": count, "env": env,
                    "profile": profile, "role": spec.role, "timeout": spec.timeout}
             for dest, count in places
         }  # fmt: skip
+        if spec.role == "engine" and wants_relay(self.options):  # --relay: one per host
+            for dest, count in places:
+                work[dest].update(argv=relayed(spec, count).argv(self._python()), count=1)
         answers, failures = self._each_host_settled(work, timeout=SSH_TIMEOUT + spec.timeout)
         handles = []
         for dest, answer in answers.items():

@@ -1,0 +1,60 @@
+"""Launchers layer: engines behind a per-host relay, for any launcher that starts processes.
+
+With ``--relay`` (``relay = true`` in a launcher's section of ``pxcluster.toml``) a launcher
+starts, on each host, one ``pxrelay --engines K`` instead of K engines: the relay starts
+the engines itself, behind it (they die with it), and holds the host's one connection of
+each kind to the controller (see ``pxcluster.relay``). Nothing is shared between hosts but
+what the launcher already sends (the engine connection, in the environment): the relay's
+Unix sockets live in a private folder of the host's temporary directory.
+
+The handle of such a start is the relay's: stopping it stops its engines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pxcluster.launchers._launcher import LaunchSpec
+from pxcluster.profile import LauncherConfig
+
+RELAY_MODULE = "pxcluster.cli.relay"
+#: Flags of an engine's command line that the relay takes too (with a value / without).
+_SHARED_WITH_VALUE = (
+    "--profile",
+    "--profile-dir",
+    "--log-level",
+    "--file",
+    "--controller-ip",
+    "--controller-port",
+    "--controller-timeout",
+)
+_SHARED_FLAGS = ("--log-to-file",)
+
+
+def wants_relay(options: LauncherConfig) -> bool:
+    """Whether a launcher's settings ask for engines behind per-host relays."""
+    return str(options.extra.get("relay", "")).strip().lower() in ("1", "true", "yes", "on")
+
+
+def relayed(spec: LaunchSpec, engines: int) -> LaunchSpec:
+    """The spec of one relay with ``engines`` engines behind it, for the engines' ``spec``
+    (the engines keep every argument; the relay takes the profile, log and connection
+    flags among them)."""
+    shared: list[str] = []
+    args = list(spec.args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in _SHARED_WITH_VALUE and i + 1 < len(args):
+            shared += [arg, args[i + 1]]
+            i += 2
+            continue
+        if arg in _SHARED_FLAGS or arg.partition("=")[0] in _SHARED_WITH_VALUE:
+            shared.append(arg)
+        i += 1
+    return dataclasses.replace(
+        spec,
+        module=RELAY_MODULE,
+        args=(*shared, "--engines", str(engines), "--", *spec.args),
+        count=1,
+    )
