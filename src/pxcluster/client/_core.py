@@ -40,7 +40,8 @@ from pxcluster._errors import (
     PxclusterTimeoutError,
     RemoteProtocolError,
 )
-from pxcluster.client._outbox import BATCH_FROM, TaskOutbox
+from pxcluster.client._direct import DirectRoutes, direct_enabled
+from pxcluster.client._outbox import BATCH_FROM, GATHER_FOR, TaskOutbox
 from pxcluster.client._results import PendingResult
 from pxcluster.client._ssh import SshRoute, tunnelled_connection
 from pxcluster.profile import ClientConnection, ProfilePaths, read_client_connection
@@ -51,9 +52,11 @@ from pxcluster.wire import (
     MsgType,
     ReplayGuard,
     Signer,
+    Status,
     check_digests,
     decode,
     encode,
+    MAX_ENTRIES,
     encode_raw,
     pack_header,
     sender_identity,
@@ -92,6 +95,7 @@ class ClientCore:
         )
         self._send_lock = threading.Lock()  # guards the sender socket and the link state
         self._outbox = TaskOutbox(self._signer, self.new_id, self._session)  # under the lock
+        self._outbox_due: float | None = None  # when the I/O thread sends it (its own field)
         self._pending: dict[str, PendingResult[Any]] = {}
         self._engines: list[int] = []
         self._engine_set: frozenset[int] = frozenset()  # the same, for membership checks
@@ -102,6 +106,8 @@ class ClientCore:
         self._link_down_since: float | None = None  # set while the connection is broken
         self.stream_handler: Callable[[Message], None] | None = None
         self._closed = False
+        #: Blocking calls to one engine on this host skip the controller (client/_direct.py).
+        self._direct = _open_direct(self._ctx)
         self._thread = threading.Thread(
             target=self._io_loop, name="pxcluster-client-io", daemon=True
         )
@@ -161,9 +167,29 @@ class ClientCore:
         """This connection's session name; every id it makes starts with it."""
         return self._session
 
-    def submit(self, msg: Message, pending: PendingResult[Any]) -> PendingResult[Any]:
-        """Send ``msg``; its replies will resolve ``pending``."""
+    def submit(
+        self, msg: Message, pending: PendingResult[Any], direct_to: int | None = None
+    ) -> PendingResult[Any]:
+        """Send ``msg``; its replies will resolve ``pending``.
+
+        ``direct_to``: ``msg`` goes to that one engine only and the caller waits for it: it
+        is sent to the engine directly where that is allowed (``client/_direct.py``).
+        """
+        if direct_to is not None and self._direct is not None:
+            frames = self._direct.encode_for(direct_to, msg)
+            if frames is not None:
+                with self._send_lock:
+                    if not self._closed and self._direct.usable(direct_to):
+                        self._register(pending)
+                        self._direct.send(direct_to, msg.id, frames)
+                        return pending
         return self.submit_many([msg], pending)
+
+    def _register(self, pending: PendingResult[Any]) -> None:
+        """Make ``pending`` the one its replies resolve (the caller holds the send lock)."""
+        for msg_id in pending.msg_ids:
+            self._pending[msg_id] = pending
+        pending.add_done_callback(self._forget)
 
     def submit_many(
         self, msgs: Sequence[Message], pending: PendingResult[Any], via_io_thread: bool = False
@@ -191,6 +217,10 @@ class ClientCore:
                 self._pending[msg_id] = pending
             pending.add_done_callback(self._forget)
             channel = self._user_pipe if via_io_thread else self._sender
+            if self._direct is not None:  # this client now waits for these engines
+                for msg in msgs:
+                    if msg.targets:
+                        self._direct.sent(msg.id, msg.targets)
             if channel is self._sender:
                 self._send_outbox()  # tasks queued before this go first
             for frames in encoded:
@@ -219,10 +249,22 @@ class ClientCore:
             wake = False
             for header, buffers in encoded:
                 wake = self._outbox.add(header, buffers) or wake
-            if len(encoded) > 1:
-                self._send_outbox()  # a map's chunks: all there now
+            if len(encoded) > 1 or len(self._outbox) >= MAX_ENTRIES:
+                self._send_outbox()  # a map's chunks (all there now), or a full batch
             elif wake:
-                self._user_pipe.send([_FLUSH])
+                self._user_pipe.send([_FLUSH])  # the I/O thread sends it GATHER_FOR later
+
+    def flush_tasks(self) -> None:
+        """Send the tasks gathered in the outbox now (a caller is about to wait for them)."""
+        self._outbox_due = None
+        if self._outbox:
+            with self._send_lock:
+                self._send_outbox()
+
+    def _outbox_wait(self) -> float | None:
+        """Seconds the I/O thread may wait before the outbox is due (None: nothing in it)."""
+        due = self._outbox_due
+        return None if due is None else max(0.0, due - time.monotonic())
 
     def _send_outbox(self) -> None:
         """Send the tasks waiting in the outbox (the caller holds the send lock)."""
@@ -278,9 +320,23 @@ class ClientCore:
         return all(hosts.get(e) == self._host for e in engines)
 
     def _note_hosts(self, content: dict[str, Any]) -> None:
-        for pair in content.get("hosts", ()):
-            if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], int):
-                self._engine_hosts[pair[0]] = str(pair[1])
+        """Take the engines' hosts (and direct ports: ``[id, host, port, key]``) from a
+        CONNECT reply."""
+        for entry in content.get("hosts", ()):
+            if isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[0], int):
+                self._engine_hosts[entry[0]] = str(entry[1])
+                if len(entry) >= 4:
+                    self._note_direct(entry[0], entry[1], entry[2], entry[3])
+
+    def _note_direct(self, engine: int, host: object, port: object, key: object) -> None:
+        """Engine ``engine`` takes direct requests at ``port``: kept if it runs here."""
+        if (
+            self._direct is not None
+            and host == self._host
+            and isinstance(port, str)
+            and isinstance(key, str)
+        ):
+            self._direct.note(engine, port, key)
 
     def _set_engines(self, engines: Sequence[int], version: int) -> None:
         """Take a full engine list, unless a newer change was already applied."""
@@ -323,23 +379,27 @@ class ClientCore:
             curve_server=self._curve,
         )
         monitor = Monitor(dealer)
-        poller = Poller([dealer, self._io_pipe, monitor])
+        replies = self._direct.replies if self._direct is not None else None
+        poller = Poller([dealer, self._io_pipe, monitor, *([replies] if replies else [])])
         try:
             while True:
-                for chan in poller.poll(None):
+                for chan in poller.poll(self._outbox_wait()):
                     if chan is self._io_pipe:
                         frames = self._io_pipe.recv()
                         if len(frames) == 1 and bytes(frames[0]) == _CLOSE:
                             return
                         if len(frames) == 1 and bytes(frames[0]) == _FLUSH:
-                            with self._send_lock:
-                                self._send_outbox()
+                            self._outbox_due = time.monotonic() + GATHER_FOR
                             continue
                         dealer.send(frames)
                     elif chan is monitor:
                         self._on_link_event(monitor.recv_event(), dealer)
-                    else:
+                if self._outbox_due is not None and time.monotonic() >= self._outbox_due:
+                    self.flush_tasks()
+                    elif chan is dealer:
                         self._receive(dealer.recv())
+                    elif replies is not None:
+                        self._receive(replies.recv(), direct=True)
         except Exception:  # pragma: no cover - a bug here must not hang every caller
             log.exception("client I/O thread failed")
             self._fail_all(ConnectionLost("the client's I/O thread failed; see the log"))
@@ -351,6 +411,8 @@ class ClientCore:
         if event == "disconnected":
             with self._send_lock:
                 self._link_down_since = time.monotonic()
+                if self._direct is not None:
+                    self._direct.reset()
                 self._outbox.clear()  # their results fail below: they must not run later
             self._fail_all(
                 ConnectionLost(
@@ -385,9 +447,16 @@ class ClientCore:
             self._note_hosts(reply.content)
             self._set_engines(reply.content["engines"], reply.content.get("version", 0))
 
-    def _receive(self, frames: list[Buffer]) -> None:
+    def _receive(self, frames: list[Buffer], direct: bool = False) -> None:
+        """Take one message from the controller, or (``direct``) a reply from an engine's
+        direct port, verified with that engine's key."""
         try:
-            msg = decode(frames, self._signer, self._guard, check_buffers=False)
+            if direct and self._direct is not None:
+                msg = self._direct.decode(frames, self._guard)
+                if msg.type != MsgType.REPLY:
+                    raise RemoteProtocolError(f"a {msg.type.name} from a direct port")
+            else:
+                msg = decode(frames, self._signer, self._guard, check_buffers=False)
         except ContentMismatch as exc:  # authentic, but not what its type carries
             log.warning("dropped a message from the controller: %s", exc)
             pending = self._pending.get(exc.parent) if exc.parent else None
@@ -409,6 +478,8 @@ class ClientCore:
             return
         try:
             if msg.type == MsgType.REPLY:
+                if self._direct is not None:  # first: the caller may call again at once
+                    self._direct.answered(msg.parent, msg.engine)
                 pending = self._pending.get(msg.parent)
                 if pending is not None:
                     pending.add_reply(msg)
@@ -445,6 +516,7 @@ class ClientCore:
         version = content.get("version", 0)
         if not isinstance(engine, int) or not isinstance(version, int):
             return
+        self._direct_engine_event(engine, content)
         with self._engines_changed:
             if version <= self._engines_version:
                 return  # the full list we hold already includes this change
@@ -458,6 +530,34 @@ class ClientCore:
             self._engines = sorted(engines)
             self._engine_set = frozenset(self._engines)
             self._engines_changed.notify_all()
+
+    def _direct_engine_event(self, engine: int, content: dict[str, Any]) -> None:
+        """Keep the direct ports current: a new engine's is noted; a gone engine's is
+        dropped, and the direct calls it held fail (the controller may never have heard of
+        one still on its way to the engine)."""
+        if self._direct is None:
+            return
+        event = content.get("event")
+        if event == "registered":
+            self._note_direct(
+                engine, content.get("host"), content.get("direct"), content.get("direct_key")
+            )
+        elif event in ("died", "stopped"):
+            text = f"engine {engine} {event} (reported by the controller)"
+            kind = "died" if event == "died" else "stopped"
+            for request_id in self._direct.forget(engine):
+                pending = self._pending.get(request_id)
+                if pending is not None:
+                    pending.add_reply(
+                        Message(
+                            MsgType.REPLY,
+                            self.new_id(),
+                            {"error": text, "kind": kind},
+                            parent=request_id,
+                            engine=engine,
+                            status=Status.ENGINE_ERROR,
+                        )
+                    )
 
     def _fail_all(self, exc: Exception) -> None:
         for pending in list(self._pending.values()):
@@ -523,3 +623,15 @@ def _map_segments(msg: Message) -> Message:
     frames = import_frames(msg.buffers, indexes, unlink_after=True)
     content = {k: v for k, v in msg.content.items() if k != "shm"}
     return dataclasses.replace(msg, buffers=frames, content=content)
+
+
+def _open_direct(ctx: Context) -> DirectRoutes | None:
+    """This client's half of the direct path, or None where it cannot be had (no shared
+    memory here, ``PXCLUSTER_DIRECT=0``, or the reply socket cannot be bound)."""
+    if not direct_enabled():
+        return None
+    try:
+        return DirectRoutes(ctx)
+    except OSError as exc:
+        log.info("calls go through the controller only: %s", exc)
+        return None

@@ -24,6 +24,11 @@ from pxcluster.wire import Message, MsgType
 
 Finish = Callable[[list[Message]], Any]
 
+#: Requests a blocking call may send an engine directly (those its main thread runs).
+_DIRECT_TYPES = frozenset(
+    {MsgType.EXECUTE, MsgType.PUSH, MsgType.PULL, MsgType.APPLY, MsgType.RESET, MsgType.KEYS}
+)
+
 #: Seconds to wait for the controller's engine list when a target is not in ours.
 _REFRESH_TIMEOUT = 10.0
 
@@ -97,8 +102,9 @@ class EngineRequests:
         content: dict[str, Any] | None = None,
         buffers: Sequence[Buffer] = (),
     ) -> Any:
+        blocking = self._blocking(block)
         pending = self._send(
-            method, msg_type, targets, finish, content, buffers, copy=not self._blocking(block)
+            method, msg_type, targets, finish, content, buffers, copy=not blocking, direct=blocking
         )
         return self._deliver(pending, block, timeout)
 
@@ -113,6 +119,7 @@ class EngineRequests:
         on_output: OutputHandler | None = None,
         copy: bool = False,
         on_failure: Finish | None = None,
+        direct: bool = False,
     ) -> PendingResult[Any]:
         """Send one request to the targets; ``on_output`` gets what they stream meanwhile.
 
@@ -120,6 +127,8 @@ class EngineRequests:
         caller's memory are copied (the caller may change its arrays at once).
         ``on_failure``: the PendingResult's (set before the request goes: replies may come
         back before ``_send`` returns).
+        ``direct``: the caller will wait for the result; then a request to one engine on this
+        host may go to it directly, skipping the controller (``client/_direct.py``).
         """
         ids = self._resolve(targets)
         content = dict(content or {})
@@ -137,7 +146,12 @@ class EngineRequests:
         if on_output is not None:
             self._listen(pending, on_output)
         self._release_when_done(pending, segments)
-        self._core.submit(msg, pending)
+        direct_to = (
+            ids[0]
+            if direct and len(ids) == 1 and on_output is None and msg_type in _DIRECT_TYPES
+            else None
+        )
+        self._core.submit(msg, pending, direct_to)
         return pending
 
     def _share(

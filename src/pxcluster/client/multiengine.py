@@ -207,6 +207,7 @@ class MultiEngineClient(IpyparallelForms):
             {"code": lines},
             on_output=on_output,
             on_failure=finish,  # each engine's output and error, for %result
+            direct=self._blocking(block),
         )
         self._last_execute.update(dict.fromkeys((k[1] for k in pending.keys), pending))
         return self._deliver(pending, block, timeout)

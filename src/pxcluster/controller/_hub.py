@@ -64,6 +64,11 @@ _DEAD_REMEMBERED = 100_000
 KILL_GRACE = 1.0
 
 
+#: Request types a client may send an engine directly (``Hub._direct``).
+_DIRECT_KINDS = frozenset(int(t) for t in QUEUED_REQUESTS - {MsgType.TASK})
+#: Direct requests' early "done"s remembered per engine at most.
+_DONE_EARLY_MAX = 10_000
+
 #: Requests the hub forwards to the engines named in ``targets``; control requests jump the
 #: engine's queue and are not counted in its length.
 ENGINE_REQUESTS = (QUEUED_REQUESTS | CONTROL_REQUESTS) - {MsgType.TASK}
@@ -98,9 +103,20 @@ class EngineRecord:
     #: walltime end), so clients can map the engine to its job.
     launch: dict[str, str | int | float] = dataclasses.field(default_factory=dict)
     retired: bool = False  # its job's walltime is near: the scheduler sends it no tasks
+    #: Where clients on its host send it requests directly, and the key they sign with
+    #: (both "" when it offers no direct path); see ``Hub._direct``.
+    direct: str = ""
+    direct_key: str = ""
+    #: Direct requests whose "done" came before their "queued" (two sockets of the engine).
+    done_early: set[str] = dataclasses.field(default_factory=set)
 
     def queue_length(self) -> int:
         return sum(1 for p in self.outstanding.values() if p.type not in CONTROL_REQUESTS)
+
+
+def _short_str(value: object, limit: int) -> str:
+    """A registration's text field, "" when it is not text or too long to be meant."""
+    return value if isinstance(value, str) and len(value) <= limit else ""
 
 
 def _launch_of(value: object) -> dict[str, str | int | float]:
@@ -233,7 +249,7 @@ class Hub:
             content = {
                 "engines": self.engine_ids(),
                 "version": self.registry_version,
-                "hosts": [[e.id, e.host] for e in self.engines.values()],
+                "hosts": [[e.id, e.host, e.direct, e.direct_key] for e in self.engines.values()],
             }
             return [self._reply(client, msg.id, content)]
         if msg.type == MsgType.QUEUE_STATUS:
@@ -392,6 +408,8 @@ class Hub:
         engine = self.engines[engine_id]
         engine.last_seen = now
         engine.last_pong = self.ping_seq
+        if msg.type == MsgType.DIRECT:
+            return self._direct(engine, msg, now)
         if msg.type == MsgType.BATCH:  # task replies that queued up in the engine
             return self._engine_batch(engine, msg, now)
         if msg.type == MsgType.REPLY:
@@ -449,6 +467,57 @@ class Hub:
                 )
         return self.tasks.batch_for_clients(out) + self.tasks.dispatch()
 
+    def _direct(self, engine: EngineRecord, msg: Message, now: float) -> list[Outbound]:
+        """A request a client on the engine's host sent it directly (issue 13: the blocking
+        call's short way): "queued" puts it in the engine's queue as a forwarded request
+        would be (queue_status, interrupts aimed at it, failure if the engine dies, the
+        scheduler's load); "done" takes it out (the client has its reply already). The two
+        come on the engine's two sockets, so "done" may come first: then it is remembered
+        until its "queued" arrives, and the request is never counted."""
+        if msg.content.get("state") == "ran":
+            self._direct_ran(engine, msg.content.get("ran", []))
+            return []
+        request_id = msg.parent
+        if not request_id:
+            return []
+        if msg.content.get("state") == "queued":
+            if request_id in engine.done_early:
+                engine.done_early.discard(request_id)
+                return []
+            kind = msg.content.get("kind")
+            msg_type = MsgType(kind) if kind in _DIRECT_KINDS else MsgType.EXECUTE
+            client = request_id.rpartition("-")[0].encode()  # ids are session-counter
+            engine.outstanding[request_id] = Pending(client, msg_type, now)
+            self.scheduler.sent(engine.id)
+            return []
+        pending = engine.outstanding.pop(request_id, None)
+        if pending is None:
+            if len(engine.done_early) < _DONE_EARLY_MAX:
+                engine.done_early.add(request_id)
+            return []
+        self.scheduler.answered(engine.id)
+        self.activity.finished(
+            engine.id, pending.type, request_id, now - pending.since, msg.status, msg.content
+        )
+        return self.tasks.dispatch()  # the engine has room for a task again
+
+    def _direct_ran(self, engine: EngineRecord, ran: list[list[object]]) -> None:
+        """Direct requests answered before they were announced (the quick ones), reported
+        in bulk: into the activity history, as replies passing through would be."""
+        for entry in ran:
+            if not (isinstance(entry, list) and len(entry) == 8 and isinstance(entry[0], str)):
+                continue
+            request_id = str(entry[0])
+            kind, status, started, completed, ename, evalue, traceback = entry[1:]
+            msg_type = MsgType(kind) if kind in _DIRECT_KINDS else MsgType.EXECUTE
+            content = {"started": started, "completed": completed}
+            if status == Status.ERROR:
+                content.update(ename=ename, evalue=evalue, traceback=traceback)
+            took = 0.0  # the engine's own times say (Activity takes them from content)
+            self.activity.finished(
+                engine.id, msg_type, request_id, took, status if type(status) is int else 0, content
+            )
+
     def _register(self, identity: bytes, msg: Message, now: float) -> list[Outbound]:
         engine_id = self._by_identity.get(identity)
         new = engine_id is None
@@ -469,6 +538,8 @@ class Hub:
                 self.ping_seq,
                 str(msg.content.get("host", ""))[:300],
                 launch=_launch_of(msg.content.get("launch")),
+                direct=_short_str(msg.content.get("direct"), 300),
+                direct_key=_short_str(msg.content.get("direct_key"), 128),
             )
             self.scheduler.engine_added(engine_id)
             self._retire_if_ending(self.engines[engine_id])
@@ -488,7 +559,11 @@ class Hub:
         out = [Outbound("engine", identity, reply)]
         if new:  # registering again (a lost reply) changes nothing the clients know
             host = self.engines[engine_id].host
-            out += self._notify_clients({"event": "registered", "engine": engine_id, "host": host})
+            news: dict[str, object] = {"event": "registered", "engine": engine_id, "host": host}
+            record = self.engines[engine_id]
+            if record.direct:  # clients on its host may call it directly
+                news.update(direct=record.direct, direct_key=record.direct_key)
+            out += self._notify_clients(news)
         return out + self.tasks.dispatch()
 
     def _ask_to_register(self, identity: bytes) -> Message:

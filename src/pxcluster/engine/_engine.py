@@ -34,6 +34,8 @@ import uuid
 from typing import Any
 
 from pxcluster._errors import LocalProtocolError, RemoteProtocolError
+from pxcluster.engine._direct import ANNOUNCE_AFTER as DIRECT_ANNOUNCE_AFTER
+from pxcluster.engine._direct import DirectPort
 from pxcluster.engine._display import install as install_display
 from pxcluster.engine._execute import new_namespace
 from pxcluster.engine._handlers import RequestHandlers, error_reply
@@ -130,6 +132,8 @@ class Engine:
             curve_server=self._curve,
         )
         self._sender_lock = threading.Lock()  # user threads may print too
+        #: Requests from clients on this host that skip the controller (None: not offered).
+        self._direct = DirectPort.open(self._ctx)
         #: Task replies held back while more tasks wait (sent as one BATCH), under that lock.
         self._held = HeldReplies(self._new_id)
         #: Dropped messages and survived errors, one log line per kind per 10 s.
@@ -237,6 +241,11 @@ class Engine:
         finally:
             self._running = None
             self._deadline = None
+        reply_to = self._direct.route_of(msg.id) if self._direct is not None else None
+        if reply_to is not None:  # a client on this host sent it directly
+            self._answer_direct(reply_to, msg, content, buffers, status)
+            self.handlers.release_retired()
+            return
         self._send_from_main(
             Message(
                 MsgType.REPLY,
@@ -250,6 +259,31 @@ class Engine:
             task=msg.type == MsgType.TASK,
         )
         self.handlers.release_retired()
+
+    def _answer_direct(
+        self,
+        reply_to: str,
+        msg: Message,
+        content: dict[str, Any],
+        buffers: list[Any],
+        status: Status,
+    ) -> None:
+        """Reply to a direct request straight to its client, then tell the controller it
+        is done (``engine/_direct.py``)."""
+        assert self._direct is not None
+        reply = Message(
+            MsgType.REPLY,
+            self._new_id(),
+            content,
+            buffers,
+            parent=msg.id,
+            engine=self.id,
+            status=status,
+        )
+        self._direct.send_reply(reply_to, reply)
+        done = self._direct.answered(msg, reply, self._new_id())
+        if done is not None:  # the controller was told it is queued: now it is done
+            self._send_from_main(done)
 
     def _stream_writer(self, msg: Message) -> Any:
         if not msg.content.get("stream"):
@@ -319,7 +353,8 @@ class Engine:
             curve_server=self._curve,
         )
         monitor = Monitor(dealer)
-        poller = Poller([dealer, monitor])
+        direct = [self._direct.channel] if self._direct is not None else []
+        poller = Poller([dealer, monitor, *direct])
         self._register(dealer)
         # Cut off from the controller since when (None: connected). Counts from start-up
         # until the first registration, so an engine pointed at nothing does not wait forever.
@@ -357,15 +392,36 @@ class Engine:
                 if event == "disconnected":
                     self._from_controller(dealer)  # a SHUTDOWN may be waiting: read it first
                 self._on_link_event(event)
-            else:
+            elif chan is dealer:
                 self._from_controller(dealer)
+            else:
+                self._from_clients(dealer)
         self._enforce_deadline()
+        self._tell_controller_of_direct(dealer)
         self._send_held(only_due=True)  # replies held behind a task that runs long
         lost = self._lost_since
         if lost is not None and not self._lost_warned and time.monotonic() - lost > _LOST_AFTER:
             self._lost_warned = True
             if not self._stopping.is_set():
                 log.warning("lost the controller at %s", self.connection.url)
+
+    def _from_clients(self, dealer: Channel) -> None:
+        """Queue the requests clients on this host sent directly (``engine/_direct.py``);
+        one with a bad payload is answered with an error, through the controller."""
+        assert self._direct is not None
+        for msg, problem in self._direct.receive(self._guard):
+            if not problem:
+                self._inbox.put(msg)
+                continue
+            log.warning("refused a direct %s: %s", msg.type.name, problem)
+            self._reply_now(dealer, msg, {"error": problem}, Status.ENGINE_ERROR)
+
+    def _tell_controller_of_direct(self, dealer: Channel) -> None:
+        """Announce direct requests that wait or run long enough, and report in bulk those
+        answered before that (``engine/_direct.py``)."""
+        if self._direct is not None and self._direct.busy():
+            for notice in self._direct.notices(self.id, self._new_id):
+                dealer.send(encode(notice, self._signer))
 
     def _check_in(self, dealer: Channel, frozen: float) -> None:
         """After a freeze, register again (same id asked): the same id back means we were
@@ -375,6 +431,8 @@ class Engine:
 
     def _poll_timeout(self) -> float:
         longest = 0.5
+        if self._direct is not None and self._direct.busy():  # to announce them in time
+            longest = DIRECT_ANNOUNCE_AFTER
         if len(self._held) or self._task_waits():  # the main thread may hold replies
             longest = HOLD_FOR
         deadline = self._deadline
@@ -403,7 +461,14 @@ class Engine:
 
     def _register(self, dealer: Channel) -> None:
         self._registered.clear()
-        content = {"hostname": socket.gethostname(), "pid": os.getpid(), "host": host_key()}
+        content: dict[str, Any] = {
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "host": host_key(),
+        }
+        if self._direct is not None:  # clients on this host may call it directly
+            content["direct"] = self._direct.url
+            content["direct_key"] = self._direct.key.decode("ascii")
         launch = launch_info(os.environ)
         if launch:  # the launcher's handle (job id, array index, walltime end)
             content["launch"] = launch
@@ -488,6 +553,8 @@ class Engine:
             self._register(dealer)
             return
         dropped = self._drain_inbox()
+        if self._direct is not None:
+            self._direct.drop([m.id for m in dropped])
         self._epoch += 1
         running = self._running
         if running is not None:
@@ -520,6 +587,8 @@ class Engine:
             # declared dead while we stood still (or a restarted controller gave our id
             # away): our queued requests' clients were told they failed; none may run
             dropped = self._drain_inbox()
+            if self._direct is not None:
+                self._direct.drop([m.id for m in dropped])
             self._epoch += 1
             log.warning(
                 "registered again, as engine %d (was %d): dropped %d queued requests",
@@ -550,6 +619,11 @@ class Engine:
         reply = Message(
             MsgType.REPLY, self._new_id(), content, parent=request.id, engine=self.id, status=status
         )
+        if self._direct is not None:  # a direct request answered here goes via the
+            # controller, which must know of it first
+            notice = self._direct.announce_now(request.id, self.id, self._new_id())
+            if notice is not None:
+                dealer.send(encode(notice, self._signer))
         dealer.send(encode(reply, self._signer))
 
     def _control(self, dealer: Channel, msg: Message) -> None:

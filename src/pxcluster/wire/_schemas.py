@@ -53,6 +53,8 @@ class RegisterContent(TypedDict, total=False):
     id: int  # the id it had, asked back after a controller restart
     rejoin: bool  # False: if declared dead, do not register it anew (it will exit)
     launch: dict[str, Any]  # its launcher's handle (profile.launch_info: job id, index...)
+    direct: str  # where clients on its host send requests directly (client/_direct.py)
+    direct_key: str  # the key (hex) those requests and their replies are signed with
 
 
 class NotifyContent(TypedDict, total=False):
@@ -63,6 +65,8 @@ class NotifyContent(TypedDict, total=False):
     engine: int
     host: str
     version: int
+    direct: str  # with "registered": the engine's direct address and key (as in REGISTER)
+    direct_key: str
 
 
 class ExecuteContent(TypedDict, total=False):
@@ -160,6 +164,24 @@ class StreamContent(TypedDict, total=False):
     text: Required[str]
 
 
+class DirectContent(TypedDict, total=False):
+    """DIRECT (engine → controller): a request sent to the engine directly, by a client on
+    its host; ``parent`` is the request's id. The controller keeps it in the engine's queue
+    from "queued" to "done" (``kind``: the request's MsgType), as if it had forwarded it."""
+
+    state: Required[str]  # "queued", "done", or "ran" (a bulk report, see ``ran``)
+    kind: int
+    # "ran": requests answered before they were announced, each [id, kind, status, started,
+    # completed, ename, evalue, traceback]
+    ran: list[list[Any]]
+    # with "done": as in its REPLY, for monitors (what failed, how long it ran)
+    ename: str
+    evalue: str
+    traceback: str
+    started: float
+    completed: float
+
+
 class ReplyContent(TypedDict, total=False):
     """REPLY: the fields any reply may carry (each request reads the ones it expects)."""
 
@@ -239,6 +261,7 @@ CONTENT: dict[MsgType, type] = {
     MsgType.TASK_CLEAR: TaskClearContent,
     MsgType.MONITOR: MonitorContent,
     MsgType.STREAM: StreamContent,
+    MsgType.DIRECT: DirectContent,
     MsgType.REPLY: ReplyContent,
 }
 

@@ -27,6 +27,8 @@ MONITOR             C → K      a snapshot for monitors: engines, queues, clien
 CLEAR_QUEUE         C → K → E  drop requests that have not started yet
 INTERRUPT           C → K → E  raise KeyboardInterrupt in the running request
 STREAM              E → K → C  stdout/stderr written while a request runs
+DIRECT              E → K      a request a client on the engine's host sent it directly:
+                               queued (the controller counts it as sent) or done (answered)
 REPLY               K/E → C    the result of any request above
 ==================  =========  ==========================================================
 """
@@ -60,6 +62,7 @@ class MsgType(enum.IntEnum):
     TASK_CLEAR = 26
     MONITOR = 27
     STREAM = 30
+    DIRECT = 31
     REPLY = 40
 
 
