@@ -59,6 +59,13 @@ def add_launcher_flags(p: argparse.ArgumentParser, controller: bool = True) -> N
         help="ssh launcher: hosts to start engines on, HOST[:SLOTS],... "
         "(e.g. h1,h2:4; engines fill the slots in order)",
     )
+    p.add_argument(
+        "--relay",
+        action="store_true",
+        help="local and ssh launchers: one pxrelay per host, with that host's engines "
+        "behind it: the controller holds three connections per host instead of four per "
+        "engine, and a push to many engines crosses the network once per host",
+    )
     if controller:
         p.add_argument(
             "--controller-host",
@@ -82,6 +89,8 @@ def launcher_options(
         if name == "ssh" and any(ssh.values()):
             given = {key: value for key, value in ssh.items() if value}
             out[name] = out[name].replace(extra={**out[name].extra, **given})
+        if getattr(args, "relay", False):  # --relay (launchers/_relayed.py)
+            out[name] = out[name].replace(extra={**out[name].extra, "relay": "1"})
     return out
 
 

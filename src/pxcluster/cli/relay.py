@@ -9,6 +9,7 @@ the connection in the environment, or the profile's engine file).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
@@ -95,7 +96,12 @@ def start_engines(
     ]
 
 
-def _stop_engines(children: list[subprocess.Popen[bytes]]) -> None:
+def _stop_engines(children: list[subprocess.Popen[bytes]], told: bool) -> None:
+    """End the engines: those the controller told to stop (``told``) get time to."""
+    if told:
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=_STOP_GRACE)
     for child in children:
         if child.poll() is None:
             child.terminate()
@@ -139,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stats = relay.serve()
         print(json.dumps(dataclasses.asdict(stats)), flush=True)  # the last line: counts
     finally:
-        _stop_engines(children)
+        _stop_engines(children, relay.controller_stopped)
         relay.close()
         if args.folder is None:
             folder.rmdir() if folder.exists() and not any(folder.iterdir()) else None

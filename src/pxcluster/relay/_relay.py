@@ -167,6 +167,11 @@ class Relay:
     def stats(self) -> RelayStats:
         return RelayStats(len(self.engines), self._up, self._down, self._fanouts, self._gone)
 
+    @property
+    def controller_stopped(self) -> bool:
+        """The controller said it stops ("bye"): its engines were told to stop too."""
+        return self._bye
+
     def request_stop(self) -> None:
         """Stop at the loop's next turn (safe from a signal handler)."""
         self._stop = True
