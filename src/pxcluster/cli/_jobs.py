@@ -26,6 +26,7 @@ from pxcluster.launchers import (
 )
 from pxcluster.launchers._engines import engine_logs
 from pxcluster.launchers._startup import summarize
+from pxcluster.launchers._watcher import keeper_running
 from pxcluster.profile import LauncherConfig, ProfilePaths, load_launcher_config
 
 
@@ -196,11 +197,13 @@ def cmd_signal(args: argparse.Namespace) -> int:
 
 
 def job_lines(paths: ProfilePaths) -> list[str]:
-    """For ``pxcluster list``: the state of each launcher's jobs of this profile's cluster."""
+    """For ``pxcluster list``: the engine keeper (``--restart``), and the state of each
+    launcher's jobs of this profile's cluster."""
     record = ClusterRecord.read(paths.cluster_file)
     if record is None:
         return []
-    lines = []
+    keeper = keeper_running(paths)
+    lines = [keeper.describe()] if keeper is not None else []
     groups: dict[tuple[str, str], list[LaunchHandle]] = {}
     for handle in [record.controller, *record.engines]:
         if handle.launcher == "local":

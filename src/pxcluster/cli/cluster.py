@@ -97,7 +97,8 @@ def _start_flags(p: argparse.ArgumentParser) -> None:
         default=0,
         metavar="N",
         help="relaunch engines that die, up to N times in all (new ids, empty namespaces); "
-        "the foreground form `pxcluster -n 4 --restart 3` only: it is the one watching",
+        "a small keeper process watches until `pxcluster stop` (engines killed on purpose "
+        "are not relaunched)",
     )
     add_launcher_flags(p)
     _profile_flags(p)
@@ -245,13 +246,6 @@ def _stderr_is_terminal() -> bool:
 
 
 def cmd_start(args: argparse.Namespace, foreground: bool) -> int:
-    if getattr(args, "restart", 0) and not foreground:
-        print(
-            "pxcluster: --restart needs a process that stays to watch the engines: run the "
-            "cluster in the foreground (`pxcluster -n 4 --restart 3`)",
-            file=sys.stderr,
-        )
-        return 2
     began = time.monotonic()
     cluster = _cluster(args)
     if args.profile_dir is not None:

@@ -29,7 +29,14 @@ from pxcluster._errors import (
 )
 from pxcluster.client import MultiEngineClient, TaskClient
 from pxcluster.launchers._engines import engine_handle, engine_logs
-from pxcluster.launchers._keeper import EngineKeeper
+from pxcluster.launchers._keeper_files import (
+    ENDING_SIGNALS,
+    handle_key,
+    keeper_file,
+    note_released,
+    record_lock,
+    released_file,
+)
 from pxcluster.launchers._launcher import (
     Launcher,
     LaunchHandle,
@@ -44,6 +51,7 @@ from pxcluster.launchers._startup import (
     wait_for_controller,
     wait_for_engines,
 )
+from pxcluster.launchers._watcher import KeeperProcess, start_keeper, stop_keeper
 from pxcluster.profile import LauncherConfig, ProfilePaths, load_launcher_config
 from pxcluster.serialize import sweep_stale
 
@@ -63,7 +71,9 @@ class Cluster:
         options: launcher settings by launcher name; a launcher not given here reads its
             own from the profile's ``pxcluster.toml``.
         restart: relaunch engines that die, at most this many times in all (0: never);
-            a relaunched engine gets a new id and an empty namespace (``EngineKeeper``).
+            a relaunched engine gets a new id and an empty namespace. A keeper process
+            (``_watcher.py``) does it, so it goes on after this object or its process is
+            gone, until ``stop()`` or ``pxcluster stop``; ``keeper`` is its handle.
     """
 
     def __init__(
@@ -95,7 +105,10 @@ class Cluster:
         self._engines: list[LaunchHandle] = []
         self._client: MultiEngineClient | None = None  # ours, for start and add_engines
         self._clients: list[MultiEngineClient | TaskClient] = []  # handed out to the user
-        self.keeper = EngineKeeper(self, restart) if restart else None
+        if restart < 0:
+            raise ValueError("restart cannot be negative")
+        self.restart = restart
+        self.keeper: KeeperProcess | None = None  # set by start() when restart > 0
 
     @classmethod
     def attach(
@@ -162,8 +175,10 @@ class Cluster:
                 f"(controller {running.describe()}); stop it with "
                 f"`pxcluster stop --profile {self.paths.name}` or use another --profile"
             )
-        for stale in (self.paths.client_file, self.paths.engine_file, self.paths.cluster_file):
-            stale.unlink(missing_ok=True)
+        stop_keeper(self.paths)  # a keeper left by a cluster whose controller died
+        stale = (self.paths.client_file, self.paths.engine_file, self.paths.cluster_file)
+        for path in (*stale, keeper_file(self.paths), released_file(self.paths)):
+            path.unlink(missing_ok=True)
         deadline = time.monotonic() + self.timeout
         try:
             self._start_controller(deadline, status)
@@ -171,14 +186,14 @@ class Cluster:
                 profile_dir=self.paths.dir, timeout=max(1.0, deadline - time.monotonic())
             )
             self._add(self.n, deadline, self.timeout, progress, None, status)
+            if self.restart:
+                self.keeper = start_keeper(self, self.restart)
         except BaseException:
             # engines that never registered get no kill from the controller: a short wait
             # before signalling them, so a failed start reports promptly
             with contextlib.suppress(PxclusterError):  # the start's own error matters more
                 self.stop(timeout=3.0)
             raise
-        if self.keeper is not None:
-            self.keeper.start()
         return self
 
     def _start_controller(self, deadline: float, status: StatusReport | None) -> None:
@@ -240,8 +255,7 @@ class Cluster:
             # what did not come up is cancelled, not left queued (the rest keeps running)
             with contextlib.suppress(PxclusterError):  # kept in the record if this fails
                 chosen.stop(handles, timeout=10.0)
-                self._engines = [h for h in self._engines if h not in handles]
-            self._write_record()
+                self._change_record(removed=handles)
             raise
 
     def launch_engines(self, count: int, launcher: str | None = None) -> list[LaunchHandle]:
@@ -260,17 +274,47 @@ class Cluster:
             timeout=self.timeout,
         )
         handles = chosen.start(spec) if count else []
-        self._engines.extend(handles)
-        self._write_record()
+        self._change_record(added=handles)
         return handles
 
     def _write_record(self) -> None:
+        """Write the record afresh (at start: the controller, no engines yet)."""
         if self._controller is None:
             return
-        record = ClusterRecord(
-            self.paths.name, self.engine_launcher, self._controller, list(self._engines)
-        )
-        record.write(self.paths.cluster_file)
+        with record_lock(self.paths):
+            record = ClusterRecord(
+                self.paths.name, self.engine_launcher, self._controller, list(self._engines)
+            )
+            record.write(self.paths.cluster_file)
+
+    def _change_record(
+        self, added: Sequence[LaunchHandle] = (), removed: Sequence[LaunchHandle] = ()
+    ) -> None:
+        """Add and forget engine handles in the record, keeping what other processes
+        (the keeper, ``pxcluster add``) changed meanwhile; this object's list follows."""
+        if self._controller is None:
+            return
+        with record_lock(self.paths):
+            current = ClusterRecord.read(self.paths.cluster_file)
+            engines = self._engines
+            if current is not None and current.controller == self._controller:
+                engines = current.engines
+            gone = {handle_key(h) for h in removed}
+            kept = [h for h in engines if handle_key(h) not in gone]
+            self._engines = kept + [h for h in added if h not in kept]
+            record = ClusterRecord(
+                self.paths.name, self.engine_launcher, self._controller, list(self._engines)
+            )
+            record.write(self.paths.cluster_file)
+
+    def reload(self) -> bool:
+        """Take the engine handles from the record (other processes change it: the keeper
+        relaunching, ``pxcluster add``); False if it is gone or another cluster's."""
+        current = ClusterRecord.read(self.paths.cluster_file)
+        if current is None or current.controller != self._controller:
+            return False
+        self._engines = list(current.engines)
+        return True
 
     # -- use -------------------------------------------------------------------------------
 
@@ -299,6 +343,11 @@ class Cluster:
         """Ids of the engines registered with this cluster's controller now."""
         return self._own_client().get_ids()
 
+    def controller_running(self) -> bool:
+        """True while a controller of this profile runs (this one, or one that took its
+        place after it died)."""
+        return running_controller(self.paths) is not None
+
     def controller_alive(self) -> bool:
         """True while this cluster's controller process runs (or its job is queued)."""
         if self._controller is None:
@@ -320,7 +369,7 @@ class Cluster:
             LauncherError: it was not started by this cluster's launchers.
         """
         engine, handle = engine_handle(self.paths, engine_id)
-        stored = match_handle(self._engines, engine.launch, engine.pid, engine.hostname)
+        stored = match_handle(self.engine_handles, engine.launch, engine.pid, engine.hostname)
         if handle is None or stored is None:
             raise LauncherError(
                 f"engine {engine_id} was not started by this cluster's launchers; "
@@ -345,21 +394,25 @@ class Cluster:
             LauncherError: it was not started by this cluster's launchers, or its launcher
                 cannot send that signal.
         """
-        _engine, handle = engine_handle(self.paths, engine_id)
+        engine, handle = engine_handle(self.paths, engine_id)
         if handle is None:
             raise LauncherError(f"engine {engine_id} was not started by this cluster's launchers")
+        stored = match_handle(self.engine_handles, engine.launch, engine.pid, engine.hostname)
+        if stored is not None and signum in ENDING_SIGNALS:
+            note_released(self.paths, stored)  # ended on purpose: the keeper leaves it
         self.launcher(handle.launcher).signal(handle, signum)
         return handle
 
     @property
     def engine_handles(self) -> list[LaunchHandle]:
-        """The handle of every engine this cluster launched."""
+        """The handle of every engine of this cluster (as the record has them now: the
+        keeper and ``pxcluster add`` change them from other processes)."""
+        self.reload()
         return list(self._engines)
 
     def forget_engines(self, handles: Sequence[LaunchHandle]) -> None:
         """Stop tracking engines whose processes ended (``EngineKeeper``)."""
-        self._engines = [h for h in self._engines if h not in handles]
-        self._write_record()
+        self._change_record(removed=handles)
 
     @property
     def controller_handle(self) -> LaunchHandle | None:
@@ -368,7 +421,7 @@ class Cluster:
     @property
     def engine_pids(self) -> list[int]:
         """Pids of the engines launched on this machine (batch engines' are not known)."""
-        return [e.pid for e in self._engines if e.pid]
+        return [e.pid for e in self.engine_handles if e.pid]
 
     @property
     def controller_pid(self) -> int | None:
@@ -386,8 +439,12 @@ class Cluster:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the engines and the controller (cancelling their jobs); leaves nothing behind."""
+        # first: nothing may be relaunched while we stop; then the record has every engine
         if self.keeper is not None:
-            self.keeper.stop()  # first: nothing may be relaunched while we stop
+            self.keeper.stop()
+        else:
+            stop_keeper(self.paths)
+        self.reload()
         self.close_clients()
         handles = [h for h in [self._controller, *self._engines] if h is not None]
         stop_handles(self.paths, handles, timeout, self._launchers)
@@ -450,6 +507,7 @@ def stop_profile(paths: ProfilePaths, timeout: float = 10.0) -> ClusterRecord | 
     Raises:
         NoClusterRunning: nothing of this profile is running.
     """
+    stop_keeper(paths, timeout)  # first: nothing relaunched while stopping, record complete
     record = ClusterRecord.read(paths.cluster_file)
     handles: list[LaunchHandle] = []
     if record is not None:

@@ -1,15 +1,34 @@
 """Launchers layer: keep a cluster's engine count by relaunching engines that die.
 
 A long interactive session must not dwindle because an engine was OOM-killed or crashed.
-``EngineKeeper`` polls the cluster's engine handles through their launcher every
-``period`` seconds; an engine whose process (or job) ended without being stopped is
-forgotten and a new one launched in its place, at most ``max_restarts`` times in all, so
-an engine that dies at start-up cannot loop forever. The new engine registers under a new
-id (the controller never reuses one): its namespace starts empty, and the clients hear of
-it as they hear of any engine that registers.
+``EngineKeeper`` runs in the keeper process (``_watcher.py``: one per cluster, started by
+``Cluster(restart=N)`` / ``pxcluster start --restart N``), so it keeps watching after the
+command or script that started the cluster has returned. Each ``check_once``:
 
-Where a launcher cannot say whether a process ended (``JobState.UNKNOWN``), nothing is
-relaunched.
+1. re-reads the cluster's engine handles from ``pid/cluster.json`` (``pxcluster add`` and
+   ``restart`` change them from other processes);
+2. asks the controller (MONITOR) which engines are registered, and which it removed lately
+   and why: ``died`` (it stopped heartbeating) or ``stopped`` (a client killed it:
+   ``mec.kill()``, an idle engine retired before its walltime);
+3. asks the launchers about the handles whose engine is not registered now (a pending job,
+   an engine starting, or one gone): nothing is polled while every engine is registered, so
+   ssh logins and scheduler queries happen only when something changed;
+4. an ended handle is relaunched unless it was ended on purpose: its engine ``stopped``, or
+   the user signalled it through its launcher (``released.json``), or it was already
+   replaced ahead of its walltime. An ended handle whose engine the controller still lists
+   waits for the controller's verdict (within its heartbeat timeout).
+
+Nothing is relaunched while the controller does not answer (it may be taking over after a
+crash: the engines come back with their ids), and the keeper never relaunches after it was
+told to stop (``pxcluster stop`` ends it before anything else). At most ``max_restarts``
+engines are relaunched in all, so an engine that dies at start-up cannot loop forever. A
+replacement registers under a new id (the controller never reuses one) with an empty
+namespace; the clients hear of it as of any engine that registers.
+
+MPI: the ranks of one ``mpiexec`` are one MPI world, which cannot take a new member, and
+Open MPI ends the whole job when one rank dies. The keeper therefore waits until no rank of
+a job is registered and relaunches the job's ended ranks together, as one new ``mpiexec``
+(a new world of that size), never one rank into the old world.
 
 Batch engines also end when their job's walltime does. Engines register with their job's
 end time, so the keeper launches a replacement ``lead`` seconds before it (twice the
@@ -23,129 +42,213 @@ whose job had no more than ``lead`` seconds left when first seen is not replaced
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from pxcluster._errors import PxclusterError
-from pxcluster.launchers._engines import handle_of, registered_engines
-from pxcluster.launchers._launcher import LaunchHandle
+from pxcluster.launchers._keeper_files import handle_key, released_keys
+from pxcluster.launchers._launcher import LaunchHandle, match_handle
 from pxcluster.profile import load_config
 
 if TYPE_CHECKING:
     from pxcluster.launchers._cluster import Cluster
 
-log = logging.getLogger("pxcluster.launchers")
+log = logging.getLogger("pxcluster.keeper")
+
+#: The controller's MONITOR reply (a dict), or None when it does not answer.
+MonitorSource = Callable[[], "Mapping[str, Any] | None"]
+#: Seconds between launcher polls while the controller does not answer.
+_AWAY_POLL = 5.0
+#: Seconds after the controller answers again before anything is relaunched: the engines
+#: that outlived its restart re-register first and get their old ids back, not a newcomer.
+REJOIN_GRACE = 3.0
 
 
 class EngineKeeper:
-    """Relaunches a cluster's dead engines (bounded); see the module docstring."""
+    """Relaunches a cluster's dead engines (bounded); see the module docstring.
+
+    Args:
+        cluster: the cluster (attached to its record).
+        monitor: returns the controller's MONITOR reply, None if it does not answer.
+        max_restarts: engines relaunched at most, in all.
+        lead: seconds before a job's walltime ends that a replacement is launched (None:
+            twice the controller's ``walltime_margin``).
+    """
 
     def __init__(
         self,
         cluster: Cluster,
+        monitor: MonitorSource,
         max_restarts: int = 3,
-        period: float = 1.0,
         lead: float | None = None,
     ) -> None:
         if max_restarts < 0:
             raise ValueError("max_restarts cannot be negative")
         self.cluster = cluster
+        self.monitor = monitor
         self.max_restarts = max_restarts
-        self.period = period
         self.restarts = 0  # engines relaunched so far
+        self.given_up = 0  # engines that ended once the budget was spent
         self.relaunched: list[tuple[LaunchHandle, LaunchHandle]] = []  # (dead, new)
-        self.lead = lead  # None: twice the controller's walltime_margin, read at start
-        #: (job id, array index) of engines already replaced ahead of their walltime, and
-        #: the seconds each had left when first seen.
-        self._replaced_ahead: set[tuple[str, int]] = set()
-        self._first_left: dict[tuple[str, int], float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.lead = lead
+        #: Set (from a signal handler) when the keeper must stop: nothing more is launched.
+        self.stopping = False
+        self._ids: dict[str, int] = {}  # handle key -> the engine id it registered as
+        self._polled_at: dict[str, float] = {}  # launcher name -> when last polled
+        self._replaced_ahead: set[str] = set()
+        self._first_left: dict[str, float] = {}
+        self._back_at = 0.0  # when the controller answered again after being away
+        self._away = False
 
-    def start(self) -> EngineKeeper:
-        """Watch in a daemon thread until ``stop``."""
-        self._thread = threading.Thread(target=self._run, name="pxcluster-keeper", daemon=True)
-        self._thread.start()
-        return self
+    # -- one look ----------------------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Stop watching (before the cluster stops, so nothing is relaunched meanwhile)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+    def check_once(self) -> bool:
+        """Look once and relaunch what died; False when there is no cluster left to keep."""
+        if not self.cluster.reload():
+            log.info("the cluster's record is gone or is another cluster's: done")
+            return False
+        handles = self.cluster.engine_handles
+        report = self.monitor()
+        if report is None:
+            self._away = True
+            return self._controller_away(handles)
+        if self._away:
+            self._away, self._back_at = False, time.monotonic()
+            log.info("the controller answers again; relaunching waits %.0f s", REJOIN_GRACE)
+        if time.monotonic() - self._back_at < REJOIN_GRACE:
+            return True
+        gone = {int(g["id"]): g for g in report.get("gone", []) if isinstance(g, dict)}
+        live = self._note_ids(report, handles, gone)
+        suspects = [h for h in handles if handle_key(h) not in live]
+        ended = self._ended(suspects, wait=lambda name: self.cluster.launcher(name).poll_interval)
+        # MPI: a job's ranks are relaunched together, once none of them is registered
+        busy_jobs = {h.job_id for h in handles if h.launcher == "mpi" and handle_key(h) in live}
+        ended = [h for h in ended if not (h.launcher == "mpi" and h.job_id in busy_jobs)]
+        if ended:
+            self._settle(ended, gone)
+        self._replace_ending(report, self.cluster.engine_handles)
+        return True
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            try:
-                self.check_once()
-            except Exception:  # a launcher's hiccup must not end the watch
-                log.exception("could not check the engines; trying again")
+    def _note_ids(
+        self, report: Mapping[str, Any], handles: Sequence[LaunchHandle], gone: Mapping[int, Any]
+    ) -> set[str]:
+        """Remember which engine id each handle registered as; the keys of those registered."""
+        launch = {int(eid): dict(info) for eid, info in report.get("launch", [])}
+        live = set()
+        for row in report.get("engine_rows", []):
+            eid, hostname, pid = int(row[0]), str(row[1]), int(row[2])
+            handle = match_handle(handles, launch.get(eid, {}), pid, hostname)
+            if handle is not None:
+                self._ids[handle_key(handle)] = eid
+                live.add(handle_key(handle))
+        for eid, entry in gone.items():  # removed before this keeper saw it registered
+            handle = match_handle(handles, {}, int(entry.get("pid", 0)), str(entry["hostname"]))
+            if handle is not None:
+                self._ids.setdefault(handle_key(handle), eid)
+        return live
 
-    def check_once(self) -> int:
-        """Relaunch engines whose process ended; returns how many were relaunched."""
-        name = self.cluster.engine_launcher
-        launcher = self.cluster.launcher(name)
-        handles = [h for h in self.cluster.engine_handles if h.launcher == name]
-        if not handles:
-            return 0
-        statuses = launcher.poll(handles)
-        dead = [h for h, status in zip(handles, statuses, strict=True) if status.state.ended]
-        done = 0
-        for handle in dead:
-            if self._stop.is_set():
-                break
-            self.cluster.forget_engines([handle])
-            if (handle.job_id, handle.array_index) in self._replaced_ahead:
-                continue  # its walltime ended; its replacement runs already
-            if self.restarts >= self.max_restarts:
-                log.warning(
-                    "engine %s ended; not relaunched (%d restarts used of %d)",
-                    handle.describe(),
-                    self.restarts,
-                    self.max_restarts,
-                )
+    def _ended(self, handles: Sequence[LaunchHandle], wait: Callable[[str], float]) -> list[Any]:
+        """Those of ``handles`` whose process or job ended, asking each launcher no more
+        often than its ``poll_interval`` (1 s for batch systems, 2 s for ssh)."""
+        by_launcher: dict[str, list[LaunchHandle]] = {}
+        for handle in handles:
+            by_launcher.setdefault(handle.launcher, []).append(handle)
+        ended = []
+        now = time.monotonic()
+        for name, group in by_launcher.items():
+            if now - self._polled_at.get(name, -1e9) < wait(name):
                 continue
-            (new,) = self.cluster.launch_engines(1, name)
-            self.restarts += 1
-            self.relaunched.append((handle, new))
-            done += 1
+            self._polled_at[name] = now
+            statuses = self.cluster.launcher(name).poll(group)
+            ended += [h for h, s in zip(group, statuses, strict=True) if s.state.ended]
+        return ended
+
+    def _settle(self, ended: Sequence[LaunchHandle], gone: Mapping[int, Any]) -> None:
+        """Forget the ended handles; relaunch those that were not ended on purpose."""
+        released = released_keys(self.cluster.paths)
+        dead: list[LaunchHandle] = []
+        for handle in ended:
+            key = handle_key(handle)
+            eid = self._ids.get(key)
+            event = gone.get(eid, {}).get("event") if eid is not None else None
+            if key in released:
+                log.info("engine %s was ended on request: not relaunched", handle.describe())
+            elif event == "stopped":
+                log.info("engine %s was stopped on purpose: not relaunched", handle.describe())
+            elif key in self._replaced_ahead:
+                pass  # its walltime ended; its replacement runs already
+            else:
+                dead.append(handle)
+        self.cluster.forget_engines(ended)
+        by_launcher: dict[str, list[LaunchHandle]] = {}
+        for handle in dead:
+            by_launcher.setdefault(handle.launcher, []).append(handle)
+        for name, group in by_launcher.items():
+            self._relaunch(name, group)
+
+    def _relaunch(self, name: str, dead: Sequence[LaunchHandle]) -> None:
+        left = max(0, self.max_restarts - self.restarts)
+        chosen, refused = list(dead[:left]), list(dead[left:])
+        for handle in refused:
+            self.given_up += 1
             log.warning(
-                "engine %s ended: launched %s in its place (restart %d of %d)",
+                "engine %s ended; not relaunched (%d restarts used of %d)",
                 handle.describe(),
-                new.describe(),
                 self.restarts,
                 self.max_restarts,
             )
-        return done + self.replace_ending(name)
+        if not chosen or self.stopping:
+            return
+        new = self.cluster.launch_engines(len(chosen), name)
+        self.restarts += len(chosen)
+        for old, replacement in zip(chosen, new, strict=False):
+            self.relaunched.append((old, replacement))
+            log.warning(
+                "engine %s ended: launched %s in its place (restart %d of %d)",
+                old.describe(),
+                replacement.describe(),
+                self.restarts,
+                self.max_restarts,
+            )
 
-    def replace_ending(self, name: str) -> int:
+    def _controller_away(self, handles: Sequence[LaunchHandle]) -> bool:
+        """The controller does not answer: relaunch nothing (a takeover brings the engines
+        back); keep watching while any engine or job of the cluster is alive."""
+        ended = self._ended(handles, wait=lambda name: _AWAY_POLL)
+        if not handles or (len(ended) == len(handles) and not self.cluster.controller_running()):
+            log.info("no controller and no engine left: done")
+            return False
+        return True
+
+    # -- walltime ---------------------------------------------------------------------------
+
+    def _replace_ending(self, report: Mapping[str, Any], handles: Sequence[LaunchHandle]) -> None:
         """Launch replacements for engines whose job ends within ``lead`` seconds."""
         if self.lead is None:
             self.lead = 2 * load_config(self.cluster.paths.config_file).walltime_margin
-        try:
-            engines = registered_engines(self.cluster.paths, timeout=5.0)
-        except PxclusterError:
-            return 0
-        handles = [h for h in self.cluster.engine_handles if h.launcher == name and h.job_id]
+        launch = {int(eid): dict(info) for eid, info in report.get("launch", [])}
         now = time.time()
-        ending = []
-        for engine in engines:
-            end = engine.launch.get("end_time")
-            handle = handle_of(engine, handles) if isinstance(end, (int, float)) else None
-            if handle is None or not isinstance(end, (int, float)):
+        ending: dict[str, list[LaunchHandle]] = {}
+        for row in report.get("engine_rows", []):
+            info = launch.get(int(row[0]), {})
+            end = info.get("end_time")
+            if not isinstance(end, (int, float)):
                 continue
-            key = (handle.job_id, handle.array_index)
+            handle = match_handle(handles, info, int(row[2]), str(row[1]))
+            if handle is None or not handle.job_id:
+                continue
+            key = handle_key(handle)
             first = self._first_left.setdefault(key, end - now)
             if key not in self._replaced_ahead and first > self.lead and end - now <= self.lead:
                 self._replaced_ahead.add(key)
-                ending.append(handle)
-        if ending and not self._stop.is_set():
-            new = self.cluster.launch_engines(len(ending), name)
+                ending.setdefault(handle.launcher, []).append(handle)
+        for name, group in ending.items():
+            if self.stopping:
+                return
+            new = self.cluster.launch_engines(len(group), name)
             log.warning(
                 "%d engines' jobs end within %.0f s: launched %s in their place",
-                len(ending),
+                len(group),
                 self.lead,
                 ", ".join(sorted({h.describe().rsplit("[", 1)[0] for h in new})),
             )
-        return len(ending)
