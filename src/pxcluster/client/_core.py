@@ -48,6 +48,7 @@ from pxcluster.profile import ClientConnection, ProfilePaths, read_client_connec
 from pxcluster.serialize import host_key, import_frames, shm_available
 from pxcluster.transport import Channel, Context, Monitor, Poller, SshTunnel, connect, pipe
 from pxcluster.wire import (
+    MAX_ENTRIES,
     Message,
     MsgType,
     ReplayGuard,
@@ -56,7 +57,6 @@ from pxcluster.wire import (
     check_digests,
     decode,
     encode,
-    MAX_ENTRIES,
     encode_raw,
     pack_header,
     sender_identity,
@@ -394,12 +394,12 @@ class ClientCore:
                         dealer.send(frames)
                     elif chan is monitor:
                         self._on_link_event(monitor.recv_event(), dealer)
-                if self._outbox_due is not None and time.monotonic() >= self._outbox_due:
-                    self.flush_tasks()
                     elif chan is dealer:
                         self._receive(dealer.recv())
                     elif replies is not None:
                         self._receive(replies.recv(), direct=True)
+                if self._outbox_due is not None and time.monotonic() >= self._outbox_due:
+                    self.flush_tasks()
         except Exception:  # pragma: no cover - a bug here must not hang every caller
             log.exception("client I/O thread failed")
             self._fail_all(ConnectionLost("the client's I/O thread failed; see the log"))
@@ -545,7 +545,9 @@ class ClientCore:
         elif event in ("died", "stopped"):
             text = f"engine {engine} {event} (reported by the controller)"
             kind = "died" if event == "died" else "stopped"
-            for request_id in self._direct.forget(engine):
+            with self._send_lock:
+                lost = self._direct.forget(engine)
+            for request_id in lost:
                 pending = self._pending.get(request_id)
                 if pending is not None:
                     pending.add_reply(

@@ -81,7 +81,7 @@ class DirectRoutes:
 
     def forget(self, engine: int) -> list[str]:
         """Engine ``engine`` is gone: no more direct calls to it; returns the ids of the
-        direct requests it had (their calls must fail)."""
+        direct requests it had (their calls must fail). The caller holds the send lock."""
         with self._lock:
             self._ports.pop(engine, None)
             self._unanswered.pop(engine, None)
@@ -90,7 +90,9 @@ class DirectRoutes:
             lost = [i for i, e in self._inflight.items() if e == engine]
             for request_id in lost:
                 del self._inflight[request_id]
-        self._senders.pop(engine, None)  # not closed: a user thread may be sending on it
+        sender = self._senders.pop(engine, None)
+        if sender is not None:  # the caller holds the send lock: nobody sends on it now
+            sender.close()
         return lost
 
     # -- sending (user threads, under the client's send lock) ------------------------------
