@@ -205,3 +205,37 @@ def test_a_cluster_left_by_its_script_is_kept_across_a_controller_takeover(
         takeover.wait(timeout=30)
     assert stopped.returncode == 0, stopped.stderr
     assert not leftover_processes([keeper])
+
+
+def _slurm_queue() -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True)
+    return out.stdout.split()
+
+
+@pytest.mark.slurm
+def test_a_slurm_engine_that_crashes_is_resubmitted_and_stop_cancels_all(
+    slurm: object, profile: Path
+) -> None:
+    started = pxcluster(
+        "start", "-n", "2", "--engines", "slurm", "--restart", "1", "--profile-dir", str(profile)
+    )
+    assert started.returncode == 0, started.stderr
+    record = ClusterRecord.read(profile / "pid" / "cluster.json")
+    assert record is not None
+    (first_job,) = {h.job_id for h in record.engines}
+    with MultiEngineClient(profile_dir=profile, timeout=30) as mec:
+        mec[1].execute("import os; os._exit(3)", block=False)  # engine 1 crashes
+        ids_become(mec, [0, 2], timeout=60)  # a new array job, a new id
+    record = ClusterRecord.read(profile / "pid" / "cluster.json")
+    assert record is not None
+    jobs = {h.job_id for h in record.engines}
+    assert len(jobs) == 2, record.engines
+    assert first_job in jobs
+    assert keeper_status(profile)["restarts"] == 1
+    stopped = pxcluster("stop", "--profile-dir", str(profile))
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(
+        lambda: not [j for j in _slurm_queue() if j.split("_")[0] in jobs],
+        timeout=30,
+        message="every job of the cluster cancelled",
+    )

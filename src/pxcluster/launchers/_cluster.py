@@ -45,6 +45,7 @@ from pxcluster.launchers._launcher import (
     match_handle,
 )
 from pxcluster.launchers._record import ClusterRecord, handle_alive, running_controller
+from pxcluster.launchers._relayed import wants_relay
 from pxcluster.launchers._startup import (
     Progress,
     StatusReport,
@@ -186,6 +187,11 @@ class Cluster:
                 profile_dir=self.paths.dir, timeout=max(1.0, deadline - time.monotonic())
             )
             self._add(self.n, deadline, self.timeout, progress, None, status)
+            if self.restart and wants_relay(self.launcher(self.engine_launcher).options):
+                raise LauncherError(
+                    "restart (--restart) cannot keep engines behind relays (--relay) yet: "
+                    "a relay's handle stands for all its engines; start without one of them"
+                )
             if self.restart:
                 self.keeper = start_keeper(self, self.restart)
         except BaseException:
