@@ -143,12 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             stats = relay.serve(until=lambda: all(c.poll() is not None for c in children))
         else:
             stats = relay.serve()
-        print(json.dumps(dataclasses.asdict(stats)), flush=True)  # the last line: counts
     finally:
         _stop_engines(children, relay.controller_stopped)
         relay.close()
         if args.folder is None:
             folder.rmdir() if folder.exists() and not any(folder.iterdir()) else None
+    print(json.dumps(dataclasses.asdict(stats)), flush=True)  # the last line: counts
     return 0
 
 

@@ -185,6 +185,9 @@ class Relay:
         poller = Poller([self.local, self.upstream, self.pongs, monitor])
         lost_since: float | None = time.monotonic()  # until the first connection
         next_beat = time.monotonic()
+        # Now, not only at the monitor's "connected": the connection may have been made
+        # before the monitor watched it (the DEALER holds the note until it is).
+        self._hello()
         try:
             while not (self._stop or self._bye or until()):
                 try:
@@ -195,8 +198,10 @@ class Relay:
                                 lost_since = None
                                 self._hello()
                             elif event == "disconnected" and lost_since is None:
-                                log.warning("lost the controller at %s", self.connection.url)
+                                self._from_controller()  # a "bye" may be waiting: first
                                 lost_since = time.monotonic()
+                                if not self._bye:
+                                    log.warning("lost the controller at %s", self.connection.url)
                         elif chan is self.local:
                             self._from_engines()
                         elif chan is self.upstream:
