@@ -11,13 +11,15 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
-from pxcluster import MultiEngineClient, PxclusterTimeoutError
+from pxcluster import Cluster, MultiEngineClient, PxclusterTimeoutError
 from pxcluster._errors import ConnectionLost, NoClusterRunning
 from pxcluster.launchers import ClusterRecord
+from pxcluster.profile import LauncherConfig
 from pxcluster.testing import leftover_processes, wait_for
 
 pytestmark = pytest.mark.timeout(150)
@@ -239,3 +241,21 @@ def test_a_slurm_engine_that_crashes_is_resubmitted_and_stop_cancels_all(
         timeout=30,
         message="every job of the cluster cancelled",
     )
+
+
+def test_mpi_ranks_that_die_are_relaunched_together_as_a_new_mpi_world(
+    openmpi: Any, no_mpi_left: None, profile: Path
+) -> None:
+    options = {"mpi": LauncherConfig(extra={"mpiexec": str(openmpi.mpiexec)})}
+    cluster = Cluster(2, profile_dir=profile, engines="mpi", options=options, restart=2, timeout=60)
+    with cluster:
+        mec = cluster.client(timeout=60)
+        (job,) = {h.job_id for h in cluster.engine_handles}
+        os.kill(pid_of(mec, 1), signal.SIGKILL)  # Open MPI then ends the whole job
+        ids_become(mec, [2, 3], timeout=60)
+        (new_job,) = {h.job_id for h in cluster.engine_handles}
+        assert new_job != job  # one new mpiexec for both ranks
+        mec.execute("from mpi4py import MPI; total = MPI.COMM_WORLD.allreduce(1)", timeout=60)
+        assert mec.pull("total", timeout=60) == [2, 2]  # one world of two ranks
+        assert cluster.keeper is not None
+        assert cluster.keeper.restarts == 2

@@ -104,6 +104,7 @@ class Cluster:
         self._launchers: dict[str, Launcher] = {}
         self._controller: LaunchHandle | None = None
         self._engines: list[LaunchHandle] = []
+        self._launched: list[LaunchHandle] = []  # every engine this object launched
         self._client: MultiEngineClient | None = None  # ours, for start and add_engines
         self._clients: list[MultiEngineClient | TaskClient] = []  # handed out to the user
         if restart < 0:
@@ -280,6 +281,7 @@ class Cluster:
             timeout=self.timeout,
         )
         handles = chosen.start(spec) if count else []
+        self._launched += handles
         self._change_record(added=handles)
         return handles
 
@@ -453,6 +455,9 @@ class Cluster:
         self.reload()
         self.close_clients()
         handles = [h for h in [self._controller, *self._engines] if h is not None]
+        # and those this object launched that ended and were forgotten (by the keeper):
+        # their launcher reaps what is still our child (a zombie mpiexec, say)
+        handles += [h for h in self._launched if h not in handles]
         stop_handles(self.paths, handles, timeout, self._launchers)
         sweep_stale()  # shared-memory segments whose creators are gone
 
