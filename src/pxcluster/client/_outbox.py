@@ -3,7 +3,8 @@
 A task submitted while nothing else of this connection is in flight goes at once, alone, as
 it always did: a lone task waits for nothing. One submitted while others are in flight
 would only wait behind them in the controller anyway, so it goes into this outbox instead,
-and the client's I/O thread sends what has gathered there (``take``) as soon as it runs:
+and the client's I/O thread sends what has gathered there (``take``) ``GATHER_FOR`` seconds
+later, or the submitting thread does once a batch is full or when it waits for results:
 several tasks per message, signed once (``wire/_batch.py``). A ``map`` puts all its chunks
 in at once. Anything sent on the connection directly sends the outbox first, so messages
 keep the order they were made in (a TASK_ABORT never overtakes its task, nor a task one it
@@ -22,6 +23,10 @@ from pxcluster.wire import MAX_ENTRIES, Signer, batchable, encode_raw, pack_batc
 #: Requests of the connection in flight from which a new task is batched rather than sent
 #: at once (its own pending result counts as one).
 BATCH_FROM = 3
+#: Seconds the I/O thread lets tasks gather in the outbox before it sends them (unless a
+#: batch fills first, or the caller waits for results: both send at once). Only tasks
+#: submitted behind others in flight wait this long, and those wait in the controller anyway.
+GATHER_FOR = 0.002
 
 
 class TaskOutbox:

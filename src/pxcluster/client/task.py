@@ -132,6 +132,7 @@ class TaskClient:
         """
         pending = self._tasks.get(taskid)
         if pending is not None:
+            self._core.flush_tasks()  # it may still wait in the outbox
             if not block and not pending.done():
                 return None
             return pending.get_result(timeout=timeout)
@@ -179,6 +180,7 @@ class TaskClient:
         ids = list(taskids)
         deadline = None if timeout is None else time.monotonic() + timeout
         mine = [self._tasks[t] for t in ids if t in self._tasks]
+        self._core.flush_tasks()
         _wait_all(mine, timeout, progress)
         for taskid in ids:
             if taskid not in self._tasks:

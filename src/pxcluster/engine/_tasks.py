@@ -115,7 +115,7 @@ class TaskRunner:
 HOLD_FOR = 0.002
 #: Task replies held at most before they go: the controller refills the engine's queue
 #: while it runs what is left, rather than after it ran dry.
-HOLD_AT_MOST = 4
+HOLD_AT_MOST = 8
 
 Entry = tuple[bytes, Sequence[Buffer]]
 

@@ -16,7 +16,7 @@ Precedence: command-line flags override the file, the file overrides these defau
     heartbeat_timeout = 3.0  # an engine silent this long is declared dead
     curve = false            # encrypt every connection with CurveZMQ (use between hosts)
     task_prefetch = 2        # tasks an engine may hold at once (running + waiting)
-    task_prefetch_short = 8  # ... while its recent tasks each ran under 1 ms
+    task_prefetch_short = 32  # ... while its recent tasks each ran under 1 ms
     retention_records = 100000       # finished tasks kept in the record store
     retention_bytes = 268435456      # ... and at most this many bytes of them
     result_cap = 16777216            # a bigger task result is not kept, only its status
@@ -74,7 +74,7 @@ class ClusterConfig:
     heartbeat_timeout: float = 3.0
     curve: bool = False
     task_prefetch: int = 2
-    task_prefetch_short: int = 8
+    task_prefetch_short: int = 32
     retention_records: int = 100_000
     retention_bytes: int = 256 * 1024 * 1024
     result_cap: int = 16 * 1024 * 1024

@@ -1,25 +1,29 @@
 """Wire layer: several TASK (or REPLY) messages carried as one BATCH message.
 
-A BATCH is framed like any message::
+A BATCH is framed like any message, with one payload frame at most::
 
-    DELIMITER  signature  batch header  payload frames of entry 0, of entry 1, ...
+    DELIMITER  signature  batch header  [the entries' buffers, one after another]
 
-and its header's content is ``{"entries": [header of entry 0, ...], "parts": [n0, ...]}``:
-each entry's own encoded header (the exact bytes a lone message of it would carry), and how
-many of the payload frames are its. The one signature covers the batch header, which holds
-every entry's header, which holds the size and SHA-256 digest of each of that entry's
-buffers: one HMAC authenticates the lot, and every entry keeps its exact header bytes, so a
-router forwards an entry (alone or in another batch) and the record store keeps it as if it
-had come alone. The batch header lists every payload frame's size (``b``, the framing's own
-check) but no digests: the receiver that unpickles an entry checks that entry's
-(``check_digests`` on it), as for a lone message.
+and its header's content is ``{"entries": [header of entry 0, header of entry 1, ...]}``:
+each entry's own encoded header, the exact bytes a lone message of it would carry. Each
+entry header lists the sizes (``b``) and SHA-256 digests (``d``) of its buffers; the one
+payload frame holds all of them back to back, and a receiver cuts it into views (no copy).
+One frame, not one per buffer: ZeroMQ's cost is per frame as much as per message.
+
+The one signature covers the batch header, which holds every entry's header, which holds
+its buffers' digests: one HMAC authenticates the lot, and every entry keeps its exact header
+bytes, so a router forwards an entry (alone or in another batch) and the record store keeps
+it as if it had come alone. The batch header gives only the payload frame's size: the
+receiver that unpickles an entry checks that entry's digests (``check_digests`` on it), as
+for a lone message.
 
 Freshness: the batch id goes through the receiver's replay guard like any message id; its
 entries cannot be replayed on their own (an entry header is not signed by itself), and a
 replayed batch is refused by its id, so entry ids are not checked again.
 
-Only TASK and REPLY travel in batches (``BATCHABLE``): senders batch what queued up at once
-(``MAX_ENTRIES`` at most) and send a lone message as it is, so a lone task pays nothing.
+Only TASK and REPLY travel in batches (``BATCHABLE``), and only small ones (``batchable``):
+senders batch what queued up at once (``MAX_ENTRIES`` at most) and send a lone message as
+it is, so a lone task pays nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import msgpack
 
 from pxcluster._buffers import Buffer
 from pxcluster._errors import ContentMismatch, RemoteProtocolError
-from pxcluster.wire._framing import Message, unpack_header
+from pxcluster.wire._framing import Message, _check_content, _message_from
 from pxcluster.wire._types import MsgType
 
 #: Message types a BATCH may carry.
@@ -47,26 +51,27 @@ SMALL_ENTRY = 64 * 1024
 def pack_batch(
     msg_id: str, entries: Sequence[tuple[bytes, Sequence[Buffer]]], session: str = ""
 ) -> tuple[bytes, list[Buffer]]:
-    """The header and payload frames of a BATCH of ``entries`` (each: its encoded header and
+    """The header and payload frame of a BATCH of ``entries`` (each: its encoded header and
     its buffers), to be signed and sent with ``encode_raw``."""
     headers: list[bytes] = []
-    parts: list[int] = []
     buffers: list[Buffer] = []
     for header, frames in entries:
         headers.append(header)
-        parts.append(len(frames))
         buffers.extend(frames)
     head: dict[str, object] = {
         "t": int(MsgType.BATCH),
         "i": msg_id,
         "ts": time.time(),
-        "c": {"entries": headers, "parts": parts},
+        "c": {"entries": headers},
     }
     if session:
         head["n"] = session
+    payload: list[Buffer] = []
     if buffers:
-        head["b"] = [len(b) if type(b) is bytes else memoryview(b).nbytes for b in buffers]
-    return msgpack.packb(head, use_bin_type=True), buffers
+        joined = b"".join(buffers)
+        head["b"] = [len(joined)]
+        payload = [joined]
+    return msgpack.packb(head, use_bin_type=True), payload
 
 
 def unbatch(batch: Message) -> tuple[list[Message], list[RemoteProtocolError]]:
@@ -74,25 +79,47 @@ def unbatch(batch: Message) -> tuple[list[Message], list[RemoteProtocolError]]:
     fields, buffer sizes, content schema), and what was wrong with those that were not fit.
 
     A bad entry does not spoil the others: the receiver acts on the good ones and answers
-    or logs the bad ones (a ``ContentMismatch`` names the entry's id and parent).
+    or logs the bad ones (a ``ContentMismatch`` names the entry's id and parent). An entry
+    that does not parse, or whose buffer sizes overrun the payload, ends the batch there
+    (where the buffers of what follows begin is unknown).
 
     Raises:
-        RemoteProtocolError: the batch's own layout is wrong (counts that do not add up).
+        RemoteProtocolError: the batch's own layout is wrong (more than one payload frame,
+            or bytes left over).
     """
-    headers = batch.content["entries"]  # types checked by the schema: list[bytes]
-    parts = batch.content["parts"]  # list[int]
-    if len(headers) != len(parts) or any(n < 0 for n in parts):
-        raise RemoteProtocolError("a batch's entries and parts do not match")
-    if sum(parts) != len(batch.buffers):
-        raise RemoteProtocolError("a batch's parts do not add up to its payload frames")
+    if len(batch.buffers) > 1:
+        raise RemoteProtocolError("a batch has more than one payload frame")
+    payload = memoryview(batch.buffers[0]) if batch.buffers else memoryview(b"")
     entries: list[Message] = []
     problems: list[RemoteProtocolError] = []
     at = 0
-    for header, count in zip(headers, parts, strict=True):
-        frames = batch.buffers[at : at + count]
-        at += count
+    headers = batch.content["entries"]  # list[bytes]: the schema checked it
+    for index, header in enumerate(headers):
         try:
-            entry = unpack_header(header, frames)
+            head = msgpack.unpackb(header, raw=False)
+        except Exception:  # msgpack raises several types on malformed input
+            head = None
+        sizes = head.get("b", []) if type(head) is dict else None
+        if (
+            type(sizes) is not list
+            or not all(type(n) is int and n >= 0 for n in sizes)
+            or at + sum(sizes) > len(payload)
+        ):
+            # where its buffers end is unknown, so no entry after it can be placed
+            problems.append(
+                RemoteProtocolError(
+                    f"entry {index} of a batch does not parse or its buffers do not fit; "
+                    f"dropped it and the {len(headers) - index - 1} after it"
+                )
+            )
+            break
+        frames: list[Buffer] = []
+        for size in sizes:
+            frames.append(payload[at : at + size])
+            at += size
+        try:
+            entry = _message_from(head, header, frames)
+            _check_content(entry)
         except RemoteProtocolError as exc:
             problems.append(exc)
             continue
@@ -102,6 +129,9 @@ def unbatch(batch: Message) -> tuple[list[Message], list[RemoteProtocolError]]:
             )
             continue
         entries.append(entry)
+    else:
+        if at != len(payload):
+            raise RemoteProtocolError("a batch's payload is longer than its entries' buffers")
     return entries, problems
 
 

@@ -126,8 +126,7 @@ class TaskContent(TypedDict, total=False):
 class BatchContent(TypedDict, total=False):
     """BATCH: TASK or REPLY messages carried together (see ``wire/_batch.py``)."""
 
-    entries: Required[list[bytes]]  # each entry's own encoded header
-    parts: Required[list[int]]  # how many of the payload frames are each entry's
+    entries: Required[list[bytes]]  # each entry's own encoded header (its buffers: in "b")
 
 
 class ControlContent(TypedDict, total=False):
