@@ -179,7 +179,13 @@ class ClientCore:
             frames = self._direct.encode_for(direct_to, msg)
             if frames is not None:
                 with self._send_lock:
-                    if not self._closed and self._direct.usable(direct_to):
+                    # the controller must be there: it reports an engine's death, and
+                    # a call made while it is away fails as any other (ConnectionLost)
+                    if (
+                        not self._closed
+                        and self._link_down_since is None
+                        and self._direct.usable(direct_to)
+                    ):
                         self._register(pending)
                         self._direct.send(direct_to, msg.id, frames)
                         return pending
