@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from pxcluster import Cluster, MultiEngineClient, PxclusterTimeoutError
+from pxcluster import Cluster, CompositeError, MultiEngineClient, PxclusterTimeoutError
 from pxcluster._errors import ConnectionLost, NoClusterRunning
 from pxcluster.launchers import ClusterRecord
 from pxcluster.profile import LauncherConfig
@@ -259,3 +259,61 @@ def test_mpi_ranks_that_die_are_relaunched_together_as_a_new_mpi_world(
         assert mec.pull("total", timeout=60) == [2, 2]  # one world of two ranks
         assert cluster.keeper is not None
         assert cluster.keeper.restarts == 2
+
+
+STUCK = (
+    "import ctypes, pathlib\n"
+    "pathlib.Path('/tmp/pxkeeper-stuck').touch()\n"
+    "ctypes.PyDLL(None).sleep(120)\n"  # PyDLL holds the GIL through the C call
+)
+
+
+@pytest.mark.timeout(240)
+def test_an_ssh_engine_stuck_in_c_code_is_interrupted_and_killed_through_its_launcher(
+    tmp_path: Path, netns_host: Any, sshd_host: Any
+) -> None:
+    """The controller cannot signal an engine on another host (no relay): the cluster's
+    keeper does it through the ssh launcher, so interrupt and kill still work."""
+    ssh = LauncherConfig(extra={"hosts": sshd_host.destination, "ssh_args": sshd_host.ssh_args})
+    beat = ["--heartbeat-period", "0.5", "--heartbeat-timeout", "20"]  # not declared dead
+    cluster = Cluster(
+        1,
+        profile_dir=tmp_path / "p",
+        controller_args=["--ip", "0.0.0.0", "--location", netns_host.peer, *beat],
+        engines="ssh",
+        options={"ssh": ssh},
+        timeout=90,
+    )
+
+    def stuck() -> bool:
+        return netns_host.run(["test", "-e", "/tmp/pxkeeper-stuck"]).returncode == 0
+
+    try:
+        cluster.start()
+        assert cluster.keeper is not None  # engines elsewhere: a keeper, without --restart
+        mec = cluster.client(timeout=30)
+        running = mec[0].execute(STUCK, block=False)
+        wait_for(stuck, timeout=30, message="the C call to start on the ssh host")
+        mec.interrupt(targets=0, timeout=15)
+        with pytest.raises(CompositeError) as failed:
+            running.get_result(timeout=15)
+        assert failed.value.elist[0].ename == "KeyboardInterrupt"
+        assert mec[0].execute("1 + 1", timeout=15)[0]["display"] == "2"  # it lives on
+
+        netns_host.run(["rm", "-f", "/tmp/pxkeeper-stuck"])
+        mec[0].execute(STUCK, block=False)
+        wait_for(stuck, timeout=30, message="the C call to start again")
+        mec.kill(targets=0, block=True, timeout=15)  # succeeds: the launcher killed it
+        assert mec.get_ids() == []
+        wait_for(
+            lambda: not netns_host.pxcluster_processes(),
+            timeout=15,
+            message="no engine left on the ssh host",
+        )
+        log = (cluster.paths.log / "keeper.log").read_text()
+        assert "sent SIGUSR1 through its launcher" in log
+        assert "sent SIGKILL through its launcher" in log
+    finally:
+        cluster.stop()
+        netns_host.run(["rm", "-f", "/tmp/pxkeeper-stuck"])
+    assert netns_host.pxcluster_processes() == []

@@ -30,6 +30,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -179,6 +180,9 @@ class Hub:
         self._next_engine_id = 0
         self._given_ids: set[int] = set()  # every id this hub handed out: never again
         self._kill_deadlines: dict[int, float] = {}  # engine -> when a client's kill is overdue
+        #: engine -> (signal, since when): ones the server could not signal itself (another
+        #: host, no relay), for the cluster's keeper to send through the launcher (MONITOR).
+        self.signal_wanted: dict[int, tuple[int, float]] = {}
         #: (when overdue, engine, interrupt id, the request it aims at), see _aimed_interrupt
         self._interrupt_deadlines: list[tuple[float, int, str, str]] = []
         #: The controller's own host key (``serialize.host_key``): engines with the same key
@@ -257,6 +261,9 @@ class Hub:
             return [self._reply(client, msg.id, {"queues": sorted(queues)})]
         if msg.type == MsgType.MONITOR:
             return [self._reply(client, msg.id, self.monitor_report(msg.content.get("since")))]
+        if msg.type == MsgType.LAUNCHER_ENDED:
+            ended = self.launcher_ended(msg.content["engines"], msg.content.get("how", ""))
+            return [self._reply(client, msg.id, {}), *ended]
         if msg.type == MsgType.SHUTDOWN and msg.targets is None:
             self.shutdown_requested = True
             out = [self._reply(client, msg.id, {"engines": self.engine_ids()})]
@@ -336,6 +343,23 @@ class Hub:
         self._interrupt_deadlines = waiting
         return due
 
+    def want_signal(self, engine_id: int, signum: int) -> None:
+        """The server could not send ``signum`` to engine ``engine_id`` (another host): ask
+        its launcher, through MONITOR's ``signal_wanted`` (the keeper reads it)."""
+        if engine_id in self.engines:
+            self.signal_wanted[engine_id] = (signum, self._clock())
+
+    def launcher_ended(self, engines: list[int], how: str) -> list[Outbound]:
+        """LAUNCHER_ENDED: a keeper ended engines whose kill was overdue (``want_signal``
+        with SIGKILL; no other engine is touched): their kills succeed and they are
+        forgotten, as ``killed``."""
+        out: list[Outbound] = []
+        for engine_id in engines:
+            wanted = self.signal_wanted.get(engine_id)
+            if wanted is not None and wanted[0] == signal.SIGKILL:
+                out += self.killed(engine_id, how or "killed by its launcher")
+        return out
+
     def overdue_kills(self) -> list[EngineRecord]:
         """Engines a client killed that have not confirmed within ``KILL_GRACE`` (each
         returned once): the server ends them itself (``killed`` then settles them)."""
@@ -372,6 +396,13 @@ class Hub:
         self.clients.discard(client)
         self.client_seen.pop(client, None)
 
+    def _signals_wanted(self, now: float) -> list[list[int]]:
+        """``signal_wanted`` as [engine, signum] rows, forgetting those over 30 s old."""
+        for engine_id, (_signum, since) in list(self.signal_wanted.items()):
+            if now - since > 30.0:
+                del self.signal_wanted[engine_id]
+        return [[engine_id, signum] for engine_id, (signum, _) in self.signal_wanted.items()]
+
     def monitor_report(self, since: object) -> dict[str, object]:
         """The MONITOR reply: engines (id, hostname, pid, queue length, seconds since last
         heard of), clients (session, seconds since their latest request), task counts, store
@@ -391,6 +422,7 @@ class Hub:
             "tasks": self.tasks.scheduler.counts(),
             "store": self.tasks.store.stats(),
             **self.activity.report(since if type(since) is int else 0),
+            "signal_wanted": self._signals_wanted(now),
         }
 
     # -- events from engines ---------------------------------------------------------------
@@ -682,6 +714,7 @@ class Hub:
         engine = self.engines.pop(engine_id)
         del self._by_identity[engine.identity]
         self._kill_deadlines.pop(engine_id, None)
+        self.signal_wanted.pop(engine_id, None)
         if event == "died":
             self._declared_dead[engine.identity] = engine_id
             if len(self._declared_dead) > _DEAD_REMEMBERED:

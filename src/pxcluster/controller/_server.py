@@ -354,8 +354,12 @@ class ControllerServer:
             how = self.end_engine(engine)
             if how:
                 self._send_all(self.hub.killed(engine.id, how))
+            else:  # another host, no relay: the cluster's keeper asks its launcher
+                self.hub.want_signal(engine.id, signal.SIGKILL)
         for engine in self.hub.overdue_interrupts():
-            if self._signal_local_engine(engine, signal.SIGUSR1):
+            if not self._signal_local_engine(engine, signal.SIGUSR1):
+                self.hub.want_signal(engine.id, signal.SIGUSR1)  # the keeper, as above
+            else:
                 log.warning(
                     "engine %d (pid %d) did not answer an interrupt within %.0f s (C code "
                     "holding the GIL?): signalled it",

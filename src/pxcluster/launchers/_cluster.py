@@ -56,6 +56,9 @@ from pxcluster.launchers._watcher import KeeperProcess, start_keeper, stop_keepe
 from pxcluster.profile import LauncherConfig, ProfilePaths, load_launcher_config
 from pxcluster.serialize import sweep_stale
 
+#: Launchers whose engines run on other hosts than the controller's, as a rule.
+REMOTE_LAUNCHERS = frozenset({"ssh", "slurm", "sge", "pbs"})
+
 
 class Cluster:
     """A controller and ``n`` engines, started and stopped as one.
@@ -75,6 +78,9 @@ class Cluster:
             a relaunched engine gets a new id and an empty namespace. A keeper process
             (``_watcher.py``) does it, so it goes on after this object or its process is
             gone, until ``stop()`` or ``pxcluster stop``; ``keeper`` is its handle.
+            Engines on other hosts (ssh, slurm, sge, pbs; no relay) get a keeper even
+            without restart: it signals, through their launcher, those the controller
+            cannot reach (a kill or interrupt not answered: C code holding the GIL).
     """
 
     def __init__(
@@ -193,7 +199,7 @@ class Cluster:
                     "restart (--restart) cannot keep engines behind relays (--relay) yet: "
                     "a relay's handle stands for all its engines; start without one of them"
                 )
-            if self.restart:
+            if self.restart or self._engines_elsewhere():
                 self.keeper = start_keeper(self, self.restart)
         except BaseException:
             # engines that never registered get no kill from the controller: a short wait
@@ -202,6 +208,12 @@ class Cluster:
                 self.stop(timeout=3.0)
             raise
         return self
+
+    def _engines_elsewhere(self) -> bool:
+        """Whether the engines run where the controller may not signal them (other hosts,
+        not behind a relay): the keeper then signals them through their launcher."""
+        launcher = self.launcher(self.engine_launcher)
+        return self.engine_launcher in REMOTE_LAUNCHERS and not wants_relay(launcher.options)
 
     def _start_controller(self, deadline: float, status: StatusReport | None) -> None:
         launcher = self.launcher(self.controller_launcher)

@@ -41,11 +41,14 @@ whose job had no more than ``lead`` seconds left when first seen is not replaced
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from pxcluster._errors import PxclusterError
 from pxcluster.launchers._keeper_files import handle_key, released_keys
 from pxcluster.launchers._launcher import LaunchHandle, match_handle
 from pxcluster.profile import load_config
@@ -55,8 +58,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pxcluster.keeper")
 
-#: The controller's MONITOR reply (a dict), or None when it does not answer.
-MonitorSource = Callable[[], "Mapping[str, Any] | None"]
+
+class ControllerLink(Protocol):
+    """What the keeper asks of the controller (``_watcher.ControllerMonitor``)."""
+
+    def __call__(self) -> Mapping[str, Any] | None:
+        """The MONITOR reply, or None when the controller does not answer."""
+
+    def launcher_ended(self, engines: list[int], how: str) -> None:
+        """Tell the controller that these engines were killed through their launcher."""
+
+
+#: Seconds before the keeper sends an engine the same wanted signal again.
+_SIGNAL_AGAIN = 10.0
 #: Seconds between launcher polls while the controller does not answer.
 _AWAY_POLL = 5.0
 #: Seconds after the controller answers again before anything is relaunched: the engines
@@ -78,7 +92,7 @@ class EngineKeeper:
     def __init__(
         self,
         cluster: Cluster,
-        monitor: MonitorSource,
+        monitor: ControllerLink,
         max_restarts: int = 3,
         lead: float | None = None,
     ) -> None:
@@ -99,6 +113,8 @@ class EngineKeeper:
         self._first_left: dict[str, float] = {}
         self._back_at = 0.0  # when the controller answered again after being away
         self._away = False
+        self._signalled: dict[tuple[int, int], float] = {}  # (engine, signum) -> when sent
+        self._killed_for_controller: set[str] = set()  # handle keys: never relaunched
 
     # -- one look ----------------------------------------------------------------------------
 
@@ -119,6 +135,8 @@ class EngineKeeper:
             return True
         gone = {int(g["id"]): g for g in report.get("gone", []) if isinstance(g, dict)}
         live = self._note_ids(report, handles, gone)
+        if report.get("signal_wanted"):
+            self._send_wanted_signals(report, handles)
         suspects = [h for h in handles if handle_key(h) not in live]
         ended = self._ended(suspects, wait=lambda name: self.cluster.launcher(name).poll_interval)
         # MPI: a job's ranks are relaunched together, once none of them is registered
@@ -147,6 +165,47 @@ class EngineKeeper:
                 self._ids.setdefault(handle_key(handle), eid)
         return live
 
+    def _send_wanted_signals(
+        self, report: Mapping[str, Any], handles: Sequence[LaunchHandle]
+    ) -> None:
+        """Signal, through their launchers, the engines the controller could not signal
+        itself (on another host, no relay): a kill or an interrupt they did not answer
+        (C code holding the GIL). Kills are reported back, so the client's kill succeeds."""
+        launch = {int(eid): dict(info) for eid, info in report.get("launch", [])}
+        rows = {int(row[0]): row for row in report.get("engine_rows", [])}
+        now = time.monotonic()
+        killed: list[int] = []
+        for eid, signum in report.get("signal_wanted", []):
+            row = rows.get(eid)
+            if row is None or now - self._signalled.get((eid, signum), -1e9) < _SIGNAL_AGAIN:
+                continue
+            handle = match_handle(handles, launch.get(eid, {}), int(row[2]), str(row[1]))
+            if handle is None:
+                continue  # not launched by this cluster: nobody here can reach it
+            self._signalled[(eid, signum)] = now
+            target = (
+                handle
+                if handle.pid
+                else dataclasses.replace(handle, host=str(row[1]), pid=int(row[2]))
+            )
+            try:
+                self.cluster.launcher(handle.launcher).signal(target, signum)
+            except (PxclusterError, OSError) as exc:
+                log.warning("could not signal engine %d (%s): %s", eid, handle.describe(), exc)
+                continue
+            log.warning(
+                "engine %d (%s) did not answer the controller, which could not reach it: "
+                "sent %s through its launcher",
+                eid,
+                handle.describe(),
+                signal.Signals(signum).name,
+            )
+            if signum == signal.SIGKILL:
+                self._killed_for_controller.add(handle_key(handle))
+                killed.append(eid)
+        if killed:
+            self.monitor.launcher_ended(killed, "killed by its launcher (it did not answer)")
+
     def _ended(self, handles: Sequence[LaunchHandle], wait: Callable[[str], float]) -> list[Any]:
         """Those of ``handles`` whose process or job ended, asking each launcher no more
         often than its ``poll_interval`` (1 s for batch systems, 2 s for ssh)."""
@@ -171,7 +230,7 @@ class EngineKeeper:
             key = handle_key(handle)
             eid = self._ids.get(key)
             event = gone.get(eid, {}).get("event") if eid is not None else None
-            if key in released:
+            if key in released or key in self._killed_for_controller:
                 log.info("engine %s was ended on request: not relaunched", handle.describe())
             elif event == "stopped":
                 log.info("engine %s was stopped on purpose: not relaunched", handle.describe())
@@ -187,6 +246,10 @@ class EngineKeeper:
             self._relaunch(name, group)
 
     def _relaunch(self, name: str, dead: Sequence[LaunchHandle]) -> None:
+        if not self.max_restarts:  # a keeper for signals only (engines on other hosts)
+            for handle in dead:
+                log.info("engine %s ended (no --restart: not relaunched)", handle.describe())
+            return
         left = max(0, self.max_restarts - self.restarts)
         chosen, refused = list(dead[:left]), list(dead[left:])
         for handle in refused:

@@ -137,6 +137,8 @@ class KeeperStatus:
 
     def describe(self) -> str:
         """One line for ``pxcluster list``."""
+        if not self.max_restarts:
+            return f"keeper pid {self.pid}: signals engines the controller cannot reach"
         text = (
             f"keeper pid {self.pid}: relaunches engines that die, "
             f"{self.restarts} of {self.max_restarts} restarts used"

@@ -79,6 +79,17 @@ class ControllerMonitor:
             return None
         return reply.content
 
+    def launcher_ended(self, engines: list[int], how: str) -> None:
+        """Tell the controller its launcher killed these engines (LAUNCHER_ENDED)."""
+        try:
+            if self._core is None:
+                self._core = ClientCore(read_client_connection(self.paths.client_file), 5.0)
+            content = {"engines": engines, "how": how}
+            self._core.call_controller(MsgType.LAUNCHER_ENDED, content, "ended", _MONITOR_TIMEOUT)
+        except (PxclusterError, OSError) as exc:
+            log.warning("could not tell the controller of engines %s ended: %s", engines, exc)
+            self.close()
+
     def close(self) -> None:
         if self._core is not None:
             with contextlib.suppress(Exception):
@@ -188,7 +199,7 @@ class KeeperProcess:
 
 
 def start_keeper(
-    cluster: Cluster, restart: int, period: float = 1.0, timeout: float = 30.0
+    cluster: Cluster, restart: int, period: float = 0.5, timeout: float = 30.0
 ) -> KeeperProcess:
     """Start ``cluster``'s keeper process and wait until it has recorded itself.
 

@@ -156,6 +156,14 @@ class MonitorContent(TypedDict, total=False):
     since: int
 
 
+class LauncherEndedContent(TypedDict, total=False):
+    """LAUNCHER_ENDED (client → controller): engines whose launcher ended them because the
+    controller could not (MONITOR's ``signal_wanted``; the cluster's keeper does it)."""
+
+    engines: Required[list[int]]
+    how: str
+
+
 class StreamContent(TypedDict, total=False):
     """STREAM (engine → client): output written while a request runs."""
 
@@ -235,6 +243,7 @@ class ReplyContent(TypedDict, total=False):
     events: list[list[Any]]
     errors: list[dict[str, Any]]
     gone: list[dict[str, Any]]
+    signal_wanted: list[list[int]]  # [engine id, signum]: a launcher must signal it
 
 
 #: The content type of each message type. Both directions of a type share one declaration.
@@ -259,6 +268,7 @@ CONTENT: dict[MsgType, type] = {
     MsgType.TASK_STATUS: NoContent,
     MsgType.TASK_CLEAR: TaskClearContent,
     MsgType.MONITOR: MonitorContent,
+    MsgType.LAUNCHER_ENDED: LauncherEndedContent,
     MsgType.STREAM: StreamContent,
     MsgType.DIRECT: DirectContent,
     MsgType.REPLY: ReplyContent,

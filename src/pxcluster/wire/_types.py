@@ -61,6 +61,7 @@ class MsgType(enum.IntEnum):
     TASK_STATUS = 25
     TASK_CLEAR = 26
     MONITOR = 27
+    LAUNCHER_ENDED = 28  # a keeper ended engines (at MONITOR's signal_wanted): settle them
     STREAM = 30
     DIRECT = 31
     REPLY = 40
