@@ -5,6 +5,8 @@ cluster and makes 3,000 calls to engine 0 twice; prints the median latency and t
 microseconds per call spent by the client, the controller and the engine. Where the CPU goes
 (not the wall time, which other processes on the machine disturb) is what a change to the
 hot path should move.
+
+``--relay``: the engines behind a per-host relay (``pxrelay``), whose CPU is shown too.
 """
 
 import os
@@ -18,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from pxcluster import Cluster
+from pxcluster.profile import LauncherConfig
 
 CALLS = 3000
 
@@ -31,8 +34,11 @@ def cpu_seconds(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def main(kind: str) -> None:
-    with Cluster(n=2, profile="bench", profile_dir=Path(tempfile.mkdtemp()) / "p") as cluster:
+def main(kind: str, relay: bool = False) -> None:
+    options = {"local": LauncherConfig(extra={"relay": "1"})} if relay else None
+    with Cluster(
+        n=2, profile="bench", profile_dir=Path(tempfile.mkdtemp()) / "p", options=options
+    ) as cluster:
         mec = cluster.client()
         one = mec[0]
         one.execute("a = 1")
@@ -48,6 +54,8 @@ def main(kind: str) -> None:
             "controller": psutil.Process(cluster.controller_pid),
             "engine": psutil.Process(pid),
         }
+        if relay:
+            processes["relay"] = psutil.Process(pid).parent() or processes["engine"]
         for _ in range(300):  # warm-up
             call()
         for _ in range(2):
@@ -69,4 +77,5 @@ def main(kind: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "execute")
+    words = [a for a in sys.argv[1:] if a != "--relay"]
+    main(words[0] if words else "execute", relay="--relay" in sys.argv)

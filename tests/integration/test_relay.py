@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pxcluster import CompositeError
-from pxcluster.testing import cluster_in, leftover_processes, wait_for
+from pxcluster.testing import cluster_in, controller_restarted, leftover_processes, wait_for
 
 T = 60
 
@@ -139,3 +139,15 @@ def test_kill_and_interrupt_reach_engines_behind_a_relay_stuck_in_c_code(tmp_pat
         wait_for(lambda: not leftover_processes([pids[ids[0]]]), timeout=T,
                  message="the engine killed by its relay")
         assert mec.get_ids() == ids[1:]
+
+
+@pytest.mark.timeout(120)
+def test_engines_behind_a_relay_come_back_to_a_controller_that_takes_over(tmp_path):
+    with relayed_cluster(tmp_path, 0, 2) as (cluster, _):
+        mec = cluster.client(timeout=T)
+        ids = mec.wait_for_engines(2, timeout=T)
+        mec.push({"kept": "still here"}, timeout=T)
+        # the relay reconnects and says which engines it serves; they register again
+        with controller_restarted(cluster, mec, timeout=T):
+            assert mec.get_ids() == ids
+            assert mec.pull("kept", timeout=T) == ["still here"] * 2
