@@ -333,6 +333,8 @@ class Engine:
 
     def _send_held(self, only_due: bool = False) -> None:
         """Send the task replies held back (``only_due``: if they waited long enough)."""
+        if not self._held or (only_due and not self._held.due()):
+            return  # the usual case, seen without the lock the main thread sends under
         with self._sender_lock:
             if not self._held or (only_due and not self._held.due()):
                 return
