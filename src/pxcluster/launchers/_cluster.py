@@ -199,8 +199,9 @@ class Cluster:
                     "restart (--restart) cannot keep engines behind relays (--relay) yet: "
                     "a relay's handle stands for all its engines; start without one of them"
                 )
-            if self.restart or self._engines_elsewhere():
-                self.keeper = start_keeper(self, self.restart)
+            elsewhere = self._engines_elsewhere()
+            if self.restart or elsewhere:  # elsewhere: it also signals; look more often
+                self.keeper = start_keeper(self, self.restart, period=0.5 if elsewhere else 1.0)
         except BaseException:
             # engines that never registered get no kill from the controller: a short wait
             # before signalling them, so a failed start reports promptly
