@@ -52,7 +52,12 @@ from pxcluster.launchers._startup import (
     wait_for_controller,
     wait_for_engines,
 )
-from pxcluster.launchers._watcher import KeeperProcess, start_keeper, stop_keeper
+from pxcluster.launchers._watcher import (
+    KeeperProcess,
+    keeper_running,
+    start_keeper,
+    stop_keeper,
+)
 from pxcluster.profile import LauncherConfig, ProfilePaths, load_launcher_config
 from pxcluster.serialize import sweep_stale
 
@@ -210,11 +215,12 @@ class Cluster:
             raise
         return self
 
-    def _engines_elsewhere(self) -> bool:
-        """Whether the engines run where the controller may not signal them (other hosts,
-        not behind a relay): the keeper then signals them through their launcher."""
-        launcher = self.launcher(self.engine_launcher)
-        return self.engine_launcher in REMOTE_LAUNCHERS and not wants_relay(launcher.options)
+    def _engines_elsewhere(self, name: str | None = None) -> bool:
+        """Whether engines of launcher ``name`` (default: the cluster's) run where the
+        controller may not signal them (other hosts, not behind a relay): the keeper then
+        signals them through their launcher."""
+        name = name or self.engine_launcher
+        return name in REMOTE_LAUNCHERS and not wants_relay(self.launcher(name).options)
 
     def _start_controller(self, deadline: float, status: StatusReport | None) -> None:
         launcher = self.launcher(self.controller_launcher)
@@ -250,9 +256,15 @@ class Cluster:
             launcher: their launcher (default: the cluster's engine launcher); a batch
                 launcher submits a further job, tracked and cancelled with the others.
             status: called with a line whenever their jobs change state.
+
+        Engines added on other hosts (ssh, slurm, sge, pbs; no relay) to a cluster without
+        a keeper get one, which signals those the controller cannot reach.
         """
         wait = self.timeout if timeout is None else timeout
-        return self._add(count, time.monotonic() + wait, wait, progress, launcher, status)
+        ids = self._add(count, time.monotonic() + wait, wait, progress, launcher, status)
+        if self._engines_elsewhere(launcher) and keeper_running(self.paths) is None:
+            self.keeper = start_keeper(self, 0, period=0.5)
+        return ids
 
     def _add(
         self,
