@@ -9,12 +9,15 @@ times, from outside:
    pull of ``pid`` from all N engines (N distinct processes must answer);
 3. ``pxcluster stop`` until it returns, and then that no process it started is left.
 
-Prints one JSON line of figures (``--json FILE`` also writes it).
+Prints one JSON line of figures (``--json FILE`` also writes it). ``--relay``: the engines
+behind one per-host relay (``pxcluster start --relay``); the controller's resident memory
+and file descriptors are reported either way.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -42,8 +45,14 @@ def pxcluster(*args: str, env: dict[str, str], timeout: float) -> float:
 
 
 def started_pids(root: Path) -> list[int]:
+    """The controller, what the launcher started, and their children (engines behind a
+    relay are the relay's children)."""
     record = json.loads((root / "profile_default" / "pid" / "cluster.json").read_text())
-    return [record["controller"]["pid"], *(e["pid"] for e in record["engines"])]
+    pids = [record["controller"]["pid"], *(e["pid"] for e in record["engines"])]
+    for pid in list(pids):
+        with contextlib.suppress(psutil.Error):
+            pids += [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    return pids
 
 
 def main() -> None:
@@ -51,17 +60,21 @@ def main() -> None:
     p.add_argument("n", type=int, nargs="?", default=256)
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--relay", action="store_true", help="engines behind one pxrelay")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="pxreal-"))
     env = {**os.environ, "PXCLUSTER_DIR": str(root), "IPYTHONDIR": str(root / "ipython")}
     os.environ.update(env)
-    figures: dict[str, object] = {"engines": args.n, "load_before": os.getloadavg()}
+    figures: dict[str, object] = {
+        "engines": args.n, "relay": args.relay, "load_before": os.getloadavg()
+    }
     pids: list[int] = []
     try:
         figures["start_s"] = round(
             pxcluster("start", "-n", str(args.n), "--timeout", str(args.timeout),
-                      env=env, timeout=args.timeout + 60), 2)
+                      *(["--relay"] if args.relay else []), env=env, timeout=args.timeout + 60), 2)
         pids = started_pids(root)
+        controller = psutil.Process(pids[0])
         config = Config()
         config.HistoryManager.hist_file = ":memory:"
         shell = InteractiveShell.instance(config=config)
@@ -80,6 +93,8 @@ def main() -> None:
             engine_pids = mec.pull("pid")
             figures["distinct_engine_pids"] = len(set(engine_pids))
             assert len(set(engine_pids)) == args.n
+            figures["controller_rss_mb"] = round(controller.memory_info().rss / 2**20, 1)
+            figures["controller_fds"] = controller.num_fds()
             shell.run_line_magic("unload_ext", "pxcluster")
         InteractiveShell.clear_instance()
     finally:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -21,6 +23,22 @@ from pxcluster.profile import (
     read_engine_connection,
 )
 from pxcluster.relay import RelayAddresses
+
+#: Set by ``pxrelay --engines`` for the engines it starts: its pid. Such an engine asks to be
+#: killed when the relay dies (so the relay takes its engines with it).
+RELAY_PID_ENV = "PXCLUSTER_RELAY_PID"
+
+
+def _die_with_relay() -> None:
+    """Be killed when the relay that started us dies (Linux ``PR_SET_PDEATHSIG``); exit now
+    if it is gone already."""
+    relay = os.environ.pop(RELAY_PID_ENV, "")
+    if not relay.isdigit() or not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != int(relay):
+        sys.exit("pxengine: the relay that started this engine is gone")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -156,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if requested >= 0:  # the rank is this engine's index in its launcher's job
         os.environ.setdefault(ARRAY_INDEX_ENV, str(requested))
     heartbeat_urls = None
-    if args.relay is not None:  # the relay is local: no CurveZMQ on its Unix sockets
+    if args.relay is not None:
+        _die_with_relay()  # the relay is local: no CurveZMQ on its Unix sockets
         engine_url, ping_url, pong_url = RelayAddresses(args.relay).urls()
         connection = dataclasses.replace(connection, url=engine_url, curve_serverkey="")
         heartbeat_urls = (ping_url, pong_url)

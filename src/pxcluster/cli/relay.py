@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import json
 import os
@@ -19,11 +17,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from pxcluster.cli._common import add_profile_flags, add_version_flag, profile_from, setup_logging
-from pxcluster.cli.engine import connection_from
+from pxcluster.cli.engine import RELAY_PID_ENV, connection_from
 from pxcluster.profile import ENGINE_CONNECTION_ENV, EngineConnection, connection_json
 from pxcluster.relay import Relay, RelayAddresses
 
@@ -74,26 +73,65 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _die_with_parent() -> None:
-    """In a child, before exec: be killed when the relay dies (Linux), so that a relay
-    that dies takes its engines with it, as the controller declares them dead with it."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name and sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(libc_name).prctl(pr_set_pdeathsig, signal.SIGKILL)
+class EngineStarter(threading.Thread):
+    """Starts the relay's engines in the background, so the relay serves the first ones
+    (their registrations) while the others are still being started.
 
+    Each engine gets ``RELAY_PID_ENV``: ``pxengine --relay`` then asks the kernel to kill
+    it when the relay dies (Linux), so a relay that dies takes its engines with it, as the
+    controller declares them dead with it. The kernel sends that signal when the *thread*
+    that started the engine ends, so this thread lives until the engines are stopped
+    (``release``).
+    """
 
-def start_engines(
-    count: int, folder: Path, connection: EngineConnection, engine_args: Sequence[str]
-) -> list[subprocess.Popen[bytes]]:
-    """``count`` engines behind the relay at ``folder`` (the connection in their
-    environment, as launchers pass it: no file needed)."""
-    env = {**os.environ, ENGINE_CONNECTION_ENV: connection_json(connection)}
-    argv = [sys.executable, "-m", "pxcluster.cli.engine", "--relay", str(folder), *engine_args]
-    return [
-        subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-        for _ in range(count)
-    ]
+    def __init__(
+        self, count: int, folder: Path, connection: EngineConnection, engine_args: Sequence[str]
+    ) -> None:
+        super().__init__(name="pxrelay-starter", daemon=True)
+        self.count = count
+        self.children: list[subprocess.Popen[bytes]] = []
+        self._env = {
+            **os.environ,
+            ENGINE_CONNECTION_ENV: connection_json(connection),
+            RELAY_PID_ENV: str(os.getpid()),
+        }
+        self._argv = [
+            sys.executable,
+            "-m",
+            "pxcluster.cli.engine",
+            "--relay",
+            str(folder),
+            *engine_args,
+        ]
+        self._no_more = threading.Event()
+        self._release = threading.Event()
+        self.done_starting = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for _ in range(self.count):
+                if self._no_more.is_set():
+                    break
+                child = subprocess.Popen(self._argv, env=self._env, stdin=subprocess.DEVNULL)
+                self.children.append(child)
+        finally:
+            self.done_starting.set()
+        self._release.wait()
+
+    def all_exited(self) -> bool:
+        """Every engine was started and has exited."""
+        return self.done_starting.is_set() and all(c.poll() is not None for c in self.children)
+
+    def stop_starting(self) -> list[subprocess.Popen[bytes]]:
+        """Start no more; the engines started."""
+        self._no_more.set()
+        self.done_starting.wait()
+        return self.children
+
+    def release(self) -> None:
+        """End the thread (after its engines were stopped: they would be killed now)."""
+        self._release.set()
+        self.join()
 
 
 def _stop_engines(children: list[subprocess.Popen[bytes]], told: bool) -> None:
@@ -137,14 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: relay.request_stop())
     signal.signal(signal.SIGINT, lambda *_: relay.request_stop())
     print(f"pxrelay: engines connect with pxengine --relay {folder}", flush=True)
-    children = start_engines(args.engines, folder, connection, engine_args)
+    starter = EngineStarter(args.engines, folder, connection, engine_args)
+    starter.start()
     try:
-        if children:
-            stats = relay.serve(until=lambda: all(c.poll() is not None for c in children))
-        else:
-            stats = relay.serve()
+        stats = relay.serve(until=starter.all_exited if args.engines else lambda: False)
     finally:
-        _stop_engines(children, relay.controller_stopped)
+        _stop_engines(starter.stop_starting(), relay.controller_stopped)
+        starter.release()
         relay.close()
         if args.folder is None:
             folder.rmdir() if folder.exists() and not any(folder.iterdir()) else None

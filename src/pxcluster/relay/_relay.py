@@ -110,6 +110,7 @@ class LocalEngine:
 
     last_seen: float
     pid: int = 0
+    ponged: bool = False  # its heartbeat echo answered once (it starts once registered)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +152,7 @@ class Relay:
         self._stop = False
         self._bye = False
         self._echo: HeartbeatEcho | None = None
+        self._lost_since: float | None = None
         addresses.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(addresses.folder, 0o700)
         for path in (addresses.engine, addresses.ping, addresses.pong):
@@ -183,7 +185,9 @@ class Relay:
         from the controller for ``controller_timeout`` seconds."""
         monitor = Monitor(self.upstream)
         poller = Poller([self.local, self.upstream, self.pongs, monitor])
-        lost_since: float | None = time.monotonic()  # until the first connection
+        # cut off since when (None: connected); counts from the start until the controller
+        # first answers (its welcome, or the monitor's "connected")
+        self._lost_since = time.monotonic()
         next_beat = time.monotonic()
         # Now, not only at the monitor's "connected": the connection may have been made
         # before the monitor watched it (the DEALER holds the note until it is).
@@ -195,11 +199,11 @@ class Relay:
                         if chan is monitor:
                             event = monitor.recv_event()
                             if event == "connected":
-                                lost_since = None
+                                self._lost_since = None
                                 self._hello()
-                            elif event == "disconnected" and lost_since is None:
+                            elif event == "disconnected" and self._lost_since is None:
                                 self._from_controller()  # a "bye" may be waiting: first
-                                lost_since = time.monotonic()
+                                self._lost_since = time.monotonic()
                                 if not self._bye:
                                     log.warning("lost the controller at %s", self.connection.url)
                         elif chan is self.local:
@@ -214,6 +218,7 @@ class Relay:
                         self._beat(now)
                 except Exception:  # a bug: the engines behind us are worth going on for
                     self.drops.exception("loop", "the relay's loop survived an error")
+                lost_since = self._lost_since
                 if lost_since is not None and time.monotonic() - lost_since > (
                     self.controller_timeout
                 ):
@@ -334,6 +339,9 @@ class Relay:
             self._bye = True
 
     def _welcomed(self, note: dict[str, Any]) -> None:
+        # the controller answered: connected, even if the monitor's "connected" came before
+        # the monitor watched
+        self._lost_since = None
         self.heartbeat_period = max(0.05, float(note["heartbeat_period"]))
         self.heartbeat_timeout = max(self.heartbeat_period * 2, float(note["heartbeat_timeout"]))
         if self._echo is None:
@@ -387,13 +395,19 @@ class Relay:
             record = self.engines.get(bytes(frames[0]))
             if record is not None:
                 record.last_seen = now
+                record.ponged = True
 
     def _beat(self, now: float) -> None:
         self._ping_seq += 1
         self.pings.send([str(self._ping_seq).encode()])
-        silent = [e for e, r in self.engines.items() if now - r.last_seen > self.heartbeat_timeout]
+        # An engine echoes pings once its registration is answered, which a controller
+        # busy with many registrations may take a while to do: until then it has longer.
+        limit, first = self.heartbeat_timeout, max(self.heartbeat_timeout, self.controller_timeout)
+        silent = [
+            e for e, r in self.engines.items() if now - r.last_seen > (limit if r.ponged else first)
+        ]
         if silent:
-            self._report_gone(silent, f"no heartbeat for {self.heartbeat_timeout:.1f} s")
+            self._report_gone(silent, f"no heartbeat for {limit:.1f} s")
 
     def _report_gone(self, engines: list[bytes], why: str) -> None:
         if not engines:
