@@ -319,3 +319,18 @@ def test_an_ssh_engine_stuck_in_c_code_is_interrupted_and_killed_through_its_lau
         cluster.stop()
         netns_host.run(["rm", "-f", "/tmp/pxkeeper-stuck"])
     assert netns_host.pxcluster_processes() == []
+
+
+def test_stop_ends_the_keeper_and_the_engines_after_the_controller_was_killed(
+    profile: Path,
+) -> None:
+    started = pxcluster("start", "-n", "2", "--restart", "1", "--profile-dir", str(profile))
+    assert started.returncode == 0, started.stderr
+    everything = own_processes(profile)  # controller, two engines, the keeper
+    assert len(everything) == 4, everything
+    record = ClusterRecord.read(profile / "pid" / "cluster.json")
+    assert record is not None
+    os.kill(record.controller.pid, signal.SIGKILL)
+    stopped = pxcluster("stop", "--profile-dir", str(profile))
+    assert stopped.returncode == 0, stopped.stderr
+    assert not leftover_processes(everything)

@@ -174,6 +174,7 @@ class EngineKeeper:
         launch = {int(eid): dict(info) for eid, info in report.get("launch", [])}
         rows = {int(row[0]): row for row in report.get("engine_rows", [])}
         now = time.monotonic()
+        self._signalled = {k: t for k, t in self._signalled.items() if now - t < _SIGNAL_AGAIN}
         killed: list[int] = []
         for eid, signum in report.get("signal_wanted", []):
             row = rows.get(eid)
