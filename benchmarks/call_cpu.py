@@ -66,11 +66,13 @@ def main(kind: str, relay: bool = False) -> None:
                 call()
                 latencies.append(time.perf_counter() - began)
             used = {
-                name: (cpu_seconds(p) - before[name]) / CALLS * 1e6
-                for name, p in processes.items()
+                name: (cpu_seconds(p) - before[name]) / CALLS * 1e6 for name, p in processes.items()
             }
+            relayed = os.environ.get("PXCLUSTER_DIRECT") == "0"
+            path = "through the controller" if relayed else "direct"
+            median = statistics.median(latencies) * 1e6
             print(
-                f"{kind}: median {statistics.median(latencies) * 1e6:.0f} us; CPU per call: "
+                f"{kind} ({path}): median {median:.0f} us; CPU per call: "
                 + ", ".join(f"{name} {us:.0f} us" for name, us in used.items())
                 + f", total {sum(used.values()):.0f} us"
             )
