@@ -17,7 +17,7 @@ from typing import Any
 
 from mkdocs.structure.files import File, Files
 
-from pxcluster.cli import cluster, controller, engine
+from pxcluster.cli import cluster, controller, engine, relay
 from pxcluster.dashboard import _process as dashboard
 from pxcluster.profile import _config
 
@@ -42,7 +42,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 def cli_reference() -> str:
     os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal's width
     parts = []
-    for module in (cluster, controller, engine, dashboard):
+    for module in (cluster, controller, engine, relay, dashboard):
         parser = module.parser()
         parts.append(f"## `{parser.prog}`\n\n```text\n{parser.format_help()}```\n")
         for name, sub in _subcommands(parser).items():
