@@ -77,6 +77,7 @@ from pxcluster.wire import (
     decode,
     encode,
     sender_identity,
+    unbatch,
 )
 
 log = logging.getLogger("pxcluster.simulator")
@@ -305,6 +306,13 @@ class EngineSimulator:
             self._control(engine, msg)
         elif msg.type in QUEUED_REQUESTS:
             self._run(engine, msg)
+        elif msg.type == MsgType.BATCH:  # tasks that queued up for it (wire/_batch.py)
+            tasks, problems = unbatch(msg)
+            for problem in problems:
+                log.warning("simulated engine %d dropped a task of a batch: %s", engine.id, problem)
+            for task in tasks:
+                if task.type == MsgType.TASK:
+                    self._run(engine, task)
 
     def _on_registered(self, engine: SimulatedEngine, msg: Message) -> None:
         engine_id = msg.content.get("id")
