@@ -63,6 +63,17 @@ class Tree:
                 total += times.user + times.system
         return total
 
+    def each_cpu(self) -> list[float]:
+        """CPU seconds of each process, the hub (the root) first."""
+        out = []
+        for proc in self.procs:
+            try:
+                times = proc.cpu_times()
+                out.append(times.user + times.system)
+            except psutil.Error:
+                out.append(0.0)
+        return out
+
     def rss(self) -> int:
         total = 0
         for proc in self.procs:
@@ -119,6 +130,7 @@ def run_size(
         tree = Tree(ctl.pid)
         figures["controller_processes"] = len(tree.procs)
         rss_before = tree.rss()
+        cpu_before = tree.each_cpu()
         began = time.perf_counter()
         sizes = [min(per_process, n - i) for i in range(0, n, per_process)]
         sims = [
@@ -147,6 +159,15 @@ def run_size(
             figures["register_s"] = round(time.perf_counter() - began, 3)
 
         step(figures, "register", register)
+        # who was busy while they registered: the hub, its other processes, the simulators
+        spent = [b - a for a, b in zip(cpu_before, tree.each_cpu(), strict=True)]
+        sims_cpu = sum(Tree(sim.pid).cpu() for sim in sims if sim.poll() is None)
+        figures["registration_cpu_s"] = {
+            "wall": round(time.perf_counter() - began, 2),
+            "hub": round(spent[0], 2),
+            "busiest_other_controller_process": round(max(spent[1:], default=0.0), 2),
+            "simulators": round(sims_cpu, 2),
+        }
         figures["registered"] = len(rc.ids)
         figures["lost"] = n - figures["registered"]
         sim_stats = []

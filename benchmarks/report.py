@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.at_scale import markdown as scale_markdown
 from benchmarks.goals import check_all
 from benchmarks.metrics import SPECS, WORKLOADS, Spec, Value
 from benchmarks.plans import PLANS, Plan
@@ -159,6 +160,8 @@ def markdown(doc: dict[str, Any]) -> str:
         measured = "" if g["measured"] is None else f"{g['measured']:.3g}"
         met = {True: "yes", False: "**no**", None: "not measured"}[g["met"]]
         lines.append(f"| {g['goal']} | {g['target']} | {measured} | {met} |")
+    if doc.get("scale"):
+        lines += scale_markdown(doc["scale"])
     lines += _notes(doc, values, labels)
     lines += _how(doc)
     return "\n".join(lines) + "\n"

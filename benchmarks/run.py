@@ -26,7 +26,7 @@ import tempfile
 import time
 from typing import Any
 
-from benchmarks import report
+from benchmarks import at_scale, report
 from benchmarks.machine import describe
 from benchmarks.plans import PLANS, Plan
 from benchmarks.proctree import Tracker, kill_tree
@@ -73,6 +73,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="engines (workers) per cluster for the workloads that use the plan's size "
         "(default: the plan's, 2); start-up and many-engine rows keep their own sizes",
+    )
+    parser.add_argument(
+        "--no-scale",
+        action="store_true",
+        help="leave out the 'At scale' cases (benchmarks/at_scale.py: about 12 minutes), "
+        "which a full run without --only runs after the workloads",
     )
     parser.add_argument(
         "--results-dir",
@@ -190,6 +196,9 @@ def main(argv: list[str]) -> int:
         for name in args.systems:
             log(f"{name}: running the {plan.name} plan")
             doc["systems"][name] = run_system(name, plan, args.only, workdir)
+        scaled = {"pxcluster", "ipyparallel"} & set(args.systems)
+        if plan.name == "full" and not args.only and not args.no_scale and scaled:
+            doc["scale"] = at_scale.run_all(only=scaled)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     doc["wall_s"] = time.perf_counter() - t0
