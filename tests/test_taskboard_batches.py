@@ -261,3 +261,24 @@ def test_results_of_big_tasks_are_not_batched(make_hub):
     lone = [o for o in out if o.to == "client" and o.buffers and len(o.buffers[0]) == 100_000]
     assert len(lone) == 1  # the big one went alone, the two small ones together
     assert len([o for o in out if o.to == "client"]) == 2
+
+
+def test_a_hiccup_keeps_an_engines_deep_prefetch_and_a_long_task_ends_it():
+    from pxcluster.controller import Scheduler
+    from pxcluster.controller._scheduler import LONG_TASK_S, SHORT_STREAK
+
+    sched = Scheduler(prefetch=2, short_prefetch=32)
+    sched.engine_added(0)
+    for _ in range(SHORT_STREAK):
+        sched.ran(0, 0.0002)
+    assert sched.limit(0) == 32
+    sched.ran(0, 0.005)  # descheduled for 5 ms once: still an engine of tiny tasks
+    assert sched.limit(0) == 32
+    for _ in range(3):  # tasks of 5 ms each: not tiny any more
+        sched.ran(0, 0.005)
+    assert sched.limit(0) == 2
+    for _ in range(SHORT_STREAK + 8):
+        sched.ran(0, 0.0002)
+    assert sched.limit(0) == 32
+    sched.ran(0, LONG_TASK_S)  # one long task: back to the plain prefetch at once
+    assert sched.limit(0) == 2

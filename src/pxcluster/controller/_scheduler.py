@@ -15,11 +15,12 @@ Assignment: the oldest queued task goes to the least-loaded live engine whose lo
 its prefetch and that has not refused it. The load counts every request outstanding on the
 engine (MultiEngine work too: the hub reports those with ``sent`` and ``answered``), so the
 prefetch bounds how much can wait behind a long task: with the default of 2, an engine
-holds the task it runs and at most one more. An engine whose last ``SHORT_STREAK`` tasks
-each ran under ``SHORT_TASK_S`` gets ``short_prefetch`` (8) instead: a deeper queue then
-costs at most milliseconds of imbalance, and it saves a round trip per task (measured: ~20%
-more tiny tasks per second). One longer task puts the engine back to ``prefetch``, and work
-stealing takes back what waits behind it.
+holds the task it runs and at most one more. An engine whose recent tasks ran under
+``SHORT_TASK_S`` on average, ``SHORT_STREAK`` in a row, gets ``short_prefetch`` (32 by
+default) instead: a deeper queue then costs at most tens of milliseconds of imbalance, and
+tasks and replies go in batches while the engine works (see ``TaskBoard.dispatch``). One
+task over ``LONG_TASK_S`` puts the engine back to ``prefetch`` at once (a few milliseconds'
+hiccup only weighs in the average), and work stealing takes back what waits behind it.
 
 Cost per task does not grow with the number of engines: engines with room sit in buckets by
 load (``_room[load]``, a dict used as an ordered set), so the least-loaded one is the first
@@ -77,10 +78,18 @@ class Task:
         return self.id if self.sends <= 1 else f"{self.id}~{self.sends - 1}"
 
 
-#: A task that ran less than this (seconds, on its engine) counts as short.
+#: An engine whose recent tasks ran less than this on average (seconds) runs short tasks.
 SHORT_TASK_S = 0.001
 #: After this many short tasks in a row, an engine gets the short-task prefetch.
 SHORT_STREAK = 16
+#: One task that ran this long puts its engine back to the plain prefetch at once. A task
+#: between SHORT_TASK_S and this only weighs in the engine's recent average: on a loaded
+#: machine a tiny task is now and then descheduled for a few milliseconds, and one such
+#: hiccup must not cost the engine its deep queue (measured: it did, every few hundred
+#: tasks, and the engines then starved between round trips).
+LONG_TASK_S = 0.02
+#: Weight of the latest task in an engine's recent average duration.
+_RECENT_WEIGHT = 1 / 8
 
 
 class Scheduler:
@@ -92,6 +101,7 @@ class Scheduler:
         self.prefetch = prefetch
         self.short_prefetch = max(prefetch, short_prefetch or prefetch)
         self._short_streak: dict[int, int] = {}  # engine -> short tasks in a row
+        self._recent: dict[int, float] = {}  # engine -> its tasks' recent average duration
         self.tasks: dict[str, Task] = {}
         self._queue: collections.deque[Task] = collections.deque()
         self._waiting_on: dict[str, list[Task]] = {}
@@ -180,7 +190,13 @@ class Scheduler:
     def ran(self, engine: int, seconds: float) -> None:
         """Note that a task ran ``seconds`` on ``engine`` (this sets its prefetch)."""
         before = self.limit(engine)
-        if seconds < SHORT_TASK_S:
+        if seconds >= LONG_TASK_S:
+            recent = seconds
+        else:
+            recent = self._recent.get(engine, seconds)
+            recent += (seconds - recent) * _RECENT_WEIGHT
+        self._recent[engine] = recent
+        if recent < SHORT_TASK_S:
             self._short_streak[engine] = self._short_streak.get(engine, 0) + 1
         else:
             self._short_streak[engine] = 0
@@ -262,6 +278,7 @@ class Scheduler:
     def engine_gone(self, engine: int) -> None:
         """An engine left: it takes no more tasks and can no longer refuse anything."""
         self._short_streak.pop(engine, None)
+        self._recent.pop(engine, None)
         self._retired.discard(engine)
         load = self._loads.pop(engine, None)
         if load is not None and load < len(self._room):
