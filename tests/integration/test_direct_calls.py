@@ -197,6 +197,23 @@ def test_interrupt_from_another_thread_stops_a_direct_call(shared: Cluster) -> N
         outcome["error"].raise_exception(0)
 
 
+def test_a_queued_direct_call_can_be_cleared(shared: Cluster) -> None:
+    # another client's long request runs; this client's direct call waits behind it in the
+    # engine's queue, where clear_queue() finds it
+    other = connect(shared)
+    mec = connect(shared)
+    busy = other.execute("import time; time.sleep(3)", targets=1, block=False)
+    wait_for(lambda: queued_on(mec, 1) == 1, timeout=T, message="the long request queued")
+    thread, outcome = in_thread(lambda: mec[1].apply(lambda: "ran"))
+    wait_for(lambda: queued_on(mec, 1) == 2, timeout=T, message="the direct call queued")
+    other.clear_queue(targets=1, timeout=T)
+    thread.join(T)
+    assert isinstance(outcome.get("error"), CompositeError), outcome
+    assert "cleared" in str(outcome["error"])
+    busy.get_result(timeout=T)  # the running one was not touched
+    assert mec[1].apply(lambda: "ran") == "ran"
+
+
 def test_kill_and_death_end_direct_calls(tmp_path: Path) -> None:
     with cluster_in(tmp_path / "profile", n=2, heartbeat_timeout=2.0) as cluster:
         mec = connect(cluster)
