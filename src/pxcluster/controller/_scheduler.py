@@ -80,8 +80,9 @@ class Task:
 
 #: An engine whose recent tasks ran less than this on average (seconds) runs short tasks.
 SHORT_TASK_S = 0.001
-#: After this many short tasks in a row, an engine gets the short-task prefetch.
-SHORT_STREAK = 16
+#: After this many short tasks in a row, an engine gets the short-task prefetch (few: until
+#: then it takes tasks a round trip at a time while the others may already hold 32).
+SHORT_STREAK = 8
 #: One task that ran this long puts its engine back to the plain prefetch at once. A task
 #: between SHORT_TASK_S and this only weighs in the engine's recent average: on a loaded
 #: machine a tiny task is now and then descheduled for a few milliseconds, and one such
@@ -192,8 +193,10 @@ class Scheduler:
         before = self.limit(engine)
         if seconds >= LONG_TASK_S:
             recent = seconds
+        elif engine not in self._recent:  # its first task also paid for warming up
+            recent = min(seconds, SHORT_TASK_S / 2)
         else:
-            recent = self._recent.get(engine, seconds)
+            recent = self._recent[engine]
             recent += (seconds - recent) * _RECENT_WEIGHT
         self._recent[engine] = recent
         if recent < SHORT_TASK_S:
