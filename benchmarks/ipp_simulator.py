@@ -198,6 +198,8 @@ class IppEngineSimulator:
             waiting = engine.reg is not None and not engine.replied_at and not engine.stopped
             if waiting and now - engine.sent_at > self.timeout:
                 assert engine.reg is not None
+                if engine.reg.get(zmq.EVENTS) & zmq.POLLIN:
+                    continue  # the reply came in time, this loop is late: read it next
                 engine.stopped = True
                 self.gave_up += 1
                 self._unwatch(engine.reg)
