@@ -53,6 +53,17 @@ def _profile_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _restarts(text: str) -> int:
+    """``--restart N``: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"cannot be negative: {value}")
+    return value
+
+
 def _start_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-n",
@@ -93,7 +104,7 @@ def _start_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--restart",
-        type=int,
+        type=_restarts,
         default=0,
         metavar="N",
         help="relaunch engines that die, up to N times in all (new ids, empty namespaces); "
