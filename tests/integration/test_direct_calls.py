@@ -81,6 +81,8 @@ def test_a_direct_call_needs_no_controller(shared: Cluster) -> None:
         assert mec[0].apply(lambda: 6 * 7) == 42
         assert mec.execute("z = 5", targets=0, timeout=T)[0]["id"] == 0
         assert mec[0].pull("z", timeout=T) == 5
+        mec.execute("w = 2", timeout=T)  # on both engines: a direct call to each
+        assert mec.pull("w", timeout=T) == [2, 2]
     finally:
         os.kill(shared.controller_pid, signal.SIGCONT)
 
@@ -98,9 +100,10 @@ def test_direct_and_relayed_calls_give_the_same_results_and_errors(
         assert "x" in mec[0].keys(timeout=T)
         outputs.append(str(mec.execute("print(x * 6)\nx", targets=0, timeout=T)))
         outputs.append(str(mec.get_result(targets=0, timeout=T)))  # what %result shows
+        outputs.append(str(mec.execute("print('on', 'each')", timeout=T)))  # both engines
     # the same text, but for the engine's execution counts (both clients ran on engine 0)
     counted = [re.sub(r"\[\d+\]", "[N]", text) for text in outputs]
-    assert counted[:2] == counted[2:]
+    assert counted[:3] == counted[3:]
     assert counted[0] == counted[1]  # %result shows the last execute as it came back
     assert "Out[" in outputs[0]
     assert "42" in outputs[0]
@@ -116,8 +119,13 @@ def test_direct_and_relayed_calls_give_the_same_results_and_errors(
             mec[0].apply(lambda: {}["missing"])
         with pytest.raises(KeyError):
             applied.value.raise_exception(0)
-    assert str(failures[0]) == str(failures[1])
-    remote = [f.elist[0] for f in failures]
+        with pytest.raises(CompositeError) as on_one:  # one of two engines fails
+            mec.execute("q = 1 / (len(globals().get('y', [0])) - 3)", timeout=T)
+        failures.append(on_one.value)
+    assert str(failures[0]) == str(failures[2])
+    assert str(failures[1]) == str(failures[3])
+    assert len(failures[1].elist) == 1  # y = [1, 2, 3] is on engine 0 only
+    remote = [f.elist[0] for f in failures[::2]]
     assert [(e.ename, e.evalue) for e in remote] == [("ZeroDivisionError", "division by zero")] * 2
     for error in remote:  # the user's own lines, not pxcluster's
         assert "return 1 / 0" in error.traceback

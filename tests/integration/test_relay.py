@@ -61,7 +61,12 @@ def relay_counts(log: Path) -> dict[str, int]:
 
 
 @pytest.mark.timeout(120)
-def test_engines_behind_a_relay_compute_receive_fan_outs_and_stop_with_the_cluster(tmp_path):
+def test_engines_behind_a_relay_compute_receive_fan_outs_and_stop_with_the_cluster(
+    tmp_path, monkeypatch
+):
+    # through the controller and the relay: this client's blocking calls would otherwise
+    # go to the engines (all on this host) directly (docs/design.md, "Direct calls")
+    monkeypatch.setenv("PXCLUSTER_DIRECT", "0")
     with relayed_cluster(tmp_path, 1, 3) as (cluster, relay):
         mec = cluster.client(timeout=T)
         ids = mec.wait_for_engines(4, timeout=T)

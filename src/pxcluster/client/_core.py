@@ -168,14 +168,21 @@ class ClientCore:
         return self._session
 
     def submit(
-        self, msg: Message, pending: PendingResult[Any], direct_to: int | None = None
+        self,
+        msg: Message,
+        pending: PendingResult[Any],
+        direct_to: Sequence[int] | None = None,
     ) -> PendingResult[Any]:
         """Send ``msg``; its replies will resolve ``pending``.
 
-        ``direct_to``: ``msg`` goes to that one engine only and the caller waits for it: it
-        is sent to the engine directly where that is allowed (``client/_direct.py``).
+        ``direct_to``: ``msg``'s targets, and the caller waits for it: it is sent to them
+        directly where that is allowed (``client/_direct.py``).
         """
-        if direct_to is not None and self._direct is not None:
+        if (
+            direct_to is not None
+            and self._direct is not None
+            and self._direct.usable(direct_to)  # checked again, under the lock, to send
+        ):
             frames = self._direct.encode_for(direct_to, msg)
             if frames is not None:
                 with self._send_lock:

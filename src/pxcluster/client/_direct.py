@@ -1,16 +1,17 @@
 """Client layer: the direct path to engines on this host (the client's half).
 
-A blocking call to one engine on this host goes straight to the engine's direct port
-(``engine/_direct.py``) and its reply comes straight back to this client's reply socket, a
-Unix socket file in ``/dev/shm``; the controller hears of it from the engine. That is two
+A blocking call to engines on this host goes straight to each engine's direct port
+(``engine/_direct.py``) and the replies come straight back to this client's reply socket, a
+Unix socket file in ``/dev/shm``; the controller hears of it from the engines. That is two
 socket hops instead of four, and the controller's work leaves the call's path.
 
-When: the call blocks, has one target, streams no output, the engine offered a port and
-shares this host's memory, and this client has nothing unanswered on that engine (no
-request, control ones included). The last condition keeps the order the controller path
-gives: a direct request cannot overtake one still on its way through the controller, nor be
-overtaken by one (the caller waits for the direct reply before it sends anything more). Calls
-from several threads at once have no order among themselves on either path.
+When: the call blocks, has at most ``FAN_OUT`` targets, streams no output, every target
+offered a port and shares this host's memory, and this client has nothing unanswered on
+any of them (no request, control ones included). The last condition keeps the order the
+controller path gives: a direct request cannot overtake one still on its way through the
+controller, nor be overtaken by one (the caller waits for the direct replies before it sends
+anything more). Calls from several threads at once have no order among themselves on
+either path.
 
 ``PXCLUSTER_DIRECT=0`` in the environment turns the direct path off (every call through
 the controller), for comparisons and for whoever wants every call to pass the controller.
@@ -34,8 +35,11 @@ from pxcluster._buffers import Buffer
 from pxcluster._errors import RemoteProtocolError
 from pxcluster.serialize import shm_available
 from pxcluster.transport import Channel, Context, bind_ipc, connect
-from pxcluster.wire import Message, ReplayGuard, Signer, decode, encode
+from pxcluster.wire import Message, ReplayGuard, Signer, decode, encode_raw, pack_header
 
+#: Targets a direct call has at most: past that the controller's fan-out (one message from
+#: the client, frames shared) is cheaper for the client than a signature and a send each.
+FAN_OUT = 16
 #: Where the reply socket lives: where the engines' direct ports and shared memory live.
 SOCKET_DIR = "/dev/shm"
 #: The name's start, as the engines' ports (their sweep removes a killed client's file too).
@@ -65,7 +69,7 @@ class DirectRoutes:
         #: counts for nothing.
         self._unanswered: collections.Counter[int] = collections.Counter()
         self._owed: collections.Counter[tuple[str, int]] = collections.Counter()
-        self._inflight: dict[str, int] = {}  # direct request id -> its engine
+        self._inflight: set[tuple[str, int]] = set()  # (direct request id, engine)
         self._lock = threading.Lock()
 
     # -- the engine list -------------------------------------------------------------------
@@ -87,9 +91,9 @@ class DirectRoutes:
             self._unanswered.pop(engine, None)
             for key in [k for k in self._owed if k[1] == engine]:
                 del self._owed[key]
-            lost = [i for i, e in self._inflight.items() if e == engine]
+            lost = [i for i, e in self._inflight if e == engine]
             for request_id in lost:
-                del self._inflight[request_id]
+                self._inflight.discard((request_id, engine))
         sender = self._senders.pop(engine, None)
         if sender is not None:  # the caller holds the send lock: nobody sends on it now
             sender.close()
@@ -97,10 +101,11 @@ class DirectRoutes:
 
     # -- sending (user threads, under the client's send lock) ------------------------------
 
-    def usable(self, engine: int) -> bool:
-        """Whether a call to ``engine`` may go directly now (see the module doc)."""
+    def usable(self, engines: Sequence[int]) -> bool:
+        """Whether a call to ``engines`` may go directly now (see the module doc)."""
         with self._lock:
-            return engine in self._ports and self._unanswered[engine] == 0
+            ports, unanswered = self._ports, self._unanswered
+            return all(e in ports and not unanswered[e] for e in engines)
 
     def sent(self, request_id: str, engines: Sequence[int]) -> None:
         """Request ``request_id`` went to ``engines`` (through the controller)."""
@@ -109,28 +114,32 @@ class DirectRoutes:
                 self._unanswered[engine] += 1
                 self._owed[request_id, engine] += 1
 
-    def encode_for(self, engine: int, msg: Message) -> list[Buffer] | None:
-        """``msg`` signed for ``engine``'s port, replies to come to ours; None when the
-        engine has no port (known to this client)."""
+    def encode_for(self, engines: Sequence[int], msg: Message) -> list[list[Buffer]] | None:
+        """``msg`` signed for each of ``engines``' ports (the header packed once), replies
+        to come to ours; None when one of them has no port (known to this client)."""
         with self._lock:
-            found = self._ports.get(engine)
-        if found is None:
+            found = [self._ports.get(e) for e in engines]
+        signers = [f[1] for f in found if f is not None]
+        if len(signers) != len(found):
             return None
-        return encode(
-            dataclasses.replace(msg, content={**msg.content, "reply_to": self.reply_to}), found[1]
+        header = pack_header(
+            dataclasses.replace(msg, content={**msg.content, "reply_to": self.reply_to})
         )
+        return [encode_raw(header, msg.buffers, signer) for signer in signers]
 
-    def send(self, engine: int, request_id: str, frames: list[Buffer]) -> None:
-        """Send ``frames`` (from ``encode_for``) to ``engine``'s port."""
+    def send(self, engines: Sequence[int], request_id: str, frames: list[list[Buffer]]) -> None:
+        """Send ``frames[i]`` (from ``encode_for``) to ``engines[i]``'s port."""
         with self._lock:
-            port = self._ports[engine][0]
-            self._unanswered[engine] += 1
-            self._owed[request_id, engine] += 1
-            self._inflight[request_id] = engine
-        chan = self._senders.get(engine)
-        if chan is None:
-            chan = self._senders[engine] = connect(self._ctx, "dealer", port)
-        chan.send(frames)
+            ports = [self._ports[e][0] for e in engines]
+            for engine in engines:
+                self._unanswered[engine] += 1
+                self._owed[request_id, engine] += 1
+                self._inflight.add((request_id, engine))
+        for engine, port, message in zip(engines, ports, frames, strict=True):
+            chan = self._senders.get(engine)
+            if chan is None:
+                chan = self._senders[engine] = connect(self._ctx, "dealer", port)
+            chan.send(message)
 
     # -- receiving (the I/O thread) --------------------------------------------------------
 
@@ -146,7 +155,7 @@ class DirectRoutes:
             self._unanswered[engine] -= 1
             if not self._unanswered[engine]:
                 del self._unanswered[engine]
-            self._inflight.pop(key[0], None)
+            self._inflight.discard(key)
 
     def reset(self) -> None:
         """The connection to the controller dropped: every call failed, nothing is owed."""

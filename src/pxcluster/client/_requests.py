@@ -16,6 +16,7 @@ from typing import Any
 from pxcluster._buffers import Buffer
 from pxcluster._errors import CompositeError, EngineError, EngineNotRegistered
 from pxcluster.client._core import ClientCore
+from pxcluster.client._direct import FAN_OUT
 from pxcluster.client._results import PendingResult
 from pxcluster.client._streams import OutputHandler, router_of
 from pxcluster.client._targets import TargetSpec, normalize_targets
@@ -127,8 +128,8 @@ class EngineRequests:
         caller's memory are copied (the caller may change its arrays at once).
         ``on_failure``: the PendingResult's (set before the request goes: replies may come
         back before ``_send`` returns).
-        ``direct``: the caller will wait for the result; then a request to one engine on this
-        host may go to it directly, skipping the controller (``client/_direct.py``).
+        ``direct``: the caller will wait for the result; then a request to engines on this
+        host may go to them directly, skipping the controller (``client/_direct.py``).
         """
         ids = self._resolve(targets)
         content = dict(content or {})
@@ -147,8 +148,8 @@ class EngineRequests:
             self._listen(pending, on_output)
         self._release_when_done(pending, segments)
         direct_to = (
-            ids[0]
-            if direct and len(ids) == 1 and on_output is None and msg_type in _DIRECT_TYPES
+            ids
+            if direct and len(ids) <= FAN_OUT and on_output is None and msg_type in _DIRECT_TYPES
             else None
         )
         self._core.submit(msg, pending, direct_to)
