@@ -334,3 +334,33 @@ def test_stop_ends_the_keeper_and_the_engines_after_the_controller_was_killed(
     stopped = pxcluster("stop", "--profile-dir", str(profile))
     assert stopped.returncode == 0, stopped.stderr
     assert not leftover_processes(everything)
+
+
+def _sge_jobs() -> list[str]:
+    done = subprocess.run(["qstat", "-u", "*"], capture_output=True, text=True, check=False)
+    return [line.split()[0] for line in done.stdout.splitlines()[2:] if line.strip()]
+
+
+@pytest.mark.sge
+def test_an_sge_engine_that_crashes_is_resubmitted_and_stop_deletes_all(
+    sge: object, profile: Path
+) -> None:
+    started = pxcluster(
+        "start", "-n", "2", "--engines", "sge", "--restart", "1", "--timeout", "90",
+        "--profile-dir", str(profile),
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    with MultiEngineClient(profile_dir=profile, timeout=30) as mec:
+        mec[1].execute("import os; os._exit(3)", block=False)  # engine 1 crashes
+        ids_become(mec, [0, 2], timeout=90)  # a new array job, a new id
+    record = ClusterRecord.read(profile / "pid" / "cluster.json")
+    assert record is not None
+    jobs = {h.job_id for h in record.engines}
+    assert len(jobs) == 2, record.engines
+    stopped = pxcluster("stop", "--profile-dir", str(profile))
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(
+        lambda: not [j for j in _sge_jobs() if j in jobs],
+        timeout=30,
+        message="every job of the cluster deleted",
+    )
