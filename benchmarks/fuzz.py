@@ -28,7 +28,7 @@ import psutil
 import zmq
 
 from pxcluster import Cluster
-from pxcluster.wire import CONTENT, DELIMITER, Message, MsgType, Signer, encode
+from pxcluster.wire import CONTENT, DELIMITER, Message, MsgType, Signer, encode, pack_batch
 
 #: What a fuzzed message puts in place of a field's value.
 WRONG_VALUES: list[Any] = [
@@ -147,6 +147,13 @@ def hostile_messages(
         elif pick < 0.5:  # a well-formed message signed with the other port's key
             msg = Message(MsgType.EXECUTE, next(ids), {"code": PWN}, targets=engine_ids)
             frames = [bytes(f) for f in encode(msg, Signer(keys[-1]))]
+        elif pick < 0.55:  # a signed BATCH whose entries are hostile headers and payloads
+            entries = [
+                (_pack(_header(rng, ids, engine_ids)), [rng.randbytes(rng.randint(0, 40))])
+                for _ in range(rng.randint(1, 5))
+            ]
+            header, payload = pack_batch(next(ids), entries)
+            frames = [DELIMITER, good_signer.sign([header]), header, *map(bytes, payload)]
         else:  # signed with this port's key: wrong fields, wrong values, Unicode digits
             header = _pack(_header(rng, ids, engine_ids))
             frames = [DELIMITER, good_signer.sign([header]), header]
