@@ -321,6 +321,33 @@ def test_an_ssh_engine_stuck_in_c_code_is_interrupted_and_killed_through_its_lau
     assert netns_host.pxcluster_processes() == []
 
 
+@pytest.mark.timeout(240)
+def test_an_ssh_engine_that_crashes_is_relaunched_on_its_host(
+    tmp_path: Path, netns_host: Any, sshd_host: Any
+) -> None:
+    ssh = LauncherConfig(extra={"hosts": sshd_host.destination, "ssh_args": sshd_host.ssh_args})
+    cluster = Cluster(
+        1,
+        profile_dir=tmp_path / "p",
+        controller_args=["--ip", "0.0.0.0", "--location", netns_host.peer],
+        engines="ssh",
+        options={"ssh": ssh},
+        timeout=90,
+        restart=1,
+    )
+    try:
+        cluster.start()
+        mec = cluster.client(timeout=30)
+        mec[0].execute("import os; os._exit(3)", block=False)  # it crashes
+        ids_become(mec, [1], timeout=60)
+        mec[1].execute("import socket; name = socket.gethostname()", timeout=30)
+        assert mec[1].pull("name", timeout=30) == netns_host.hostname
+        assert [h.host for h in cluster.engine_handles] == [netns_host.hostname]
+    finally:
+        cluster.stop()
+    assert netns_host.pxcluster_processes() == []
+
+
 def test_stop_ends_the_keeper_and_the_engines_after_the_controller_was_killed(
     profile: Path,
 ) -> None:
