@@ -1,4 +1,5 @@
-"""Launchers layer: the keeper process, which relaunches a cluster's engines that die.
+"""Launchers layer: the keeper process, which relaunches a cluster's engines that die and
+signals, through their launcher, engines the controller cannot reach.
 
 ``pxcluster start --restart N`` returns once the engines are ready, and a script or notebook
 that made ``Cluster(restart=N)`` may end or leave; something must stay to watch. That is
@@ -18,9 +19,14 @@ recorded first, so stop cancels it too), when the cluster's record is gone or be
 another cluster, and when neither the controller nor any engine is left. It survives the
 controller's restart: while the controller does not answer it relaunches nothing and waits.
 
-Cost: one Python process with pyzmq (about 35 MB RSS, measured in the README), waking every
-``period`` seconds for one MONITOR request to the controller; launchers are asked only when
-an engine is missing from the controller's list.
+Clusters whose engines run on other hosts (ssh, slurm, sge, pbs; no relay) get a keeper
+even without ``--restart``: it sends the kills and interrupts the controller could not
+(MONITOR's ``signal_wanted``) through the launcher and reports kills back (LAUNCHER_ENDED).
+
+Cost: one Python process with pyzmq (30 MiB RSS, 17 MiB of its own; 0.15-0.3 % of a core:
+``benchmarks/keeper_cost.py``), waking every ``period`` seconds (0.5 where it signals
+engines on other hosts, else 1) for one MONITOR request; launchers are asked only when an
+engine is missing from the controller's list.
 """
 
 from __future__ import annotations
