@@ -208,6 +208,10 @@ def test_held_replies_are_bounded_in_number_and_in_time():
     assert len(unbatch(unpack(batch))[0]) == HOLD_AT_MOST - 1
     big = Message(MsgType.REPLY, "e-big", {}, [b"x" * 100_000], parent="t-big")
     assert not held.hold(pack_header(big), big.buffers, more_waiting=True)  # big: alone
+    assert held.hold(*reply("t-small"), more_waiting=True)
+    small, alone = held.take((pack_header(big), big.buffers))  # not copied into a batch
+    assert unpack(small).parent == "t-small"
+    assert unpack(alone).parent == "t-big"
 
 
 def unpack(entry):

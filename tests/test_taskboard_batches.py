@@ -282,3 +282,12 @@ def test_a_hiccup_keeps_an_engines_deep_prefetch_and_a_long_task_ends_it():
     assert sched.limit(0) == 32
     sched.ran(0, LONG_TASK_S)  # one long task: back to the plain prefetch at once
     assert sched.limit(0) == 2
+
+
+def test_a_big_task_among_small_ones_keeps_its_place_in_the_engines_order(make_hub):
+    hub, _ = start(make_hub, engines=1, task_prefetch=4)
+    big = Message(MsgType.TASK, "t-2", {"kind": "map", "counts": [1]}, [b"x" * 100_000])
+    out = hub.client_message(b"c", batch_of([task_msg("t-1"), big, task_msg("t-3")]))
+    order = [msg.id for _, msg, _ in messages(out, "engine")]
+    assert order == ["t-1", "t-2", "t-3"] == list(hub.engines[0].outstanding)
+    assert len([o for o in out if o.to == "engine"]) == 3  # small, big, small: none batched

@@ -331,8 +331,12 @@ class TaskBoard:
                     header = _with_fields(header, task.buffers, id=task.wire_id)
                 if len(tasks) > 1 and batchable(task.buffers):
                     entries.append((header, task.buffers))
-                else:
-                    out.append(Outbound("engine", identity, header=header, buffers=task.buffers))
+                    continue
+                # a big one goes alone, after those before it: the engine runs them in the
+                # order of ``outstanding`` (what interrupts and work stealing rely on)
+                out += self._batches("engine", identity, entries)
+                entries = []
+                out.append(Outbound("engine", identity, header=header, buffers=task.buffers))
             out += self._batches("engine", identity, entries)
         return out
 

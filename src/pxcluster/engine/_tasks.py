@@ -158,11 +158,14 @@ class HeldReplies:
         """The held replies (and ``last``, a task reply, after them) as messages to sign and
         send: one BATCH, or a lone reply; nothing is held afterwards."""
         entries = self._held
-        if last is not None:
+        alone = last is not None and not batchable(last[1])  # a big one: not copied into one
+        if last is not None and not alone:
             entries.append(last)
         self._held = []
         out: list[Entry] = []
         for start in range(0, len(entries), MAX_ENTRIES):
             group = entries[start : start + MAX_ENTRIES]
             out.append(group[0] if len(group) == 1 else pack_batch(self._new_id(), group))
+        if alone and last is not None:
+            out.append(last)
         return out
