@@ -156,3 +156,24 @@ def test_engines_behind_a_relay_come_back_to_a_controller_that_takes_over(tmp_pa
         with controller_restarted(cluster, mec, timeout=T):
             assert mec.get_ids() == ids
             assert mec.pull("kept", timeout=T) == ["still here"] * 2
+
+
+@pytest.mark.timeout(120)
+def test_engines_of_a_relay_that_stood_still_come_back_as_new_engines(tmp_path):
+    with relayed_cluster(tmp_path, 1, 2, heartbeat_timeout=1.0) as (cluster, relay):
+        mec = cluster.client(timeout=T)
+        ids = mec.wait_for_engines(3, timeout=T)
+        pids = engine_pids(mec, ids)
+        behind = sorted(e for e, pid in pids.items() if pid not in cluster.engine_pids)
+        here = [e for e in ids if e not in behind]
+        os.kill(relay.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: mec.get_ids() == here, timeout=T,
+                     message="the relay's engines declared dead while it stands still")
+        finally:
+            os.kill(relay.pid, signal.SIGCONT)
+        # asked back through the relay: the same processes, under new ids (never reused)
+        wait_for(lambda: len(mec.get_ids()) == 3, timeout=T, message="the engines back")
+        back = sorted(set(mec.get_ids()) - set(here))
+        assert min(back) > max(ids)
+        assert sorted(engine_pids(mec, back).values()) == sorted(pids[e] for e in behind)

@@ -120,10 +120,15 @@ class Relays:
         record.last_seen = self._clock()
         out: list[Outbound] = []
         for name in list(record.engines):
-            if self.hub.engine_of(name) is None:
-                record.engines.discard(name)  # removed meanwhile
-            else:
+            if self.hub.engine_of(name) is not None:
                 out += self.hub.heartbeat(name, payload)
+                continue
+            record.engines.discard(name)  # removed meanwhile: asked back once if it was
+            # declared dead (its relay stood still, say): it answers only its relay's pings,
+            # so nobody else would tell it (it drops what it holds and joins anew)
+            for ask in self.hub.heartbeat(name):
+                if ask.msg is not None and ask.msg.content.get("reason") == "declared dead":
+                    out.append(ask)
         return out
 
     def forget_silent(self) -> None:
