@@ -293,3 +293,18 @@ def test_engines_on_another_host_are_called_through_the_controller(
             for proc in remote:
                 proc.kill()
                 proc.wait(T)
+
+
+def test_socket_files_go_with_the_client_and_the_engine(tmp_path: Path) -> None:
+    def files_of(pid: int) -> set[Path]:
+        return set(Path("/dev/shm").glob(f"pxdirect-{pid}-*.sock"))
+
+    with cluster_in(tmp_path / "profile", n=1) as cluster:
+        before = files_of(os.getpid())  # other clients of this process (the cluster's own)
+        mec = connect(cluster)
+        engine = mec[0].apply(os.getpid)
+        assert len(files_of(engine)) == 1  # its direct port
+        assert len(files_of(os.getpid()) - before) == 1  # this client's reply socket
+        mec.close()
+        assert files_of(os.getpid()) - before == set()
+    assert files_of(engine) == set()  # the engine stopped with the cluster

@@ -590,6 +590,8 @@ class ClientCore:
         self._thread.join(timeout=5.0)
         self._fail_all(ConnectionLost("the client was closed"))
         self._ctx.close()
+        if self._direct is not None:
+            self._direct.remove_socket_file()
         if self._tunnel is not None:
             self._tunnel.close()
 

@@ -61,6 +61,7 @@ class DirectRoutes:
         self.replies: Channel = bind_ipc(ctx, "router", path)
         os.chmod(path, 0o600)
         self.reply_to = f"ipc://{path}"
+        self.path = path  # removed by ``remove_socket_file`` (ZeroMQ leaves it on close)
         self._ports: dict[int, tuple[str, Signer]] = {}  # engine -> (port, its signer)
         self._signers: dict[bytes, Signer] = {}  # port (a reply's routing id) -> signer
         self._senders: dict[int, Channel] = {}  # engine -> socket to its port
@@ -163,6 +164,10 @@ class DirectRoutes:
             self._unanswered.clear()
             self._owed.clear()
             self._inflight.clear()
+
+    def remove_socket_file(self) -> None:
+        """Remove the reply socket's file (once the socket is closed)."""
+        self.path.unlink(missing_ok=True)
 
     def decode(self, frames: list[Buffer], guard: ReplayGuard) -> Message:
         """A reply received on ``replies``, verified with its engine's key.

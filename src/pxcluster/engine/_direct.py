@@ -113,6 +113,7 @@ class DirectPort:
         self.signer = Signer(self.key)
         path = socket_path()
         self.url = f"ipc://{path}"
+        self.path = path  # removed by ``remove_socket_file`` (ZeroMQ leaves it on close)
         self.channel = bind_ipc(ctx, "dealer", path)
         os.chmod(path, 0o600)  # only this user's processes may connect
         self._ctx = ctx
@@ -123,6 +124,10 @@ class DirectPort:
         self._ran: list[list[Any]] = []  # answered before announced: the next bulk report
         self._ran_since = 0.0  # when the oldest of them was answered
         self._replies: dict[str, Channel] = {}  # main thread: reply address -> socket
+
+    def remove_socket_file(self) -> None:
+        """Remove the port's socket file (once the socket is closed)."""
+        self.path.unlink(missing_ok=True)
 
     @classmethod
     def open(cls, ctx: Context) -> DirectPort | None:

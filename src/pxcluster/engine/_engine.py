@@ -186,6 +186,8 @@ class Engine:
         self._send_held()  # replies held back when a SHUTDOWN emptied the queue
         io_thread.join(timeout=2.0)
         self._ctx.close(linger=1.0)
+        if self._direct is not None:
+            self._direct.remove_socket_file()
         return self._exit_code
 
     def _wait_checked_in(self) -> None:
