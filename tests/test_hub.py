@@ -132,6 +132,27 @@ def test_an_engine_back_after_a_controller_restart_gets_its_old_id_if_free(make_
     assert register_as(b"bogus2", True) == 7
 
 
+def test_a_hub_taking_over_keeps_the_gone_controllers_id_ledger(make_hub):
+    clock = Clock()
+    old = make_hub(heartbeat_timeout=3.0, clock=clock)
+    assert [register(old, b"e%d" % i) for i in range(3)] == [0, 1, 2]
+    kill_silently(old, clock, alive=[b"e0", b"e2"])  # engine 1 dies
+    _, next_id, retired = old.id_ledger()
+    assert (next_id, retired) == (3, [1])
+
+    new = make_hub(heartbeat_timeout=3.0, clock=Clock())
+    new.restore_ids(next_id, retired)
+
+    def register_as(identity, wanted):
+        msg = Message(MsgType.REGISTER, f"{identity!r}-r", {"hostname": "h", "id": wanted})
+        return new.engine_message(identity, msg)[0].msg.content["id"]
+
+    assert register(new, b"relaunched") == 3  # a new engine first: not 0, 1 or 2
+    assert register_as(b"e2", 2) == 2  # survivors get their ids back
+    assert register_as(b"e1", 1) == 4  # a dead engine's id, never again
+    assert register_as(b"e0", 0) == 0
+
+
 # -- every path of a task, and engines that come back from the dead ------------------------
 
 

@@ -722,6 +722,71 @@ def test_controller_dead_of_an_exception_is_taken_over_like_after_kill_9(tmp_pat
                 proc.wait()
 
 
+@pytest.mark.timeout(120)
+def test_a_controller_taking_over_never_gives_a_dead_engines_id_again(tmp_path):
+    from pxcluster.client import MultiEngineClient
+    from pxcluster.profile import ProfilePaths
+
+    profile = tmp_path / "profile"
+    paths = ProfilePaths.for_profile("test", profile)
+    engine = ("-m", "pxcluster.cli.engine", "--profile-dir", str(profile))
+    procs = [spawn("-m", "pxcluster.cli.controller", "--profile-dir", str(profile))]
+    try:
+        wait_for(paths.engine_file.exists, 30, message="the controller's connection files")
+        procs += [spawn(*engine) for _ in range(3)]
+        mec = MultiEngineClient(profile_dir=profile, timeout=30)
+        wait_for(lambda: mec.get_ids(timeout=5) == [0, 1, 2], 30, message="3 engines")
+        mec.execute("import os; pid = os.getpid()", timeout=10)
+        pids = dict(zip(mec.get_ids(), mec.pull("pid", timeout=10), strict=True))
+        os.kill(pids[1], signal.SIGKILL)
+        wait_for(lambda: mec.get_ids(timeout=5) == [0, 2], 30, message="engine 1 declared dead")
+        ledger = paths.pid / "engine-ids.json"
+
+        def retired():
+            try:
+                return 1 in json.loads(ledger.read_text())["retired"]
+            except (OSError, ValueError):
+                return False
+
+        wait_for(retired, 10, message="id 1 retired in the ledger (written at a beat)")
+        os.kill(procs[0].pid, signal.SIGKILL)
+        procs[0].wait(timeout=10)
+        # The survivors are slow to come back (stopped): a new engine, as the keeper would
+        # relaunch, registers with the new controller first.
+        for survivor in (pids[0], pids[2]):
+            os.kill(survivor, signal.SIGSTOP)
+        procs.append(spawn("-m", "pxcluster.cli.controller", "--profile-dir", str(profile)))
+        procs.append(spawn(*engine))
+
+        def engines(n):
+            try:
+                return len(ids := mec.get_ids(timeout=2)) == n and ids
+            except (ConnectionLost, PxclusterTimeoutError):
+                return False
+
+        try:
+            (new,) = wait_for(lambda: engines(1), 30, message="the new engine registered")
+        finally:
+            for survivor in (pids[0], pids[2]):
+                os.kill(survivor, signal.SIGCONT)
+        assert new >= 3  # not 0, 1 or 2: given out by the controller that crashed
+        ids = wait_for(lambda: engines(3), 30, message="the two survivors back")
+        assert ids == [0, 2, new]  # the survivors keep their ids
+        assert mec.pull("pid", targets=[0, 2], timeout=10) == [pids[0], pids[2]]
+        mec.close()
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert not paths.pid.joinpath("engine-ids.json").exists()  # a clean stop leaves none
+
+
 FULL_DISK_CONTROLLER = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG

@@ -606,6 +606,19 @@ class Hub:
             content["reason"] = "declared dead"
         return Message(MsgType.NOTIFY, self.new_id(), dict(content))
 
+    def id_ledger(self) -> tuple[tuple[int, int, int], int, list[int]]:
+        """What a controller taking this one's place needs to never give an id twice: a
+        cheap key that changes with it, the next new id, and the ids retired for good
+        (given out, held by no live engine). See ``controller/_idledger.py``."""
+        key = (self._next_engine_id, len(self._given_ids), len(self.engines))
+        return key, self._next_engine_id, sorted(self._given_ids.difference(self.engines))
+
+    def restore_ids(self, next_id: int, retired: list[int]) -> None:
+        """Take over a crashed controller's ledger: new engines get ids from ``next_id``
+        on; an engine coming back may reclaim its id unless it is ``retired``."""
+        self._next_engine_id = max(self._next_engine_id, next_id)
+        self._given_ids.update(retired)
+
     def _engine_id_for(self, wanted: object) -> int:
         """A new engine's id: the one it asks for (it had it before this controller
         restarted) when no live engine has it, else the next one never given out."""

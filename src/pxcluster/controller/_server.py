@@ -21,6 +21,7 @@ import msgpack
 from pxcluster._buffers import Buffer
 from pxcluster._errors import ContentMismatch, NoClusterRunning, RemoteProtocolError
 from pxcluster.controller._hub import KILL_GRACE, EngineRecord, Hub
+from pxcluster.controller._idledger import IdLedgerFile
 from pxcluster.controller._memory import give_back_memory
 from pxcluster.controller._outbound import Outbound
 from pxcluster.controller._relays import Relays
@@ -183,6 +184,10 @@ class ControllerServer:
                 self._ctx.close()
                 self._ctx = Context()
                 previous = None
+        self.id_ledger = IdLedgerFile(self.paths.pid / "engine-ids.json")
+        ledger = self.id_ledger.load() if previous is not None else None
+        if ledger is not None:
+            self.hub.restore_ids(*ledger)  # ids the gone controller gave are never given again
         if previous is None:
             self._client_key, self._engine_key = new_key(), new_key()
             self._curve = new_curve_keypair() if config.curve else None
@@ -322,6 +327,7 @@ class ControllerServer:
                         self._ping.send([self.hub.next_ping()])
                         self._end_overdue_kills()
                         self.relays.forget_silent()
+                        self.id_ledger.save(*self.hub.id_ledger())
                         self._maybe_give_back_memory(now)
                 except Exception:
                     # A bug, not a peer's doing (their messages are handled one by one
@@ -337,6 +343,7 @@ class ControllerServer:
             self.store.close()
             if clean:
                 self.remove_connection_files()
+                self.id_ledger.remove()
             else:
                 # As after kill -9: the files stay, so `pxcontroller` takes this one's place
                 # (same ports and keys) and the engines, with their namespaces, come back.
