@@ -22,6 +22,7 @@ ABORTED when a clear dropped it); requests run in arrival order.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
@@ -83,6 +84,8 @@ _STOP = object()
 _LOST_AFTER = 2.0
 #: Seconds a stopping engine waits for user code to give up before it exits regardless.
 _STOP_GRACE = 3.0
+#: Aborts remembered for requests not yet started (or already finished: never matched).
+_TAKEN_BACK_MAX = 1024
 
 
 class Engine:
@@ -115,6 +118,9 @@ class Engine:
         self._echo_ports: tuple[int, int] | None = None  # heartbeat ports echoed now
         self._stopping = threading.Event()
         self._running: str | None = None  # id of the request the main thread runs now
+        #: Requests aborted between the inbox and their start (-> withdraw flag), under
+        #: the inbox's mutex: see ``_take_back``.
+        self._taken_back: collections.OrderedDict[str, bool] = collections.OrderedDict()
         self._interrupt_target: str | None = None
         self._deadline: float | None = None  # when the running task's own timeout expires
         self._timed_out: str | None = None  # the request the I/O thread interrupted for it
@@ -221,13 +227,28 @@ class Engine:
         self._interrupt_target = request_id
         os.kill(os.getpid(), signal.SIGINT)
 
+    def _start(self, request_id: str) -> bool | None:
+        """Mark ``request_id`` as running, unless an INTERRUPT aimed at it came while it
+        was between the inbox and here (``_take_back``): then its ``withdraw`` flag."""
+        with self._inbox.mutex:
+            taken_back = self._taken_back.pop(request_id, None)
+            if taken_back is None:
+                self._running = request_id
+        return taken_back
+
     def _run_request(self, msg: Message) -> None:
         timeout = msg.content.get("timeout") if msg.type == MsgType.TASK else None
         self._deadline = time.monotonic() + timeout if isinstance(timeout, int | float) else None
-        self._running = msg.id
+        taken_back = self._start(msg.id)
         status = Status.OK
+        content: dict[str, Any]
+        buffers: list[Any]
         try:
-            content, buffers = self.handlers.handle(msg, self._stream_writer(msg))
+            if taken_back is not None:  # aborted while on its way here: it must not run
+                content, buffers = {"error": "aborted", "withdrawn": taken_back}, []
+                status = Status.ABORTED
+            else:
+                content, buffers = self.handlers.handle(msg, self._stream_writer(msg))
         except TaskRefused:
             self._running = None
             content, buffers, status = self.handlers.reply_extra(msg), [], Status.REFUSED
@@ -649,8 +670,12 @@ class Engine:
             running = self._running
             if wanted is not None and wanted != running:
                 content = {"error": "aborted", "withdrawn": withdraw}
-                for request in self._remove_queued(wanted):
+                found, started = self._take_back(wanted, withdraw)
+                for request in found:
                     self._reply_now(dealer, request, content, Status.ABORTED)
+                if started and not withdraw:
+                    self._interrupt(wanted)
+                    running = wanted
             elif (
                 running is not None
                 and not withdraw
@@ -666,13 +691,21 @@ class Engine:
                 self._reply_now(dealer, msg, {})
             self._stop_main()
 
-    def _remove_queued(self, request_id: object) -> list[Message]:
-        """Take the queued request ``request_id`` out of the inbox (if it is still there)."""
+    def _take_back(self, request_id: object, withdraw: bool) -> tuple[list[Message], bool]:
+        """Take request ``request_id`` out of the inbox: (what was taken, whether it has
+        started meanwhile). One the main thread already took from the inbox but has not
+        started is marked so that it does not start (``_start``): else an abort arriving
+        in that instant was lost, and the task ran to its end."""
         with self._inbox.mutex:
             found = [m for m in self._inbox.queue if m is not _STOP and m.id == request_id]
             for item in found:
                 self._inbox.queue.remove(item)
-        return found
+            started = self._running == request_id
+            if not found and not started and isinstance(request_id, str):
+                self._taken_back[request_id] = withdraw  # or finished: then never matched
+                while len(self._taken_back) > _TAKEN_BACK_MAX:
+                    self._taken_back.popitem(last=False)
+        return found, started
 
     def _drain_inbox(self, session: str | None = None) -> list[Message]:
         """Take the queued requests out of the inbox (only ``session``'s, if given)."""
