@@ -12,8 +12,10 @@ waiting or running ``ANNOUNCE_AFTER`` (20 ms) after it came is announced by the 
 "queued" to "done" the controller counts it in the engine's queue (queue_status, the
 scheduler's load), aims interrupts at it and fails it if the engine dies, as if it had
 forwarded it. A request done before it was announced (a quick call, the case this path is
-for) costs the controller nothing on the way: the I/O thread reports such requests in bulk
-("ran", every 20 ms at most), for the controller's monitor and activity history. The
+for) costs the controller nothing on the way: such requests are reported in bulk ("ran"),
+for the controller's monitor and activity history, by the main thread right after the
+reply when no report went out in the last 20 ms (a lone call shows at once), else by the
+I/O thread, every 20 ms at most. The
 client covers the 20 ms the controller does not know of a request: if the engine dies, the
 controller's death notice fails its direct calls there (``client/_core.py``). Replies the
 I/O thread makes (aborted by a clear, a kill, a withdraw) go through the controller as
@@ -123,6 +125,7 @@ class DirectPort:
         self._announced: set[str] = set()
         self._ran: list[list[Any]] = []  # answered before announced: the next bulk report
         self._ran_since = 0.0  # when the oldest of them was answered
+        self._reported_at = -ANNOUNCE_AFTER  # when the last bulk report went out
         self._replies: dict[str, Channel] = {}  # main thread: reply address -> socket
 
     def remove_socket_file(self) -> None:
@@ -181,6 +184,17 @@ class DirectPort:
         """Whether something is to be announced or reported within ``ANNOUNCE_AFTER``."""
         return bool(self._waiting or self._ran)
 
+    def next_due(self) -> float:
+        """Seconds until the next announcement or bulk report is due (``busy`` only)."""
+        now = time.monotonic()
+        with self._lock:
+            times = [at for at, _ in self._waiting.values()]
+            if self._ran:
+                times.append(self._ran_since)
+        if not times:
+            return ANNOUNCE_AFTER
+        return max(0.001, min(times) + ANNOUNCE_AFTER - now)
+
     def notices(self, engine_id: int, new_id: Callable[[], str]) -> list[Message]:
         """What the controller is to be told now: "queued" for each request taken
         ``ANNOUNCE_AFTER`` ago or more and not answered, and the bulk report of those
@@ -196,9 +210,22 @@ class DirectPort:
                 out.append(self._queued(request_id, msg_type, new_id(), engine_id))
             if self._ran and self._ran_since <= due:
                 ran, self._ran = self._ran, []
+                self._reported_at = now
                 content = {"state": "ran", "ran": ran}
                 out.append(Message(MsgType.DIRECT, new_id(), content, engine=engine_id))
         return out
+
+    def report_if_quiet(self, engine_id: int, new_id: Callable[[], str]) -> Message | None:
+        """The bulk report of the requests answered unannounced, now, if none went out in
+        the last ``ANNOUNCE_AFTER`` (a lone call shows in monitors at once; calls that
+        follow each other fast are reported together, by the I/O thread)."""
+        now = time.monotonic()
+        with self._lock:
+            if not self._ran or now - self._reported_at < ANNOUNCE_AFTER:
+                return None
+            ran, self._ran = self._ran, []
+            self._reported_at = now
+        return Message(MsgType.DIRECT, new_id(), {"state": "ran", "ran": ran}, engine=engine_id)
 
     def announce_now(self, request_id: str, engine_id: int, notice_id: str) -> Message | None:
         """The "queued" of ``request_id`` if the controller was not told yet (before the

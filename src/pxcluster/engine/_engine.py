@@ -35,7 +35,6 @@ import uuid
 from typing import Any
 
 from pxcluster._errors import LocalProtocolError, RemoteProtocolError
-from pxcluster.engine._direct import ANNOUNCE_AFTER as DIRECT_ANNOUNCE_AFTER
 from pxcluster.engine._direct import DirectPort
 from pxcluster.engine._display import install as install_display
 from pxcluster.engine._execute import new_namespace
@@ -307,6 +306,10 @@ class Engine:
         done = self._direct.answered(msg, reply, self._new_id())
         if done is not None:  # the controller was told it is queued: now it is done
             self._send_from_main(done)
+        else:
+            report = self._direct.report_if_quiet(self.id, self._new_id)
+            if report is not None:
+                self._send_from_main(report)
 
     def _stream_writer(self, msg: Message) -> Any:
         if not msg.content.get("stream"):
@@ -457,7 +460,7 @@ class Engine:
     def _poll_timeout(self) -> float:
         longest = 0.5
         if self._direct is not None and self._direct.busy():  # to announce them in time
-            longest = DIRECT_ANNOUNCE_AFTER
+            longest = min(longest, self._direct.next_due())
         if len(self._held) or self._task_waits():  # the main thread may hold replies
             longest = HOLD_FOR
         deadline = self._deadline
