@@ -1,7 +1,7 @@
 """Benchmarks at scale (issue 13): many simulated engines on one controller, pxcluster beside
 ipyparallel, and many real pxcluster engines; the rows of the table's "At scale" section.
 
-Run alone: ``.venv-bench/bin/python benchmarks/at_scale.py`` (about 12 minutes; ``--json
+Run alone: ``.venv-bench/bin/python benchmarks/at_scale.py`` (7-12 minutes; ``--json
 FILE``); ``benchmarks/run.py`` runs it after the side-by-side workloads in a full run
 (``--no-scale`` leaves it out). Each case is one process of its own, with a time limit:
 

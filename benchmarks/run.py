@@ -77,7 +77,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-scale",
         action="store_true",
-        help="leave out the 'At scale' cases (benchmarks/at_scale.py: about 12 minutes), "
+        help="leave out the 'At scale' cases (benchmarks/at_scale.py: 7-12 minutes), "
         "which a full run without --only runs after the workloads",
     )
     parser.add_argument(
