@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -267,6 +268,7 @@ def run_size(
         ]
         figures["controller_log_warnings"] = len(warnings)
         figures["controller_log_sample"] = warnings[:3]
+        shutil.rmtree(root, ignore_errors=True)
     return figures
 
 
