@@ -1,4 +1,4 @@
-"""Benchmarks: the speed goals of issue 5, checked against the ratios of one run."""
+"""Benchmarks: the speed goals of issues 5 and 13, checked against the ratios of one run."""
 
 from __future__ import annotations
 
@@ -76,6 +76,22 @@ GOALS: tuple[Goal, ...] = (
     ),
     Goal("idle engine <= 30 MB RSS", "idle_rss", None, "<=", 30.0),
     Goal("idle engine: no measurable CPU (% of a core)", "idle_cpu", None, "<=", IDLE_CPU_NOISE),
+    # issue 13, items 5 and 6 (the tasks/s figure is absolute: it depends on the machine)
+    Goal("issue 13: 10,000 tiny tasks/s (one call each)", "tasks_each", None, ">=", 10_000.0),
+    Goal("issue 13: 10,000 tiny tasks/s (one map)", "tasks_map", None, ">=", 10_000.0),
+    Goal(
+        "issue 13: tiny tasks >= 25x ipyparallel (one call each)",
+        "tasks_each",
+        "ipyparallel",
+        ">=",
+        25.0,
+    ),
+    Goal(
+        "issue 13: tiny tasks >= 25x ipyparallel (one map)", "tasks_map", "ipyparallel", ">=", 25.0
+    ),
+    Goal("issue 13: tiny tasks >= 15x Dask (one call each)", "tasks_each", "dask", ">=", 15.0),
+    Goal("issue 13: tiny tasks >= 15x Dask (one map)", "tasks_map", "dask", ">=", 15.0),
+    Goal("issue 13: remote call within 1.5x of the bare relay", "call", "relay", "<=", 1.5),
 )
 
 

@@ -151,7 +151,7 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
-        "## Goals (issue 5)",
+        "## Goals (issues 5 and 13)",
         "",
         "| Goal | Target | Measured | Met |",
         "|---|---|---:|---|",
