@@ -678,6 +678,19 @@ def spawn(*args):
     )
 
 
+def stop_all(procs):
+    """Terminate ``procs`` (newest first), killing any still there after 20 s."""
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.timeout(120)
 def test_controller_dead_of_an_exception_is_taken_over_like_after_kill_9(tmp_path):
     from pxcluster.client import MultiEngineClient
@@ -711,15 +724,7 @@ def test_controller_dead_of_an_exception_is_taken_over_like_after_kill_9(tmp_pat
         assert mec.pull("state", timeout=10) == ["hours of work"] * 2  # namespaces intact
         mec.close()
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(procs)
 
 
 @pytest.mark.timeout(120)
@@ -775,15 +780,7 @@ def test_a_controller_taking_over_never_gives_a_dead_engines_id_again(tmp_path):
         assert mec.pull("pid", targets=[0, 2], timeout=10) == [pids[0], pids[2]]
         mec.close()
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(procs)
     assert not paths.pid.joinpath("engine-ids.json").exists()  # a clean stop leaves none
 
 
@@ -833,15 +830,7 @@ def test_a_full_disk_loses_no_result_and_is_reported(tmp_path):
         assert "WARNING record store write failed" in listed.stdout, listed
         assert procs[0].poll() is None  # the controller computes on
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(procs)
 
 
 def stored_rows(db):

@@ -11,12 +11,11 @@ liveness is not what this test is about.
 import json
 import select
 import subprocess
-import sys
 
 import pytest
 
 from pxcluster import MapTask, TaskClient
-from pxcluster.testing import cluster_in
+from pxcluster.testing import cluster_in, simulated_engines
 
 ENGINES = 250
 
@@ -28,30 +27,13 @@ def simulated(tmp_path):
     """A controller alone, then one simulator process with ENGINES engines."""
     with cluster_in(
         tmp_path / "p", n=0, controller_args=["--heartbeat-timeout", "60"], timeout=60
-    ) as cluster:
-        sim = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pxcluster.testing._simulator",
-                "--file",
-                str(cluster.paths.engine_file),
-                "-n",
-                str(ENGINES),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+    ) as cluster, simulated_engines(
+        cluster.paths.engine_file, ENGINES, stdout=subprocess.PIPE, text=True
+    ) as sim:
         try:
             yield cluster, sim
         finally:
-            cluster.stop()
-            try:
-                sim.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                sim.kill()
-                sim.wait()
-            sim.stdout.close()
+            cluster.stop()  # the simulated engines leave with their controller
 
 
 def line_of(sim, timeout):

@@ -6,12 +6,11 @@ engine several tasks in one BATCH; a simulated engine that ignored them left
 """
 
 import subprocess
-import sys
 
 import pytest
 
 from pxcluster import MapTask, TaskClient
-from pxcluster.testing import cluster_in
+from pxcluster.testing import cluster_in, simulated_engines
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -19,19 +18,7 @@ pytestmark = pytest.mark.timeout(120)
 def test_a_flood_of_tasks_completes_on_simulated_engines(tmp_path):
     with cluster_in(
         tmp_path / "p", n=0, controller_args=["--heartbeat-timeout", "60"], timeout=60
-    ) as cluster:
-        sim = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pxcluster.testing._simulator",
-                "--file",
-                str(cluster.paths.engine_file),
-                "-n",
-                "2",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+    ) as cluster, simulated_engines(cluster.paths.engine_file, 2, stdout=subprocess.DEVNULL):
         try:
             cluster.client(timeout=60).wait_for_engines(2, timeout=60)
             with TaskClient(profile_dir=cluster.paths.dir, timeout=60) as tc:
@@ -41,9 +28,4 @@ def test_a_flood_of_tasks_completes_on_simulated_engines(tmp_path):
             assert [r.r for r in results] == [2 * i for i in range(400)]
             assert {r.engineid for r in results} == {0, 1}
         finally:
-            cluster.stop()
-            try:
-                sim.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                sim.kill()
-                sim.wait()
+            cluster.stop()  # the simulated engines leave with their controller

@@ -218,14 +218,7 @@ class ClientCore:
         """
         encoded = [encode(msg, self._signer) for msg in msgs]  # fails before anything is sent
         with self._send_lock:
-            if self._closed:
-                raise ConnectionLost("this client is closed")
-            down = self._link_down_since
-            if down is not None:
-                raise ConnectionLost(
-                    f"the controller at {self.connection.url} has been unreachable for "
-                    f"{time.monotonic() - down:.1f} s; {self._takeover_hint()}"
-                )
+            self._check_link()
             for msg_id in pending.msg_ids:
                 self._pending[msg_id] = pending
             pending.add_done_callback(self._forget)

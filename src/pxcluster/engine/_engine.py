@@ -263,36 +263,6 @@ class Engine:
         finally:
             self._running = None
             self._deadline = None
-        reply_to = self._direct.route_of(msg.id) if self._direct is not None else None
-        if reply_to is not None:  # a client on this host sent it directly
-            self._answer_direct(reply_to, msg, content, buffers, status)
-            self.handlers.release_retired()
-            return
-        self._send_from_main(
-            Message(
-                MsgType.REPLY,
-                self._new_id(),
-                content,
-                buffers,
-                parent=msg.id,
-                engine=self.id,
-                status=status,
-            ),
-            task=msg.type == MsgType.TASK,
-        )
-        self.handlers.release_retired()
-
-    def _answer_direct(
-        self,
-        reply_to: str,
-        msg: Message,
-        content: dict[str, Any],
-        buffers: list[Any],
-        status: Status,
-    ) -> None:
-        """Reply to a direct request straight to its client, then tell the controller it
-        is done (``engine/_direct.py``)."""
-        assert self._direct is not None
         reply = Message(
             MsgType.REPLY,
             self._new_id(),
@@ -302,6 +272,17 @@ class Engine:
             engine=self.id,
             status=status,
         )
+        reply_to = self._direct.route_of(msg.id) if self._direct is not None else None
+        if reply_to is not None:  # a client on this host sent it directly
+            self._answer_direct(reply_to, msg, reply)
+        else:
+            self._send_from_main(reply, task=msg.type == MsgType.TASK)
+        self.handlers.release_retired()
+
+    def _answer_direct(self, reply_to: str, msg: Message, reply: Message) -> None:
+        """Send ``reply`` to a direct request straight to its client, then tell the
+        controller it is done (``engine/_direct.py``)."""
+        assert self._direct is not None
         self._direct.send_reply(reply_to, reply)
         done = self._direct.answered(msg, reply, self._new_id())
         if done is not None:  # the controller was told it is queued: now it is done

@@ -8,25 +8,28 @@ and copied by no one (frames under 33 bytes are copied, which is cheaper than co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import zmq
 
-from pxcluster.transport._sockets import Channel, ChannelClosed, Context, Kind
+from pxcluster.transport._sockets import (
+    _EVENTS,
+    _POLLIN,
+    _RCVMORE,
+    _SNDMORE,
+    Channel,
+    ChannelClosed,
+    Context,
+    Kind,
+    _base_get,
+    _base_recv,
+    _base_send,
+)
 
 #: One received frame, opaque above this layer: pass it to ``send_frames`` or read it with
 #: ``frame_bytes``.
 Frame = zmq.Frame
-
-_base_send: Callable[..., Any] = zmq.backend.Socket.send
-_base_recv: Callable[..., Any] = zmq.backend.Socket.recv
-_base_get: Callable[..., Any] = zmq.backend.Socket.get
-_SNDMORE = int(zmq.SNDMORE)
-_RCVMORE = int(zmq.RCVMORE)
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
 
 
 def recv_frames(chan: Channel) -> list[Frame] | None:
