@@ -103,6 +103,25 @@ def test_engine_confirming_a_kill_is_forgotten_at_once(make_hub):
     assert hub.engine_ids() == [0]
 
 
+def test_a_killed_engine_still_talking_on_its_way_out_never_comes_back(make_hub):
+    # Seen in CI: a killed engine's last pong was answered "please register", the engine
+    # did, and 'all' then held a new engine 4 whose process had exited.
+    hub = make_hub(heartbeat_timeout=3.0, clock=Clock())
+    hub.client_message(b"c", Message(MsgType.CONNECT, "c-0"))
+    register(hub, b"e0")
+    register(hub, b"e1")
+    hub.client_message(b"c", Message(MsgType.SHUTDOWN, "c-1", targets=[1]))
+    hub.engine_message(b"e1", Message(MsgType.REPLY, "e-1", parent="c-1"))
+    assert hub.heartbeat(b"e1", hub.next_ping()) == []  # not asked to register
+    again = Message(MsgType.REGISTER, "e1-again", {"hostname": "h", "pid": 1, "id": 1})
+    (told,) = hub.engine_message(b"e1", again)
+    assert (told.to, told.msg.type) == ("engine", MsgType.SHUTDOWN)
+    assert hub.engine_ids() == [0]
+    # an engine the hub never met is still asked to register (a restarted controller)
+    (ask,) = hub.heartbeat(b"e9", hub.next_ping())
+    assert ask.msg.content == {"event": "register"}
+
+
 def test_a_stalled_controller_blames_no_engine(make_hub):
     clock = Clock()
     hub = make_hub(heartbeat_timeout=3.0, clock=clock, heartbeat_period=0.5)

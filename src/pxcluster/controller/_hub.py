@@ -191,6 +191,10 @@ class Hub:
         #: Identities of engines declared dead (-> their id), so that one coming back is
         #: told to drop what it holds and join as a new engine (bounded: oldest forgotten).
         self._declared_dead: collections.OrderedDict[bytes, int] = collections.OrderedDict()
+        #: Identities of engines stopped on purpose (a kill, a retirement): one still talking
+        #: while it exits (a last pong) is not asked to register, so it never comes back
+        #: under a new id (bounded: oldest forgotten).
+        self._stopped: collections.OrderedDict[bytes, int] = collections.OrderedDict()
         self._clock = clock
         self._session = f"ctl{os.getpid()}"
         self._msg_ids = itertools.count()
@@ -388,7 +392,7 @@ class Hub:
 
     def shutdown_engines(self) -> list[Outbound]:
         """SHUTDOWN messages for every engine (the controller is stopping)."""
-        msg = Message(MsgType.SHUTDOWN, self.new_id(), targets=[])
+        msg = self._shutdown_message()
         return [Outbound("engine", e.identity, msg) for e in self.engines.values()]
 
     def client_gone(self, client: bytes) -> None:
@@ -434,9 +438,7 @@ class Hub:
             return self._register(identity, msg, now)
         engine_id = self._by_identity.get(identity)
         if engine_id is None:
-            log.info("message from an unregistered engine; asking it to register")
-            ask = self._ask_to_register(identity)
-            return [Outbound("engine", identity, ask)]
+            return self._unknown_engine(identity)
         engine = self.engines[engine_id]
         engine.last_seen = now
         engine.last_pong = self.ping_seq
@@ -553,6 +555,11 @@ class Hub:
     def _register(self, identity: bytes, msg: Message, now: float) -> list[Outbound]:
         engine_id = self._by_identity.get(identity)
         new = engine_id is None
+        if new and identity in self._stopped:
+            # stopped on purpose, registering again on its way out: it must exit, not
+            # come back as a new engine that 'all' would include
+            log.info("engine %d was stopped: telling it again to exit", self._stopped[identity])
+            return [Outbound("engine", identity, self._shutdown_message())]
         if new and identity in self._declared_dead and msg.content.get("rejoin") is False:
             # an engine back from the dead that would rather exit than join as a new one
             return [Outbound("engine", identity, self._ask_to_register(identity))]
@@ -597,6 +604,19 @@ class Hub:
                 news.update(direct=record.direct, direct_key=record.direct_key)
             out += self._notify_clients(news)
         return out + self.tasks.dispatch()
+
+    def _unknown_engine(self, identity: bytes) -> list[Outbound]:
+        """A message from an engine the hub does not know: one stopped on purpose is let be
+        (it is exiting), any other is asked to register (the controller restarted, or it
+        was declared dead)."""
+        if identity in self._stopped:
+            return []
+        log.info("message from an unregistered engine; asking it to register")
+        return [Outbound("engine", identity, self._ask_to_register(identity))]
+
+    def _shutdown_message(self) -> Message:
+        """A SHUTDOWN that expects no reply (no client waits on it)."""
+        return Message(MsgType.SHUTDOWN, self.new_id(), targets=[])
 
     def _ask_to_register(self, identity: bytes) -> Message:
         """The NOTIFY that asks an unknown engine to register (saying if it was declared
@@ -664,8 +684,7 @@ class Hub:
         """A pong (the echo of ping ``payload``) came back from ``identity``."""
         engine_id = self._by_identity.get(identity)
         if engine_id is None:
-            ask = self._ask_to_register(identity)
-            return [Outbound("engine", identity, ask)]
+            return self._unknown_engine(identity)
         engine = self.engines[engine_id]
         engine.last_seen = self._clock()
         if payload.isdigit() and len(payload) < 20:
@@ -728,10 +747,10 @@ class Hub:
         del self._by_identity[engine.identity]
         self._kill_deadlines.pop(engine_id, None)
         self.signal_wanted.pop(engine_id, None)
-        if event == "died":
-            self._declared_dead[engine.identity] = engine_id
-            if len(self._declared_dead) > _DEAD_REMEMBERED:
-                self._declared_dead.popitem(last=False)
+        gone = self._declared_dead if event == "died" else self._stopped
+        gone[engine.identity] = engine_id
+        if len(gone) > _DEAD_REMEMBERED:
+            gone.popitem(last=False)
         log.log(
             logging.WARNING if event == "died" else logging.INFO,
             "engine %d (pid %d on %s) %s: %s; failing %d requests",

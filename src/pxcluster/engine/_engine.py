@@ -392,7 +392,11 @@ class Engine:
 
     def _io_turn(self, poller: Poller, monitor: Monitor, dealer: Channel) -> None:
         now = time.monotonic()
-        if now - self._io_tick > self._frozen_after and self._registered.is_set():
+        if (
+            now - self._io_tick > self._frozen_after
+            and self._registered.is_set()
+            and not self._stopping.is_set()
+        ):
             self._check_in(dealer, now - self._io_tick)
         self._io_tick = now
         for chan in poller.poll(self._poll_timeout()):
@@ -553,8 +557,10 @@ class Engine:
         Declared dead (we were stopped, or cut off, past the heartbeat timeout), our clients
         were told our requests failed and may have run them again elsewhere: what we still
         hold must not run, so it is dropped, and we join again as a new engine (ids are never
-        reused) or exit, as configured.
+        reused) or exit, as configured. A stopping engine does neither: it is on its way out.
         """
+        if self._stopping.is_set():
+            return
         if msg.content.get("reason") != "declared dead":
             if not self._registered.is_set():
                 return  # our registration is on its way already
