@@ -126,9 +126,12 @@ class MapTask(_Task):
         self.options.check()
 
     def _work(self) -> tuple[dict[str, Any], list[tuple[str, object]]]:
-        # One object, not three: one pickling, one frame and one digest per hop for each task.
+        # The function apart from its arguments: a function sent before is not pickled
+        # again here nor rebuilt on the engine (serialize/_functions.py); the arguments as
+        # one object, which the C pickler takes when they are plain.
         return {"kind": "map"}, [
-            ("the task's function and arguments", (self.func, self.args, self.kwargs))
+            ("the task's function", self.func),
+            ("the task's arguments", (self.args, self.kwargs)),
         ]
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from pxcluster._buffers import Buffer
 from pxcluster.engine._execute import reset_namespace, run_cell
 from pxcluster.engine._functions import bind_to_namespace
-from pxcluster.serialize import dumps, dumps_many, loads_many
+from pxcluster.serialize import FunctionMemo, dumps, dumps_many, loads_many
 from pxcluster.wire import MAX_ENTRIES, batchable, pack_batch
 
 Reply = tuple[dict[str, Any], list[Buffer]]
@@ -46,6 +46,8 @@ class TaskRunner:
         self.namespace = namespace
         self._engine_id = engine_id
         self.started = 0.0
+        #: Functions of recent tasks, rebuilt once each (``serialize/_functions.py``).
+        self._functions = FunctionMemo()
 
     def properties(self) -> dict[str, Any]:
         """What a ``depend`` predicate sees: who this engine is and what it holds."""
@@ -59,7 +61,7 @@ class TaskRunner:
     def run(self, spec: dict[str, Any], buffers: Sequence[Buffer]) -> Reply:
         """Run the task in ``spec``; on failure run its recovery task, then re-raise."""
         self.started = time.time()
-        objects = loads_many(spec["counts"], buffers)
+        objects = loads_many(spec["counts"], buffers, self._functions)
         recovery = spec.get("recovery")
         cut = len(objects) - (len(recovery["counts"]) if recovery else 0)
         try:
@@ -89,9 +91,13 @@ class TaskRunner:
                 reset_namespace(self.namespace)
 
     def _map_task(self, spec: dict[str, Any], objects: list[Any]) -> Reply:
-        # A MapTask sends (func, args, kwargs) as one object; a map chunk sends the function
-        # apart (pickled once for every chunk), then args and kwargs.
-        func, args, kwargs = objects[0] if len(objects) == 1 else objects
+        # A MapTask sends its function, then (args, kwargs); a map chunk sends the function
+        # (pickled once for every chunk), then args and kwargs; (func, args, kwargs) as one
+        # object is what clients before 2026-12 sent.
+        if len(objects) == 2:
+            func, (args, kwargs) = objects
+        else:
+            func, args, kwargs = objects[0] if len(objects) == 1 else objects
         func = bind_to_namespace(func, self.namespace)  # __main__'s functions see our names
         if spec.get("chunk"):
             result: Any = [func(*items) for items in zip(*args, strict=False)]

@@ -6,6 +6,7 @@ anything exporting the buffer protocol) go out of band: they become frames of th
 are never copied into the pickle stream.
 """
 
+from pxcluster.serialize._functions import FunctionMemo
 from pxcluster.serialize._pickling import (
     OUT_OF_BAND_THRESHOLD,
     detach,
@@ -29,6 +30,7 @@ from pxcluster.serialize._shm import unlink as unlink_segments
 __all__ = [
     "OUT_OF_BAND_THRESHOLD",
     "SHM_THRESHOLD",
+    "FunctionMemo",
     "create_segment",
     "detach",
     "dumps",

@@ -11,6 +11,7 @@ the client's process).
 
 from __future__ import annotations
 
+import functools
 import io
 import linecache
 import marshal
@@ -24,10 +25,14 @@ import cloudpickle
 
 from pxcluster._buffers import Buffer
 from pxcluster._errors import SerializationError
+from pxcluster.serialize._functions import FunctionFrames, FunctionMemo
 
 # Buffers smaller than this stay in the pickle: a frame of its own costs more than a copy.
 OUT_OF_BAND_THRESHOLD = 64 * 1024
 
+
+#: Frames of functions sent before (this process's own; see ``_functions.py``).
+_FUNCTIONS = FunctionFrames()
 
 # Objects of these types pickle the same with the C pickler as with cloudpickle, which
 # costs ~5 us more per call (its reducer hook runs for every object): small plain values,
@@ -36,19 +41,23 @@ _PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
 _PLAIN_CONTAINER_LEN = 16
 
 
-def _is_plain(obj: object) -> bool:
+def _is_plain(obj: object, nested: bool = True) -> bool:
+    """Whether ``obj`` is a plain value, or a short container of them, or (``nested``) a
+    short container of those: a task's ``(args, kwargs)``."""
     kind = type(obj)
     if kind in _PLAIN_TYPES:
         return True
     if kind is tuple or kind is list:
         items = cast("Sequence[object]", obj)
         return len(items) <= _PLAIN_CONTAINER_LEN and all(
-            type(item) in _PLAIN_TYPES for item in items
+            type(item) in _PLAIN_TYPES or (nested and _is_plain(item, False)) for item in items
         )
     if kind is dict:
         mapping = cast("dict[object, object]", obj)
         return len(mapping) <= _PLAIN_CONTAINER_LEN and all(
-            type(k) in _PLAIN_TYPES and type(v) in _PLAIN_TYPES for k, v in mapping.items()
+            type(k) in _PLAIN_TYPES
+            and (type(v) in _PLAIN_TYPES or (nested and _is_plain(v, False)))
+            for k, v in mapping.items()
         )
     return False
 
@@ -105,9 +114,7 @@ def _remember_source(filename: str, first: int, lines: list[str]) -> None:
     linecache.cache[filename] = (sum(map(len, known)), None, known, filename)
 
 
-def _restore_code(
-    marshalled: bytes, filename: str, first: int, lines: list[str]
-) -> types.CodeType:
+def _restore_code(marshalled: bytes, filename: str, first: int, lines: list[str]) -> types.CodeType:
     """Unpickling half of ``_SourcePickler``: the code object, its source lines remembered."""
     code = marshal.loads(marshalled)
     if not isinstance(code, types.CodeType):
@@ -132,13 +139,21 @@ class _SourcePickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle 
 
 
 def dumps(obj: object, *, name: str = "object") -> list[Buffer]:
-    """Frames for one object: the pickle stream first, then its out-of-band buffers.
+    """Frames for one object: the pickle stream first, then its out-of-band buffers. A
+    function sent before and unchanged since is not pickled again (``_functions.py``).
 
     Raises:
         SerializationError: ``obj`` cannot be pickled; the message names ``name``.
     """
     if _is_plain(obj):
         return [pickle.dumps(obj, protocol=5)]
+    if type(obj) is types.FunctionType:
+        func = obj
+        return _FUNCTIONS.frames(func, lambda: _pickled(func, name))
+    return _pickled(obj, name)
+
+
+def _pickled(obj: object, name: str) -> list[Buffer]:
     buffers: list[Buffer] = []
 
     def keep_large(pb: pickle.PickleBuffer) -> bool:
@@ -191,8 +206,11 @@ def dumps_many(items: Iterable[tuple[str, object]]) -> tuple[list[int], list[Buf
     return counts, frames
 
 
-def loads_many(counts: Sequence[int], frames: Sequence[Buffer]) -> list[Any]:
-    """Inverse of ``dumps_many``.
+def loads_many(
+    counts: Sequence[int], frames: Sequence[Buffer], memo: FunctionMemo | None = None
+) -> list[Any]:
+    """Inverse of ``dumps_many``; with ``memo``, functions received before come from it
+    rather than being rebuilt (``_functions.py``).
 
     Raises:
         SerializationError: the counts do not match the frames, or a payload is bad.
@@ -202,6 +220,9 @@ def loads_many(counts: Sequence[int], frames: Sequence[Buffer]) -> list[Any]:
     out: list[Any] = []
     start = 0
     for count in counts:
-        out.append(loads(frames[start : start + count]))
+        part = frames[start : start + count]
+        out.append(
+            loads(part) if memo is None else memo.loads(part, functools.partial(loads, part))
+        )
         start += count
     return out
