@@ -39,6 +39,10 @@ class PendingTask(PendingResult[TaskResult]):
         self.task_id = task_id
         self.submitted = submitted
 
+    @property
+    def msg_ids(self) -> list[str]:
+        return [self.task_id]  # one per task: no scan of keys for each of many tiny tasks
+
     def add_reply(self, msg: Message) -> None:
         if msg.parent != self.task_id or self.done():
             return
@@ -357,13 +361,17 @@ def _wait_all(pending: list[PendingTask], timeout: float | None, progress: bool)
         except ImportError:  # pragma: no cover - tqdm is a dependency
             bar = None
     try:
-        for _ in concurrent.futures.as_completed(pending, timeout):
-            if bar is not None:
+        if bar is None:  # woken once, when the last is done: not once per task
+            _, left = concurrent.futures.wait(pending, timeout)
+            if left:
+                raise concurrent.futures.TimeoutError
+        else:
+            for _ in concurrent.futures.as_completed(pending, timeout):
                 bar.update(1)
     except concurrent.futures.TimeoutError:
-        left = sum(1 for p in pending if not p.done())
+        still = sum(1 for p in pending if not p.done())
         raise PxclusterTimeoutError(
-            f"{left} of {len(pending)} tasks not finished after {timeout} s"
+            f"{still} of {len(pending)} tasks not finished after {timeout} s"
         ) from None
     finally:
         if bar is not None:

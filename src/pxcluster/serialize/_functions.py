@@ -22,9 +22,10 @@ Both ends keep what they made for as long as it is certainly the same:
 from __future__ import annotations
 
 import collections
+import itertools
+import operator
 import sys
 import types
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -38,6 +39,8 @@ _SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
 #: Names cloudpickle takes from a by-value function's module globals besides those it uses.
 _BASE_GLOBALS = ("__package__", "__name__", "__path__", "__file__")
 _ABSENT = object()
+_ABSENTS = (_ABSENT,) * len(_BASE_GLOBALS)
+_NO_KEYWORDS: dict[str, Any] = {}  # never changed
 
 
 def _by_reference(obj: Any) -> bool:
@@ -85,8 +88,8 @@ def _global_names(code: _CodeType) -> tuple[str, ...]:
 
 def _state(func: types.FunctionType, names: tuple[str, ...]) -> tuple[Any, ...]:
     """Everything ``func``'s pickle is made from, as objects to compare by identity."""
-    found = func.__globals__
-    keywords = func.__kwdefaults__ or {}
+    get = func.__globals__.get
+    keywords = func.__kwdefaults__ or _NO_KEYWORDS
     annotations = func.__annotations__
     return (
         func.__code__,
@@ -101,9 +104,13 @@ def _state(func: types.FunctionType, names: tuple[str, ...]) -> tuple[Any, ...]:
         len(annotations),
         *annotations,
         *annotations.values(),
-        *[found.get(name, _ABSENT) for name in _BASE_GLOBALS],
-        *[found.get(name, _ABSENT) for name in names],
+        *map(get, _BASE_GLOBALS, _ABSENTS),
+        *map(get, names, itertools.repeat(_ABSENT)),
     )
+
+
+def _same(was: tuple[Any, ...], now: tuple[Any, ...]) -> bool:
+    return len(was) == len(now) and all(map(operator.is_, was, now))  # no generator per call
 
 
 def _stateless(func: types.FunctionType, used: Iterator[Any]) -> bool:
@@ -121,36 +128,40 @@ def _stateless(func: types.FunctionType, used: Iterator[Any]) -> bool:
 
 
 class FunctionFrames:
-    """The sender's cache: a function's frames, made again only when they may differ."""
+    """The sender's cache: a function's frames, made again only when they may differ.
 
-    def __init__(self) -> None:
-        self._names: weakref.WeakKeyDictionary[_CodeType, tuple[str, ...]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._kept: weakref.WeakKeyDictionary[
-            types.FunctionType, tuple[tuple[Any, ...], list[Buffer]]
-        ] = weakref.WeakKeyDictionary()
+    Bounded (least recently used first out), and holding the functions themselves: a
+    lambda made anew for every call is kept only until ``size`` others came after it.
+    """
 
-    def frames(self, func: types.FunctionType, pickle: Callable[[], list[Buffer]]) -> list[Buffer]:
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        #: function -> (the global names its code uses, its state, its frames)
+        self._kept: collections.OrderedDict[
+            types.FunctionType, tuple[tuple[str, ...], tuple[Any, ...], list[Buffer]]
+        ] = collections.OrderedDict()
+
+    def frames(
+        self, func: types.FunctionType, pickle: Callable[[], list[Buffer]]
+    ) -> list[Buffer]:
         """``func``'s frames: kept ones if nothing changed, else ``pickle()``'s (kept if
         ``func`` qualifies)."""
-        code = func.__code__
-        names = self._names.get(code)
-        if names is None:
-            names = self._names[code] = _global_names(code)
-        state = _state(func, names)
         kept = self._kept.get(func)
         if kept is not None:
-            was, frames = kept
-            if len(was) == len(state) and all(a is b for a, b in zip(was, state, strict=True)):
+            names, was, frames = kept
+            if _same(was, _state(func, names)):
+                self._kept.move_to_end(func)
                 return list(frames)
+            del self._kept[func]
+        names = _global_names(func.__code__)
+        state = _state(func, names)
         frames = pickle()
         found = func.__globals__
         used = (found[name] for name in names if name in found)
         if all(type(f) is bytes for f in frames) and _stateless(func, used):
-            self._kept[func] = (state, list(frames))
-        else:
-            self._kept.pop(func, None)
+            self._kept[func] = (names, state, list(frames))
+            if len(self._kept) > self._size:
+                self._kept.popitem(last=False)
         return frames
 
 

