@@ -22,6 +22,7 @@ Both ends keep what they made for as long as it is certainly the same:
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import operator
 import sys
@@ -132,6 +133,7 @@ class FunctionFrames:
 
     Bounded (least recently used first out), and holding the functions themselves: a
     lambda made anew for every call is kept only until ``size`` others came after it.
+    Threads may share it (a client used from several): at worst a function is pickled twice.
     """
 
     def __init__(self, size: int = 256) -> None:
@@ -150,9 +152,10 @@ class FunctionFrames:
         if kept is not None:
             names, was, frames = kept
             if _same(was, _state(func, names)):
-                self._kept.move_to_end(func)
+                with contextlib.suppress(KeyError):  # another thread's call evicted it
+                    self._kept.move_to_end(func)
                 return list(frames)
-            del self._kept[func]
+            self._kept.pop(func, None)
         names = _global_names(func.__code__)
         state = _state(func, names)
         frames = pickle()
@@ -184,7 +187,8 @@ class FunctionMemo:
         key = bytes(frames[0])
         func = self._kept.get(key)
         if func is not None:
-            self._kept.move_to_end(key)
+            with contextlib.suppress(KeyError):  # evicted meanwhile by another thread
+                self._kept.move_to_end(key)
             return func
         obj = rebuild()
         if type(obj) is _FunctionType:
