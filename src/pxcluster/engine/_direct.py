@@ -256,6 +256,8 @@ class DirectPort:
     def route_of(self, request_id: str) -> str | None:
         """The reply address of direct request ``request_id`` (None: it came through the
         controller); the route is forgotten here."""
+        if not self._routes:  # no direct request in flight: no lock needed to see that
+            return None  # (a route is stored before its request is queued for the main thread)
         with self._lock:
             return self._routes.pop(request_id, None)
 

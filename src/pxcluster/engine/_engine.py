@@ -26,7 +26,6 @@ import collections
 import itertools
 import logging
 import os
-import queue
 import signal
 import socket
 import threading
@@ -39,6 +38,7 @@ from pxcluster.engine._direct import DirectPort
 from pxcluster.engine._display import install as install_display
 from pxcluster.engine._execute import new_namespace
 from pxcluster.engine._handlers import RequestHandlers, error_reply
+from pxcluster.engine._inbox import Inbox
 from pxcluster.engine._tasks import HOLD_FOR, HeldReplies, TaskRefused
 from pxcluster.profile import EngineConnection, launch_info
 from pxcluster.serialize import host_key, sweep_stale
@@ -112,7 +112,7 @@ class Engine:
         self._signer = Signer(connection.key)
         self._guard = RecentIds()  # tasks come in scheduling order, not their senders' order
         self._ctx = Context()
-        self._inbox: queue.Queue[Any] = queue.Queue()
+        self._inbox = Inbox()
         self._registered = threading.Event()
         self._echo_ports: tuple[int, int] | None = None  # heartbeat ports echoed now
         self._stopping = threading.Event()
@@ -334,9 +334,7 @@ class Engine:
 
     def _task_waits(self) -> bool:
         """True if the next request in the inbox is a task (peeked without taking it)."""
-        with self._inbox.mutex:
-            queued = self._inbox.queue
-            return bool(queued) and getattr(queued[0], "type", None) == MsgType.TASK
+        return getattr(self._inbox.head(), "type", None) is MsgType.TASK
 
     def _send_held(self, only_due: bool = False) -> None:
         """Send the task replies held back (``only_due``: if they waited long enough)."""
@@ -539,6 +537,7 @@ class Engine:
         entries, problems = unbatch(batch)
         for problem in problems:
             self._drops.warning("batch", "dropped a task of a batch: %s", problem)
+        checked: list[Message] = []
         for task in entries:
             if task.type != MsgType.TASK:
                 self._drops.warning("batch", "dropped a %s in a batch", task.type.name)
@@ -549,7 +548,8 @@ class Engine:
                 log.warning("refused a task: %s", exc)
                 self._reply_now(dealer, task, {"error": str(exc)}, Status.ENGINE_ERROR)
                 continue
-            self._inbox.put(task)
+            checked.append(task)
+        self._inbox.put_many(checked)  # at once: one wake-up of the main thread
 
     def _asked_to_register(self, dealer: Channel, msg: Message) -> None:
         """The controller does not know us: it restarted, or it declared us dead.

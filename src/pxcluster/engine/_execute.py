@@ -86,8 +86,12 @@ class CapturedOutput:
     """
 
     def __init__(self, on_write: Callable[[str, str], None] | None = None) -> None:
-        self.stdout = _Tee("stdout", on_write)
-        self.stderr = _Tee("stderr", on_write)
+        self.stdout: io.StringIO
+        self.stderr: io.StringIO
+        if on_write is None:  # plain buffers: no Python-level write (most requests)
+            self.stdout, self.stderr = io.StringIO(), io.StringIO()
+        else:
+            self.stdout, self.stderr = _Tee("stdout", on_write), _Tee("stderr", on_write)
         self._saved: tuple[Any, Any] = (None, None)
 
     def __enter__(self) -> CapturedOutput:
