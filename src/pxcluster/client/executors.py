@@ -85,15 +85,15 @@ class TaskExecutor(_Tracked):
         """Run ``fn(*args, **kwargs)`` as a task; a Future of its value."""
         self._check_open()
         task = MapTask(fn, args, kwargs, retries=self._retries, depend=task_predicate(fn))
-        task_id = self._client.run(task)
-        pending = self._client._tasks[task_id]
+        pending = self._client._submit(task)
+        task_id = pending.task_id
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         future.set_running_or_notify_cancel()
         self._task_of[id(future)] = task_id
 
         def settle(done: concurrent.futures.Future[TaskResult]) -> None:
             self._task_of.pop(id(future), None)
-            self._client._tasks.pop(task_id, None)  # the Future holds the value now
+            self._client._forget(task_id)  # the Future holds the value now
             if future.done():
                 return
             try:
