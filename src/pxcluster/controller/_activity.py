@@ -61,12 +61,14 @@ class Activity:
         took: float,
         status: int,
         content: dict[str, Any],
+        now: float = 0.0,
     ) -> None:
         """An engine answered ``request_id`` with ``status``, ``took`` seconds after it was
-        sent (or as long as the engine says it ran, where its reply says so)."""
+        sent (or as long as the engine says it ran, where its reply says so); ``now``: the
+        wall-clock time it came (0: read the clock here)."""
         self._seq += 1
         self.finished_total += 1
-        now = time.time()
+        now = now or time.time()
         started, completed = content.get("started"), content.get("completed")
         if type(started) is float and type(completed) is float:
             took = completed - started  # the engine's own measure: no time queued in it

@@ -26,8 +26,9 @@ import dataclasses
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import msgpack
 
@@ -59,9 +60,12 @@ CREATE INDEX IF NOT EXISTS tasks_session ON tasks (session);
 """
 
 
-@dataclasses.dataclass(frozen=True)
-class TaskRecord:
-    """A finished task and its result message (``frames`` None: result over the cap)."""
+class TaskRecord(NamedTuple):
+    """A finished task and its result message (``frames`` None: result over the cap).
+
+    A named tuple (one is made per task on the hot path: cheaper than a frozen dataclass,
+    as immutable); ``nbytes`` is counted once, when the record is made.
+    """
 
     id: str
     session: str
@@ -71,10 +75,7 @@ class TaskRecord:
     status: int
     header: bytes
     frames: list[bytes] | None
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.header) + sum(len(f) for f in self.frames or ())
+    nbytes: int  # header and kept frames: what the record weighs in the cache and on disk
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,12 +154,28 @@ class RecordStore:
         completed: float,
         status: int,
         header: bytes,
-        buffers: list[Buffer] | tuple[Buffer, ...],
+        buffers: Sequence[Buffer],
     ) -> TaskRecord:
         """A record, with the result frames copied out only when they fit under the cap."""
-        size = sum(memoryview(b).nbytes for b in buffers)
-        frames = [bytes(b) for b in buffers] if size <= self.retention.result_cap else None
-        return TaskRecord(task_id, session, engine, submitted, completed, status, header, frames)
+        size = 0
+        for b in buffers:
+            size += len(b) if type(b) is bytes else memoryview(b).nbytes
+        if size > self.retention.result_cap:
+            return TaskRecord(
+                task_id, session, engine, submitted, completed, status, header, None, len(header)
+            )
+        frames = [bytes(b) for b in buffers]
+        return TaskRecord(
+            task_id,
+            session,
+            engine,
+            submitted,
+            completed,
+            status,
+            header,
+            frames,
+            len(header) + size,
+        )
 
     def add(self, record: TaskRecord) -> None:
         """Record a finished task (written to disk at the next ``flush``)."""
@@ -167,16 +184,16 @@ class RecordStore:
         self._remember(record)
 
     def _remember(self, record: TaskRecord) -> None:
-        old = self._cache.pop(record.id, None)
-        if old is not None:
-            self._cache_bytes -= old.nbytes
-        self._cache[record.id] = record
+        cache = self._cache
+        if record.id in cache:  # written again (rare): its old size leaves the count
+            self._cache_bytes -= cache.pop(record.id).nbytes
+        cache[record.id] = record
         self._cache_bytes += record.nbytes
         limit = self.retention
-        while self._cache and (
-            len(self._cache) > limit.cache_records or self._cache_bytes > limit.cache_bytes
-        ):
-            _, dropped = self._cache.popitem(last=False)
+        if len(cache) <= limit.cache_records and self._cache_bytes <= limit.cache_bytes:
+            return
+        while cache and (len(cache) > limit.cache_records or self._cache_bytes > limit.cache_bytes):
+            _, dropped = cache.popitem(last=False)
             self._cache_bytes -= dropped.nbytes
 
     def get(self, task_id: str) -> TaskRecord | None:
@@ -190,8 +207,8 @@ class RecordStore:
                     return pending
         try:
             row = self._db.execute(
-                "SELECT id, session, engine, submitted, completed, status, header, frames "
-                "FROM tasks WHERE id = ?",
+                "SELECT id, session, engine, submitted, completed, status, header, frames, "
+                "nbytes FROM tasks WHERE id = ?",
                 (task_id,),
             ).fetchone()
         except sqlite3.Error as exc:
@@ -200,7 +217,7 @@ class RecordStore:
         if row is None:
             return None
         frames = msgpack.unpackb(row[7]) if row[7] is not None else None
-        return TaskRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], frames)
+        return TaskRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], frames, row[8])
 
     def flush(self, force: bool = False) -> int:
         """Write pending records in one transaction, then apply retention; returns how many.
@@ -213,6 +230,7 @@ class RecordStore:
         if self.error and not force and self._clock() < self._retry_at:
             self._bound_pending()
             return 0
+        packb = msgpack.packb
         rows = [
             (
                 r.id,
@@ -222,7 +240,7 @@ class RecordStore:
                 r.completed,
                 r.status,
                 r.header,
-                msgpack.packb(r.frames) if r.frames is not None else None,
+                None if r.frames is None else packb(r.frames),
                 r.nbytes,
             )
             for r in self._pending

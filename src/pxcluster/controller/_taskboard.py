@@ -89,13 +89,15 @@ class TaskBoard:
         store: RecordStore,
         engines: Mapping[int, RegisteredEngine],
         new_id: Callable[[], str],
-        on_dispatch: Callable[[int, str, bytes], None],
+        on_dispatch: Callable[[int, str, bytes, float], None],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.scheduler = scheduler
         self.store = store
         self._engines = engines  # the hub's live registry, read only here
         self._new_id = new_id
         self._on_dispatch = on_dispatch  # the hub records the task as outstanding there
+        self._clock = clock  # the hub's: when a task was sent (its ``Pending.since``)
         self._waiters: dict[str, list[tuple[bytes, str]]] = collections.defaultdict(list)
         self._wire: dict[str, str] = {}  # wire id of a retry -> its task id
 
@@ -119,8 +121,8 @@ class TaskBoard:
         if (
             type(retries) is not int
             or retries < 0
-            or not isinstance(after, list)
-            or not all(isinstance(a, str) for a in after)
+            or type(after) is not list
+            or (after and not all(type(a) is str for a in after))
         ):
             return [
                 self._reply(
@@ -143,7 +145,7 @@ class TaskBoard:
             msg.ts or time.time(),
         )
         pending: set[str] = set()
-        for dep in after:
+        for dep in after:  # mostly none: the loop costs nothing then
             if dep in self.scheduler.tasks:
                 pending.add(dep)
                 continue
@@ -241,6 +243,13 @@ class TaskBoard:
         task = self._running_task(msg.parent, engine)
         if task is None:
             return []
+        status = msg.status
+        if status is Status.OK:  # the hot path: a task that ran and returned
+            content = msg.content
+            started, completed = content.get("started"), content.get("completed")
+            if type(started) is float and type(completed) is float:
+                self.scheduler.ran(engine, completed - started)
+            return self._settle(task, status, msg.header, msg.buffers, engine)
         if msg.status == Status.ABORTED and msg.content.get("withdrawn"):
             if task.abort_requested:
                 return self._settle_controller(
@@ -315,21 +324,29 @@ class TaskBoard:
         if not self.scheduler.tasks:
             return []
         by_engine: dict[int, list[Task]] = {}
+        on_dispatch, now = self._on_dispatch, self._clock()
         for engine_id, task in self.scheduler.assign():  # no scan of all engines per task
             task.sends += 1
             if task.sends > 1:
                 self._wire[task.wire_id] = task.id
-            self._on_dispatch(engine_id, task.wire_id, task.client)
-            by_engine.setdefault(engine_id, []).append(task)
+                on_dispatch(engine_id, task.wire_id, task.client, now)
+            else:
+                on_dispatch(engine_id, task.id, task.client, now)  # its id: the first send
+            tasks = by_engine.get(engine_id)
+            if tasks is None:
+                by_engine[engine_id] = [task]
+            else:
+                tasks.append(task)
         out: list[Outbound] = []
         for engine_id, tasks in by_engine.items():
             identity = self._engines[engine_id].identity
             entries: list[Entry] = []
+            several = len(tasks) > 1
             for task in tasks:
                 header = task.header
                 if task.sends > 1:
                     header = _with_fields(header, task.buffers, id=task.wire_id)
-                if len(tasks) > 1 and batchable(task.buffers):
+                if several and batchable(task.buffers):
                     entries.append((header, task.buffers))
                     continue
                 # a big one goes alone, after those before it: the engine runs them in the
@@ -345,6 +362,8 @@ class TaskBoard:
     ) -> list[Outbound]:
         """``entries`` (encoded headers and their buffers) as BATCH messages to one peer
         (at most ``MAX_ENTRIES`` each), or as a lone message when there is one."""
+        if not entries:
+            return []
         out: list[Outbound] = []
         for start in range(0, len(entries), MAX_ENTRIES):
             group = entries[start : start + MAX_ENTRIES]
@@ -362,7 +381,11 @@ class TaskBoard:
         by_client: dict[bytes, list[Entry]] = {}
         for out in outbound:
             if out.to == "client" and out.msg is None and batchable(out.buffers):
-                by_client.setdefault(out.identity, []).append((out.header, out.buffers))
+                entries = by_client.get(out.identity)
+                if entries is None:
+                    by_client[out.identity] = [(out.header, out.buffers)]
+                else:
+                    entries.append((out.header, out.buffers))
             else:
                 kept.append(out)
         for client, entries in by_client.items():
@@ -439,12 +462,13 @@ class TaskBoard:
             time.time(),
             int(status),
             header,
-            tuple(buffers),
+            buffers,
         )
         self.store.add(record)
-        out = [Outbound("client", task.client, header=header, buffers=buffers)]
-        for client, request_id in self._waiters.pop(task.id, []):
-            out.append(self._record_reply(client, request_id, record))
+        out = [Outbound("client", task.client, None, header, buffers)]
+        if self._waiters:
+            for client, request_id in self._waiters.pop(task.id, ()):
+                out.append(self._record_reply(client, request_id, record))
         for doomed in self.scheduler.dependency_done(task.id, status == Status.OK):
             out += self._settle_controller(
                 doomed, f"task {task.id!r} in after= failed", "unmet", Status.ERROR
