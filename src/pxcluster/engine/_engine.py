@@ -139,6 +139,8 @@ class Engine:
         self._sender_lock = threading.Lock()  # user threads may print too
         #: Requests from clients on this host that skip the controller (None: not offered).
         self._direct = DirectPort.open(self._ctx)
+        #: Direct requests the I/O thread took in this turn, for the inbox (``_queue_direct``).
+        self._direct_taken: list[Message] = []
         #: Task replies held back while more tasks wait (sent as one BATCH), under that lock.
         self._held = HeldReplies(self._new_id)
         #: Dropped messages and survived errors, one log line per kind per 10 s.
@@ -415,6 +417,19 @@ class Engine:
             self._lost_warned = True
             if not self._stopping.is_set():
                 log.warning("lost the controller at %s", self.connection.url)
+        self._queue_direct()  # last: the main thread waits for the GIL we hold until we poll
+
+    def _queue_direct(self) -> None:
+        """Hand the direct requests taken this turn to the main thread.
+
+        Late in the turn, so that the main thread, woken by it, need not wait for the GIL
+        while this thread finishes its turn (the latency of a direct call); and before any
+        message from the controller is handled, which may act on the inbox (a clear, an
+        abort, a shutdown must find them there).
+        """
+        if self._direct_taken:
+            taken, self._direct_taken = self._direct_taken, []
+            self._inbox.put_many(taken)
 
     def _from_clients(self, dealer: Channel) -> None:
         """Queue the requests clients on this host sent directly (``engine/_direct.py``);
@@ -422,7 +437,7 @@ class Engine:
         assert self._direct is not None
         for msg, problem in self._direct.receive(self._guard):
             if not problem:
-                self._inbox.put(msg)
+                self._direct_taken.append(msg)  # queued at the end of the turn
                 continue
             log.warning("refused a direct %s: %s", msg.type.name, problem)
             self._reply_now(dealer, msg, {"error": problem}, Status.ENGINE_ERROR)
@@ -492,6 +507,7 @@ class Engine:
         dealer.send(encode(Message(MsgType.REGISTER, self._new_id(), content), self._signer))
 
     def _from_controller(self, dealer: Channel) -> None:
+        self._queue_direct()  # what came before it is in the inbox before it is handled
         frames = dealer.recv_nowait()
         while frames is not None:
             try:

@@ -179,7 +179,8 @@ class RequestHandlers:
     def apply(self, msg: Message) -> Reply:
         source = msg.content.get("source")
         counts: list[int] = msg.content["counts"]
-        objects = loads_many(counts, msg.buffers)
+        # A function sent again is rebuilt once (``serialize/_functions.py``), as a task's is
+        objects = loads_many(counts, msg.buffers, self.tasks.functions)
         if source is not None:
             func = eval(source, self.namespace)
         else:

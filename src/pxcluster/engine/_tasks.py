@@ -46,8 +46,9 @@ class TaskRunner:
         self.namespace = namespace
         self._engine_id = engine_id
         self.started = 0.0
-        #: Functions of recent tasks, rebuilt once each (``serialize/_functions.py``).
-        self._functions = FunctionMemo()
+        #: Functions of recent tasks (and applies), rebuilt once each
+        #: (``serialize/_functions.py``).
+        self.functions = FunctionMemo()
 
     def properties(self) -> dict[str, Any]:
         """What a ``depend`` predicate sees: who this engine is and what it holds."""
@@ -61,7 +62,7 @@ class TaskRunner:
     def run(self, spec: dict[str, Any], buffers: Sequence[Buffer]) -> Reply:
         """Run the task in ``spec``; on failure run its recovery task, then re-raise."""
         self.started = time.time()
-        objects = loads_many(spec["counts"], buffers, self._functions)
+        objects = loads_many(spec["counts"], buffers, self.functions)
         recovery = spec.get("recovery")
         cut = len(objects) - (len(recovery["counts"]) if recovery else 0)
         try:
@@ -120,8 +121,10 @@ class TaskRunner:
 #: it runs long), so holding delays a result by a few milliseconds at most.
 HOLD_FOR = 0.002
 #: Task replies held at most before they go: the controller refills the engine's queue
-#: while it runs what is left, rather than after it ran dry.
-HOLD_AT_MOST = 8
+#: while it runs what is left, rather than after it ran dry (it keeps up to 32 tiny tasks
+#: on an engine: ``task_prefetch_short``). 16 rather than 8: half the reply messages, whose
+#: sending, signing and (in the controller) reading cost as much as a task's own work.
+HOLD_AT_MOST = 16
 
 Entry = tuple[bytes, Sequence[Buffer]]
 
