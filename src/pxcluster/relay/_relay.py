@@ -149,6 +149,7 @@ class Relay:
         self.drops = DropLog(log)
         self._up = self._down = self._fanouts = self._gone = 0
         self._ping_seq = 0
+        self._last_beat = time.monotonic()
         self._stop = False
         self._bye = False
         self._echo: HeartbeatEcho | None = None
@@ -398,6 +399,14 @@ class Relay:
                 record.ponged = True
 
     def _beat(self, now: float) -> None:
+        # This loop stood still (SIGSTOP, a swapping host) if the beat comes late: then no
+        # pings went out, and the engines' silence over that time is the relay's own, not
+        # theirs (as the hub blames no engine for the controller's stalls).
+        stood_still = now - self._last_beat - self.heartbeat_period
+        self._last_beat = now
+        if stood_still > self.heartbeat_period:
+            for record in self.engines.values():
+                record.last_seen += stood_still
         self._ping_seq += 1
         self.pings.send([str(self._ping_seq).encode()])
         # An engine echoes pings once its registration is answered, which a controller
