@@ -190,7 +190,6 @@ class Scheduler:
 
     def ran(self, engine: int, seconds: float) -> None:
         """Note that a task ran ``seconds`` on ``engine`` (this sets its prefetch)."""
-        before = self.limit(engine)
         if seconds >= LONG_TASK_S:
             recent = seconds
         elif engine not in self._recent:  # its first task also paid for warming up
@@ -199,11 +198,14 @@ class Scheduler:
             recent = self._recent[engine]
             recent += (seconds - recent) * _RECENT_WEIGHT
         self._recent[engine] = recent
+        streak = self._short_streak.get(engine, 0)
         if recent < SHORT_TASK_S:
-            self._short_streak[engine] = self._short_streak.get(engine, 0) + 1
+            self._short_streak[engine] = streak + 1
+            changed = streak + 1 == SHORT_STREAK  # its limit rises to short_prefetch
         else:
             self._short_streak[engine] = 0
-        if engine in self._loads and self.limit(engine) != before:
+            changed = streak >= SHORT_STREAK  # back to prefetch
+        if changed and engine in self._loads:
             self._place(engine, self._loads[engine])
 
     def has_room(self) -> bool:

@@ -35,7 +35,8 @@ import msgpack
 
 from pxcluster._buffers import Buffer
 from pxcluster._errors import ContentMismatch, RemoteProtocolError
-from pxcluster.wire._framing import Message, _check_content, _message_from
+from pxcluster.wire._framing import Message, _message_from
+from pxcluster.wire._schemas import content_problem
 from pxcluster.wire._types import MsgType
 
 #: Message types a BATCH may carry.
@@ -92,19 +93,25 @@ def unbatch(batch: Message) -> tuple[list[Message], list[RemoteProtocolError]]:
     payload = memoryview(batch.buffers[0]) if batch.buffers else memoryview(b"")
     entries: list[Message] = []
     problems: list[RemoteProtocolError] = []
-    at = 0
+    at, end = 0, len(payload)
     headers = batch.content["entries"]  # list[bytes]: the schema checked it
+    unpackb = msgpack.unpackb
     for index, header in enumerate(headers):
         try:
-            head = msgpack.unpackb(header, raw=False)
+            head = unpackb(header, raw=False)
         except Exception:  # msgpack raises several types on malformed input
             head = None
         sizes = head.get("b", []) if type(head) is dict else None
-        if (
-            type(sizes) is not list
-            or not all(type(n) is int and n >= 0 for n in sizes)
-            or at + sum(sizes) > len(payload)
-        ):
+        frames: list[Buffer] = []
+        fits = type(sizes) is list
+        if fits:  # cut its buffers from the payload, each size checked on the way
+            for size in sizes:  # type: ignore[union-attr]  # a list: checked above
+                if type(size) is not int or size < 0 or at + size > end:
+                    fits = False
+                    break
+                frames.append(payload[at : at + size])
+                at += size
+        if not fits:
             # where its buffers end is unknown, so no entry after it can be placed
             problems.append(
                 RemoteProtocolError(
@@ -113,15 +120,14 @@ def unbatch(batch: Message) -> tuple[list[Message], list[RemoteProtocolError]]:
                 )
             )
             break
-        frames: list[Buffer] = []
-        for size in sizes:
-            frames.append(payload[at : at + size])
-            at += size
         try:
             entry = _message_from(head, header, frames, check_sizes=False)  # cut to size
-            _check_content(entry)
         except RemoteProtocolError as exc:
             problems.append(exc)
+            continue
+        problem = content_problem(entry.type, entry.content)  # as ``decode`` checks it
+        if problem is not None:
+            problems.append(ContentMismatch(problem, entry.id, entry.parent))
             continue
         if entry.type not in BATCHABLE:
             problems.append(
