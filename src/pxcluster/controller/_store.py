@@ -43,9 +43,13 @@ _RETRY_MAX = 30.0
 _LOST_IDS = 1_000_000
 
 
+#: ``seq`` orders records by when they were written (retention deletes the oldest first).
+#: Without AUTOINCREMENT, SQLite gives a new row the highest seq + 1, which keeps that
+#: order among the rows that exist, and spares a write to its sqlite_sequence table per
+#: insert (a tenth of a record's cost). Files made with AUTOINCREMENT work as before.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     id TEXT UNIQUE NOT NULL,
     session TEXT NOT NULL,
     engine INTEGER NOT NULL,
