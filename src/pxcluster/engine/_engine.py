@@ -399,7 +399,9 @@ class Engine:
         ):
             self._check_in(dealer, now - self._io_tick)
         self._io_tick = now
-        for chan in poller.poll(self._poll_timeout()):
+        timeout = self._poll_timeout()
+        self._queue_direct()  # last before the poll lets the GIL go: see _queue_direct
+        for chan in poller.poll(timeout):
             if chan is monitor:
                 event = monitor.recv_event()
                 if event == "disconnected":
@@ -417,15 +419,16 @@ class Engine:
             self._lost_warned = True
             if not self._stopping.is_set():
                 log.warning("lost the controller at %s", self.connection.url)
-        self._queue_direct()  # last: the main thread waits for the GIL we hold until we poll
 
     def _queue_direct(self) -> None:
-        """Hand the direct requests taken this turn to the main thread.
+        """Hand the direct requests taken in the last turn to the main thread.
 
-        Late in the turn, so that the main thread, woken by it, need not wait for the GIL
-        while this thread finishes its turn (the latency of a direct call); and before any
-        message from the controller is handled, which may act on the inbox (a clear, an
-        abort, a shutdown must find them there).
+        Just before this thread polls again (and lets the GIL go), so that the main thread,
+        woken by it, need not wait for the GIL while this thread finishes its turn (the
+        latency of a direct call, and a context switch); and before any message from the
+        controller is handled, which may act on the inbox (a clear, an abort, a shutdown
+        must find them there). Direct requests are never tasks, so the poll's timeout,
+        computed before, does not depend on them.
         """
         if self._direct_taken:
             taken, self._direct_taken = self._direct_taken, []
@@ -732,6 +735,7 @@ class Engine:
         stop all the same, so a timer ends it after ``_STOP_GRACE`` seconds.
         """
         self._stopping.set()
+        self._queue_direct()  # taken before the stop: they run first, as they always did
         self._inbox.put(_STOP)
         running = self._running
         if running is not None:
