@@ -24,7 +24,6 @@ belongs to the I/O thread.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 import threading
 import uuid
@@ -123,9 +122,20 @@ class DirectRoutes:
         signers = [f[1] for f in found if f is not None]
         if len(signers) != len(found):
             return None
-        header = pack_header(
-            dataclasses.replace(msg, content={**msg.content, "reply_to": self.reply_to})
+        # Made field by field: dataclasses.replace costs ~10 us a call (it reads the fields)
+        with_reply = Message(
+            msg.type,
+            msg.id,
+            {**msg.content, "reply_to": self.reply_to},
+            msg.buffers,
+            msg.parent,
+            msg.targets,
+            msg.engine,
+            msg.status,
+            msg.session,
+            msg.ts,
         )
+        header = pack_header(with_reply)
         return [encode_raw(header, msg.buffers, signer) for signer in signers]
 
     def send(self, engines: Sequence[int], request_id: str, frames: list[list[Buffer]]) -> None:
