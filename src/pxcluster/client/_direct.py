@@ -122,7 +122,7 @@ class DirectRoutes:
         signers = [f[1] for f in found if f is not None]
         if len(signers) != len(found):
             return None
-        # Made field by field: dataclasses.replace costs ~10 us a call (it reads the fields)
+        # Made field by field: dataclasses.replace reads the fields each call (5.5 -> 2.9 us)
         with_reply = Message(
             msg.type,
             msg.id,
