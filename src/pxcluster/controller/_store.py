@@ -185,9 +185,7 @@ class RecordStore:
         """Record a finished task (written to disk at the next ``flush``)."""
         self._pending.append(record)
         self._pending_bytes += record.nbytes
-        self._remember(record)
-
-    def _remember(self, record: TaskRecord) -> None:
+        # and into the cache, which serves reads of recent records without the disk
         cache = self._cache
         if record.id in cache:  # written again (rare): its old size leaves the count
             self._cache_bytes -= cache.pop(record.id).nbytes

@@ -61,9 +61,10 @@ class Message:
     digests: Sequence[object] = dataclasses.field(default=(), compare=False, repr=False)
 
 
-# A decoded message is built through its slots' descriptors: a frozen dataclass's own
-# ``__init__`` sets each field with ``object.__setattr__``, about twice the time, and the
-# controller builds two messages per task (its TASK and its REPLY, unpacked from batches).
+# A decoded message is built through its slots' descriptors (``_message_from``): a frozen
+# dataclass's own ``__init__`` sets each field with ``object.__setattr__``, about twice the
+# time, and the controller builds two messages per task (its TASK and its REPLY, unpacked
+# from batches).
 _new_object = object.__new__
 (
     _set_type,
@@ -79,37 +80,6 @@ _new_object = object.__new__
     _set_header,
     _set_digests,
 ) = (vars(Message)[field.name].__set__ for field in dataclasses.fields(Message))
-
-
-def _decoded_message(
-    kind: MsgType,
-    msg_id: str,
-    content: dict[str, Any],
-    buffers: Sequence[Buffer],
-    parent: str,
-    targets: list[int] | None,
-    engine: int,
-    status: Status,
-    session: str,
-    ts: float,
-    header: bytes,
-    digests: Sequence[object],
-) -> Message:
-    """``Message(kind, msg_id, ...)`` with every field given, made faster (see above)."""
-    msg: Message = _new_object(Message)
-    _set_type(msg, kind)
-    _set_id(msg, msg_id)
-    _set_content(msg, content)
-    _set_buffers(msg, buffers)
-    _set_parent(msg, parent)
-    _set_targets(msg, targets)
-    _set_engine(msg, engine)
-    _set_status(msg, status)
-    _set_session(msg, session)
-    _set_ts(msg, ts)
-    _set_header(msg, header)
-    _set_digests(msg, digests)
-    return msg
 
 
 def _header_dict(msg: Message) -> dict[str, Any]:
@@ -269,20 +239,21 @@ def _message_from(
             and type(digests) in (list, tuple)
             and (not check_sizes or (len(sizes) == len(buffers) and _sizes_match(buffers, sizes)))
         ):
-            return _decoded_message(
-                msg_type,
-                msg_id,
-                {} if content is _ABSENT else content,
-                buffers,
-                parent,
-                None if targets is _ABSENT else targets,
-                engine,
-                state,
-                session,
-                ts,
-                header,
-                digests,
-            )
+            # built field by field through the slots (see ``_set_type``): per message
+            msg: Message = _new_object(Message)
+            _set_type(msg, msg_type)
+            _set_id(msg, msg_id)
+            _set_content(msg, {} if content is _ABSENT else content)
+            _set_buffers(msg, buffers)
+            _set_parent(msg, parent)
+            _set_targets(msg, None if targets is _ABSENT else targets)
+            _set_engine(msg, engine)
+            _set_status(msg, state)
+            _set_session(msg, session)
+            _set_ts(msg, ts)
+            _set_header(msg, header)
+            _set_digests(msg, digests)
+            return msg
     return _message_from_checked(head, header, buffers, check_sizes)
 
 
