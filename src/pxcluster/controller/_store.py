@@ -262,9 +262,9 @@ class RecordStore:
         if self.error != self._lasting_error:
             log.warning("record store writes again (%d records were waiting)", len(rows))
             self.error, self._retry_pause = self._lasting_error, _RETRY_FIRST
-        self._pending, self._pending_bytes = [], 0
         self._count += cur.rowcount if cur.rowcount > 0 else len(rows)
-        self._bytes += sum(row[8] for row in rows)
+        self._bytes += self._pending_bytes  # the sum of the written records' nbytes
+        self._pending, self._pending_bytes = [], 0
         try:
             self._prune()
         except sqlite3.Error as exc:
