@@ -79,6 +79,7 @@ def session_of(request_id: str) -> str:
 
 
 _STOP = object()
+_NUMBER = (int, float)  # not ``int | float``: that makes a new union at every use
 #: Seconds without the controller before the engine warns that it lost it.
 _LOST_AFTER = 2.0
 #: Seconds a stopping engine waits for user code to give up before it exits regardless.
@@ -239,7 +240,7 @@ class Engine:
 
     def _run_request(self, msg: Message) -> None:
         timeout = msg.content.get("timeout") if msg.type == MsgType.TASK else None
-        self._deadline = time.monotonic() + timeout if isinstance(timeout, int | float) else None
+        self._deadline = time.monotonic() + timeout if isinstance(timeout, _NUMBER) else None
         taken_back = self._start(msg.id)
         status = Status.OK
         content: dict[str, Any]
@@ -336,7 +337,11 @@ class Engine:
 
     def _task_waits(self) -> bool:
         """True if the next request in the inbox is a task (peeked without taking it)."""
-        return getattr(self._inbox.head(), "type", None) is MsgType.TASK
+        queued = self._inbox.queue
+        try:  # no lock: reading one item of a deque is atomic
+            return getattr(queued[0], "type", None) is MsgType.TASK
+        except IndexError:
+            return False
 
     def _send_held(self, only_due: bool = False) -> None:
         """Send the task replies held back (``only_due``: if they waited long enough)."""

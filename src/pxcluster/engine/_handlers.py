@@ -113,11 +113,8 @@ class RequestHandlers:
 
     def reply_extra(self, msg: Message) -> dict[str, Any]:
         """What a reply to ``msg`` carries besides the result, failures included."""
-        if msg.type == MsgType.EXECUTE:
-            return self.captured()
-        if msg.type == MsgType.APPLY:
-            return self.written()
-        if msg.type == MsgType.TASK:
+        kind = msg.type
+        if kind is MsgType.TASK:  # the most frequent first
             out = self.output
             return {
                 "started": self.tasks.started,
@@ -125,6 +122,10 @@ class RequestHandlers:
                 "stdout": out.stdout.getvalue() if out else "",
                 "stderr": out.stderr.getvalue() if out else "",
             }
+        if kind is MsgType.EXECUTE:
+            return self.captured()
+        if kind is MsgType.APPLY:
+            return self.written()
         return {}
 
     def task(self, msg: Message) -> Reply:

@@ -48,13 +48,5 @@ class Inbox:
                     self._waiting = False
             return queue.popleft()
 
-    def head(self) -> Any:
-        """The oldest request without taking it (None if there is none); no lock: reading
-        one item of a deque is atomic."""
-        try:
-            return self.queue[0]
-        except IndexError:
-            return None
-
     def __len__(self) -> int:
         return len(self.queue)

@@ -66,7 +66,7 @@ class TaskRunner:
         recovery = spec.get("recovery")
         cut = len(objects) - (len(recovery["counts"]) if recovery else 0)
         try:
-            return self._run_one(spec, objects[:cut])
+            return self._run_one(spec, objects[:cut] if recovery else objects)
         except TaskRefused:
             raise
         except BaseException:
