@@ -109,6 +109,10 @@ class Scheduler:
         self._loads: dict[int, int] = {}  # live engine -> requests outstanding on it
         # _room[n]: engines with load n and room for more, in the order they got there
         self._room: list[dict[int, None]] = [{} for _ in range(self.short_prefetch)]
+        #: Every bucket below this one is empty: where the search for room starts (engines of
+        #: tiny tasks sit near their limit, so the low buckets are empty, and scanning 32 of
+        #: them per task was the scheduler's biggest cost)
+        self._lowest = 0
         self._retired: set[int] = set()  # engines near their job's walltime: no new tasks
 
     # -- engines -----------------------------------------------------------------------------
@@ -149,6 +153,8 @@ class Scheduler:
             room[old].pop(engine, None)
         if load < self.limit(engine):
             room[load][engine] = None
+            if load < self._lowest:
+                self._lowest = load
 
     def _place(self, engine: int, old: int) -> None:
         """Move ``engine`` from the bucket of load ``old`` (-1: none) to where it belongs."""
@@ -157,6 +163,8 @@ class Scheduler:
         load = self._loads[engine]
         if load < self.limit(engine):
             self._room[load][engine] = None
+            if load < self._lowest:
+                self._lowest = load
 
     # -- entering ----------------------------------------------------------------------------
 
@@ -216,11 +224,21 @@ class Scheduler:
 
     def has_room(self) -> bool:
         """True when some live engine can take a task now."""
-        return any(self._room)
+        room = self._room
+        for load in range(self._lowest, len(room)):
+            if room[load]:
+                self._lowest = load
+                return True
+        self._lowest = len(room)
+        return False
 
     def _pick(self, refused_by: set[int]) -> int | None:
         """The least-loaded engine with room that is not in ``refused_by``."""
-        for bucket in self._room:
+        room = self._room
+        for load in range(self._lowest, len(room)):
+            bucket = room[load]
+            if not bucket:
+                continue
             if not refused_by:
                 for engine in bucket:
                     return engine
