@@ -232,7 +232,7 @@ class RecordStore:
         if self.error and not force and self._clock() < self._retry_at:
             self._bound_pending()
             return 0
-        packb = msgpack.packb
+        packb = msgpack.Packer().pack  # one packer for the lot (packb makes one per call)
         rows = [
             (
                 r.id,
