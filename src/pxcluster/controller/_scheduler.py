@@ -51,9 +51,10 @@ class TaskState(enum.Enum):
     RUNNING = "running"
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(eq=False, slots=True)
 class Task:
-    """A task as the controller holds it: its routing facts and its untouched payload."""
+    """A task as the controller holds it: its routing facts and its untouched payload
+    (slots: one is made per task, and its fields are read and set on the hot path)."""
 
     id: str
     client: bytes
