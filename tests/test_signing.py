@@ -1,4 +1,4 @@
-"""The wire's Signer computes standard HMAC-SHA256 (it primes the two hashes itself)."""
+"""The wire's Signer computes standard HMAC-SHA256 over the parts in order."""
 
 import hashlib
 import hmac
