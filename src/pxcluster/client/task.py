@@ -30,6 +30,12 @@ if TYPE_CHECKING:
     from pxcluster.client.executors import TaskExecutor
 
 
+#: A map's chunks are sent this many at a time as they are made: made all first, a
+#: 10,000-task map kept the controller and the engines idle for the ~0.3 s the client took
+#: to make them (7,700 tasks/s against 10,000 for the same tasks submitted one by one).
+_MAP_SLICE = 256
+
+
 class PendingTask(PendingResult[TaskResult]):
     """Resolves with the TaskResult of one task, whether the task succeeded or failed."""
 
@@ -315,8 +321,12 @@ class TaskClient:
         predicate = task_predicate(func)  # @require / @depend: only engines that meet it
         depend_frames = detach(dumps(predicate, name="the condition")) if predicate else []
         depend_counts = [len(depend_frames)] if depend_frames else []
+        ids: list[str] = []
         tasks: list[tuple[dict[str, Any], Sequence[Buffer]]] = []
         for chunk in chunked(seqs, chunksize):
+            if len(tasks) == _MAP_SLICE:  # these go while the next are made
+                ids += [p.task_id for p in self._send_many(tasks)]
+                tasks = []
             counts, frames = dumps_many([("args", chunk), ("kwargs", {})])
             frames = detach(frames)  # chunks are views of the caller's arrays
             spec = {
@@ -329,7 +339,8 @@ class TaskClient:
             if depend_frames:
                 spec["depend"] = True
             tasks.append((spec, [*depend_frames, *head, *frames]))
-        return self._ordered_results([p.task_id for p in self._send_many(tasks)], timeout)
+        ids += [p.task_id for p in self._send_many(tasks)]
+        return self._ordered_results(ids, timeout)
 
     def _ordered_results(self, ids: list[str], timeout: float | None) -> Iterator[Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
