@@ -146,16 +146,8 @@ class Scheduler:
         old = self._loads.get(engine)
         if old is None:
             return  # not (or no longer) live
-        load = old + delta if old + delta > 0 else 0
-        self._loads[engine] = load
-        # ``_place``, inlined: this runs twice per task
-        room = self._room
-        if old < len(room):
-            room[old].pop(engine, None)
-        if load < self.limit(engine):
-            room[load][engine] = None
-            if load < self._lowest:
-                self._lowest = load
+        self._loads[engine] = max(0, old + delta)
+        self._place(engine, old)
 
     def _place(self, engine: int, old: int) -> None:
         """Move ``engine`` from the bucket of load ``old`` (-1: none) to where it belongs."""

@@ -164,21 +164,11 @@ class RecordStore:
         size = 0
         for b in buffers:
             size += len(b) if type(b) is bytes else memoryview(b).nbytes
-        if size > self.retention.result_cap:
-            return TaskRecord(
-                task_id, session, engine, submitted, completed, status, header, None, len(header)
-            )
-        frames = [bytes(b) for b in buffers]
+        kept = size <= self.retention.result_cap
+        frames = [bytes(b) for b in buffers] if kept else None
+        nbytes = len(header) + (size if kept else 0)
         return TaskRecord(
-            task_id,
-            session,
-            engine,
-            submitted,
-            completed,
-            status,
-            header,
-            frames,
-            len(header) + size,
+            task_id, session, engine, submitted, completed, status, header, frames, nbytes
         )
 
     def add(self, record: TaskRecord) -> None:
@@ -192,8 +182,6 @@ class RecordStore:
         cache[record.id] = record
         self._cache_bytes += record.nbytes
         limit = self.retention
-        if len(cache) <= limit.cache_records and self._cache_bytes <= limit.cache_bytes:
-            return
         while cache and (len(cache) > limit.cache_records or self._cache_bytes > limit.cache_bytes):
             _, dropped = cache.popitem(last=False)
             self._cache_bytes -= dropped.nbytes

@@ -243,13 +243,6 @@ class TaskBoard:
         task = self._running_task(msg.parent, engine)
         if task is None:
             return []
-        status = msg.status
-        if status is Status.OK:  # the hot path: a task that ran and returned
-            content = msg.content
-            started, completed = content.get("started"), content.get("completed")
-            if type(started) is float and type(completed) is float:
-                self.scheduler.ran(engine, completed - started)
-            return self._settle(task, status, msg.header, msg.buffers, engine)
         if msg.status == Status.ABORTED and msg.content.get("withdrawn"):
             if task.abort_requested:
                 return self._settle_controller(
@@ -329,14 +322,8 @@ class TaskBoard:
             task.sends += 1
             if task.sends > 1:
                 self._wire[task.wire_id] = task.id
-                on_dispatch(engine_id, task.wire_id, task.client, now)
-            else:
-                on_dispatch(engine_id, task.id, task.client, now)  # its id: the first send
-            tasks = by_engine.get(engine_id)
-            if tasks is None:
-                by_engine[engine_id] = [task]
-            else:
-                tasks.append(task)
+            on_dispatch(engine_id, task.wire_id, task.client, now)
+            by_engine.setdefault(engine_id, []).append(task)
         out: list[Outbound] = []
         for engine_id, tasks in by_engine.items():
             identity = self._engines[engine_id].identity
@@ -381,11 +368,7 @@ class TaskBoard:
         by_client: dict[bytes, list[Entry]] = {}
         for out in outbound:
             if out.to == "client" and out.msg is None and batchable(out.buffers):
-                entries = by_client.get(out.identity)
-                if entries is None:
-                    by_client[out.identity] = [(out.header, out.buffers)]
-                else:
-                    entries.append((out.header, out.buffers))
+                by_client.setdefault(out.identity, []).append((out.header, out.buffers))
             else:
                 kept.append(out)
         for client, entries in by_client.items():

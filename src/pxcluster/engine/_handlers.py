@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pickle
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -66,15 +65,10 @@ class RequestHandlers:
         handler = self._table.get(msg.type)
         if handler is None:
             raise ValueError(f"engine cannot handle {msg.type.name}")
-        output = self.output = CapturedOutput(on_write)
-        displays = self.displays = DisplayCapture(on_write)
-        # What ``with output, displays:`` does, in one try (per request, on the hot path)
-        saved = sys.stdout, sys.stderr, DisplayCapture.current
-        sys.stdout, sys.stderr, DisplayCapture.current = output.stdout, output.stderr, displays
-        try:
+        self.output = CapturedOutput(on_write)
+        self.displays = DisplayCapture(on_write)
+        with self.output, self.displays:
             return handler(msg)
-        finally:
-            sys.stdout, sys.stderr, DisplayCapture.current = saved
 
     def release_retired(self) -> None:
         """Drop the values the last request replaced (call once its reply is sent).

@@ -35,8 +35,7 @@ import msgpack
 
 from pxcluster._buffers import Buffer
 from pxcluster._errors import ContentMismatch, RemoteProtocolError
-from pxcluster.wire._framing import Message, _message_from
-from pxcluster.wire._schemas import content_problem
+from pxcluster.wire._framing import Message, _check_content, _message_from
 from pxcluster.wire._types import MsgType
 
 #: Message types a BATCH may carry.
@@ -122,12 +121,9 @@ def unbatch(batch: Message) -> tuple[list[Message], list[RemoteProtocolError]]:
             break
         try:
             entry = _message_from(head, header, frames, check_sizes=False)  # cut to size
+            _check_content(entry)
         except RemoteProtocolError as exc:
             problems.append(exc)
-            continue
-        problem = content_problem(entry.type, entry.content)  # as ``decode`` checks it
-        if problem is not None:
-            problems.append(ContentMismatch(problem, entry.id, entry.parent))
             continue
         if entry.type not in BATCHABLE:
             problems.append(
