@@ -504,8 +504,11 @@ def test_calls_after_the_controller_died_say_how_to_take_over(tmp_path):
         pid = own.controller_pid
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not leftover_processes([pid]), T, message="the controller to go")
+        # until the client has seen the link drop, a call may still reach the live engine
+        # directly and succeed; from then on, every call is refused at once
+        wait_for(lambda: not mec._core.link_up, T, message="the client to see the drop")
         with pytest.raises(ConnectionLost) as info:
-            mec.execute("1", timeout=T)  # sent into a dropped link, or refused: at once
+            mec.execute("1", timeout=T)
         assert f"pxcontroller --profile-dir {own.paths.dir}" in str(info.value)
 
 

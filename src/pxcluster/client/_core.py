@@ -167,6 +167,12 @@ class ClientCore:
         """This connection's session name; every id it makes starts with it."""
         return self._session
 
+    @property
+    def link_up(self) -> bool:
+        """False from the moment this client saw its connection to the controller drop
+        until it comes back (calls made meanwhile raise ConnectionLost)."""
+        return self._link_down_since is None
+
     def submit(
         self,
         msg: Message,
