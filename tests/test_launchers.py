@@ -252,3 +252,39 @@ def test_an_idle_engine_leaves_cleanly_before_its_walltime(make_hub) -> None:  #
     notes = [o.msg.content for o in out if o.msg is not None and o.msg.type == MsgType.NOTIFY]
     assert [(n["event"], n["engine"]) for n in notes] == [("stopped", 1)]
     assert hub.engine_ids() == [0, 2]  # busy finishes its work first; later has 45 s left
+
+
+def test_with_relay_each_array_task_is_one_relay_with_its_share_of_the_engines(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    options = LauncherConfig(extra={"relay": "1", "engines_per_job": 4})
+    launcher = make_launcher("sge", ProfilePaths.for_profile("t", tmp_path), options)
+    spec = LaunchSpec(
+        "engine",
+        "pxcluster.cli.engine",
+        ("--profile", "t", "--log-to-file"),
+        count=10,
+        connection=json.dumps({"url": "tcp://1.2.3.4:5", "key": "k"}),
+    )
+    script = launcher.job_script(spec, "/out")  # type: ignore[attr-defined]
+    assert "#$ -t 1-3" in script  # 10 engines, 4 a task: 3 tasks
+    assert (
+        '-m pxcluster.cli.relay --profile t --log-to-file --file "$conn" --engines "$engines" '
+        "-- --profile t --log-to-file" in script
+    )
+    lines = [line for line in script.splitlines() if "engines" in line and "relay" not in line]
+    shares = []
+    for index in range(3):
+        shell = f"PXCLUSTER_ARRAY_INDEX={index}\n" + "\n".join(lines) + '\necho "$engines"'
+        said = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, check=True)
+        shares.append(int(said.stdout))
+    assert shares == [4, 4, 2]
+    slurm = make_launcher("slurm", ProfilePaths.for_profile("t", tmp_path), options)
+    assert "#SBATCH --cpus-per-task=4" in slurm.job_script(spec, "/o")  # type: ignore[attr-defined]
+
+    unsized = make_launcher("pbs", ProfilePaths.for_profile("t", tmp_path), LauncherConfig(
+        extra={"relay": "true"}))  # fmt: skip
+    with pytest.raises(LauncherError, match="--engines-per-job K"):
+        unsized.job_script(spec, "/o")  # type: ignore[attr-defined]

@@ -157,3 +157,13 @@ def test_no_engine_processes_are_children_left(root):
     me = psutil.Process(os.getpid())
     names = [" ".join(c.cmdline()) for c in me.children(recursive=True)]
     assert not [n for n in names if "pxcluster.cli" in n]
+
+
+def test_engines_per_job_is_refused_where_it_means_nothing_before_anything_starts(root):
+    alone = run([*PXCLUSTER, "start", "-n", "2", "--engines-per-job", "2"])
+    assert alone.returncode == 1
+    assert "--engines-per-job goes with --relay and a batch launcher" in alone.stderr
+    unsized = run([*PXCLUSTER, "start", "-n", "2", "--engines", "slurm", "--relay"])
+    assert unsized.returncode == 1
+    assert "needs --engines-per-job K" in unsized.stderr
+    assert not root.exists() or not list(root.glob("profile_*/pid/*"))  # nothing started

@@ -78,6 +78,31 @@ def test_engines_as_an_sge_array_then_stop_deletes_it(profile: Path) -> None:
     assert record.controller.job_id not in _qstat_jobs()
 
 
+def test_relay_per_sge_array_task(profile: Path) -> None:
+    import collections
+
+    from pxcluster.testing import leftover_processes
+
+    done = pxcluster(
+        "start", "-n", "3", "--engines", "sge", "--relay", "--engines-per-job", "2",
+        "--timeout", "90", "--profile-dir", str(profile),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = ClusterRecord.read(profile / "pid" / "cluster.json")
+    assert record is not None
+    (job,) = {h.job_id for h in record.engines}
+    with MultiEngineClient(profile_dir=profile, timeout=30) as mec:
+        mec.execute("import os; task = os.environ['SGE_TASK_ID']; relay = os.getppid()")
+        assert collections.Counter(mec.pull("task")) == {"1": 2, "2": 1}
+        relays = mec.pull("relay")
+        pids = [*mec.apply(os.getpid), *set(relays)]
+    assert len(set(relays)) == 2  # one relay per array task, its engines behind it
+    stopped = pxcluster("stop", "--profile-dir", str(profile))
+    assert stopped.returncode == 0, stopped.stderr
+    assert job not in _qstat_jobs()
+    assert leftover_processes(pids) == []
+
+
 def test_held_engines_are_reported_held(profile: Path) -> None:
     (profile / "pxcluster.toml").write_text('[sge]\ndirectives = ["-h"]\n')
     done = pxcluster(

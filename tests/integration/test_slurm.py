@@ -83,6 +83,44 @@ def test_engines_run_as_one_job_array_and_stop_cancels_it(profile: Path) -> None
     assert not [j for j in _queue() if j.startswith(f"{job}_")]
 
 
+def test_relay_runs_one_relay_per_array_task_with_its_engines_behind_it(profile: Path) -> None:
+    import collections
+
+    import psutil
+
+    from pxcluster.testing import leftover_processes
+
+    done = pxcluster(
+        "start", "-n", "5", "--engines", "slurm", "--relay", "--engines-per-job", "2",
+        "--profile-dir", str(profile),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "5 engines [0, 1, 2, 3, 4]" in done.stdout
+    record = ClusterRecord.read(profile / "pid" / "cluster.json")
+    assert record is not None
+    (job,) = {h.job_id for h in record.engines}
+    assert sorted(_queue()) == [f"{job}_{i}" for i in range(3)]  # 2 + 2 + 1
+
+    with MultiEngineClient(profile_dir=profile, timeout=30) as mec:
+        mec.execute(
+            "import os; task = os.environ['SLURM_ARRAY_TASK_ID']; "
+            "cpus = os.environ['SLURM_CPUS_PER_TASK']; relay = os.getppid()"
+        )
+        tasks, relays = mec.pull("task"), mec.pull("relay")
+        assert collections.Counter(tasks) == {"0": 2, "1": 2, "2": 1}
+        assert set(mec.pull("cpus")) == {"2"}  # each task asked for its engines' cores
+        pids = [*mec.apply(os.getpid), *set(relays)]
+        assert mec.map(lambda x: x * x, range(10)) == [x * x for x in range(10)]
+    assert len(set(relays)) == 3  # one relay per array task, its engines its children
+    for relay in set(relays):
+        assert "pxcluster.cli.relay" in " ".join(psutil.Process(relay).cmdline())
+
+    stopped = pxcluster("stop", "--profile-dir", str(profile))
+    assert stopped.returncode == 0, stopped.stderr
+    assert not [j for j in _queue() if j.startswith(f"{job}_")]
+    assert leftover_processes(pids) == []
+
+
 def test_a_refused_directive_fails_at_once_naming_sbatch(profile: Path) -> None:
     _config(profile, '[slurm]\ndirectives = ["--partitoin=debug"]\n')
     done = pxcluster("start", "-n", "2", "--engines", "slurm", "--profile-dir", str(profile))

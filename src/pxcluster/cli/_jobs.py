@@ -25,6 +25,7 @@ from pxcluster.launchers import (
     make_launcher,
 )
 from pxcluster.launchers._engines import engine_logs
+from pxcluster.launchers._relayed import engines_per_job, wants_relay
 from pxcluster.launchers._startup import summarize
 from pxcluster.launchers._watcher import keeper_running
 from pxcluster.profile import LauncherConfig, ProfilePaths, load_launcher_config
@@ -63,9 +64,18 @@ def add_launcher_flags(p: argparse.ArgumentParser, controller: bool = True) -> N
     p.add_argument(
         "--relay",
         action="store_true",
-        help="local and ssh launchers: one pxrelay per host, with that host's engines "
-        "behind it: the controller holds three connections per host instead of four per "
-        "engine, and a push to many engines crosses the network once per host",
+        help="one pxrelay per host (local, ssh) or per array task (slurm, sge, pbs: with "
+        "--engines-per-job), with those engines behind it: the controller holds three "
+        "connections per relay instead of four per engine, and a push to many engines "
+        "crosses the network once per relay",
+    )
+    p.add_argument(
+        "--engines-per-job",
+        default=None,
+        metavar="K",
+        help="slurm, sge and pbs launchers with --relay: K engines behind the relay of each "
+        "array task (e.g. a node's cores; Slurm tasks then ask for K CPUs, elsewhere add the "
+        "site's directive)",
     )
     if controller:
         p.add_argument(
@@ -92,6 +102,17 @@ def launcher_options(
             out[name] = out[name].replace(extra={**out[name].extra, **given})
         if getattr(args, "relay", False):  # --relay (launchers/_relayed.py)
             out[name] = out[name].replace(extra={**out[name].extra, "relay": "1"})
+        if getattr(args, "engines_per_job", None) is not None:
+            if not args.relay or names[0] not in ("slurm", "sge", "pbs"):
+                raise LauncherError(
+                    "--engines-per-job goes with --relay and a batch launcher "
+                    "(--engines slurm, sge or pbs)"
+                )
+            per_job = {"engines_per_job": args.engines_per_job}
+            out[name] = out[name].replace(extra={**out[name].extra, **per_job})
+    engines = names[0]
+    if engines in ("slurm", "sge", "pbs") and wants_relay(out[engines]):
+        engines_per_job(out[engines], engines)  # refused before anything starts
     return out
 
 

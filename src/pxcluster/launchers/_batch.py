@@ -4,7 +4,10 @@ They differ by data (the directive prefix, the submit/cancel commands, how the a
 the walltime are spelt, the template under ``launchers/templates/``) and by how their job
 state query is read; each system's module (``_slurm``, ``_sge``, ``_pbs``) holds just that.
 
-Engines run as **one job array** per ``start`` (or ``add``): array index i is one engine.
+Engines run as **one job array** per ``start`` (or ``add``): array index i is one engine,
+or with ``--relay`` one ``pxrelay`` with ``engines_per_job`` engines behind it (Slurm's
+tasks then ask for that many cores), so the controller holds one relay's connections per
+task and a push crosses the network once per task, not once per engine.
 A controller is one job. The job script is rendered from a template with ``{{name}}``
 placeholders (``template = "..."`` in the launcher's ``pxcluster.toml`` section replaces
 the built-in one); it exports the ``PXCLUSTER_*`` launch variables (job id, array index,
@@ -31,6 +34,7 @@ from typing import ClassVar
 
 from pxcluster._errors import BatchSubmitError, LauncherError
 from pxcluster.launchers._launcher import JobState, JobStatus, Launcher, LaunchHandle, LaunchSpec
+from pxcluster.launchers._relayed import engines_per_job, relayed, wants_relay
 from pxcluster.profile import LauncherConfig, ProfilePaths
 
 log = logging.getLogger("pxcluster.launchers")
@@ -161,6 +165,11 @@ class BatchLauncher(Launcher):
         """The command that cancels one array task."""
         raise NotImplementedError
 
+    def cpus_directive(self, cpus: int) -> str | None:
+        """The directive giving one task ``cpus`` cores, where the system has one form for
+        it (Slurm); elsewhere None, and the site's form goes in ``directives``."""
+        return None
+
     # -- the Launcher interface ---------------------------------------------------------------
 
     def jobs_dir(self) -> Path:
@@ -191,7 +200,7 @@ class BatchLauncher(Launcher):
             raise BatchSubmitError(
                 f"{shlex.join(argv)} refused the job (exit code {done.returncode}): {said}"
             )
-        indices = range(spec.count) if array else [-1]
+        indices = range(self.array_shape(spec)[0]) if array else [-1]
         return [
             LaunchHandle(
                 self.name,
@@ -222,7 +231,11 @@ class BatchLauncher(Launcher):
             )
         directives = []
         if spec.role == "engine":
-            directives.append(self.array_directive(spec.count))
+            tasks, per_task = self.array_shape(spec)
+            directives.append(self.array_directive(tasks))
+            cpus = self.cpus_directive(per_task) if per_task > 1 else None
+            if cpus:
+                directives.append(cpus)
         if options.queue:
             directives.append(self.queue_directive(options.queue))
         walltime = walltime_seconds(options.walltime) if options.walltime else 0
@@ -251,6 +264,15 @@ class BatchLauncher(Launcher):
         }
         return render(template, values, str(source))
 
+    def array_shape(self, spec: LaunchSpec) -> tuple[int, int]:
+        """(array tasks, engines per task) for an engine ``spec``: one engine per task, or
+        with ``--relay`` one relay per task and ``engines_per_job`` engines behind it (the
+        last task the rest)."""
+        if not wants_relay(self.options):
+            return spec.count, 1
+        per_task = min(engines_per_job(self.options, self.name), max(spec.count, 1))
+        return -(-spec.count // per_task), per_task
+
     def run_block(self, spec: LaunchSpec) -> str:
         """The shell lines that start the process (the engine connection file, inline)."""
         python = shlex.quote(self.options.python or spec.argv()[0])
@@ -259,13 +281,25 @@ class BatchLauncher(Launcher):
         if spec.role != "engine" or not spec.connection:
             return f"{env}exec {python} {command}"
         json.loads(spec.connection)  # it goes into a here-document: it must be one JSON text
+        start = f'{python} {command} --file "$conn"'
+        if wants_relay(self.options):
+            # one relay, taking the connection file; its engines reach it on this host
+            _, per_task = self.array_shape(spec)
+            relay = relayed(spec, per_task).argv()[1:]
+            cut = relay.index("--engines")
+            start = (
+                f"engines=$(( {spec.count} - PXCLUSTER_ARRAY_INDEX * {per_task} ))\n"
+                f"if [ $engines -gt {per_task} ]; then engines={per_task}; fi\n"
+                f'{python} {shlex.join(relay[:cut])} --file "$conn" --engines "$engines" '
+                f"{shlex.join(relay[cut + 2 :])}"
+            )
         return (
             f"{env}umask 077\n"
             'conn="${TMPDIR:-/tmp}/pxcluster-engine-$$.json"\n'
             "cat > \"$conn\" <<'PXCLUSTER_CONNECTION_END'\n"
             f"{spec.connection.strip()}\n"
             "PXCLUSTER_CONNECTION_END\n"
-            f'{python} {command} --file "$conn"\n'
+            f"{start}\n"
             "status=$?\n"
             'rm -f "$conn"\n'
             "exit $status"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from pxcluster._errors import LauncherError
 from pxcluster.launchers._launcher import LaunchSpec
 from pxcluster.profile import LauncherConfig
 
@@ -34,6 +35,26 @@ _SHARED_FLAGS = ("--log-to-file",)
 def wants_relay(options: LauncherConfig) -> bool:
     """Whether a launcher's settings ask for engines behind per-host relays."""
     return str(options.extra.get("relay", "")).strip().lower() in ("1", "true", "yes", "on")
+
+
+def engines_per_job(options: LauncherConfig, launcher: str) -> int:
+    """How many engines a batch launcher puts behind the relay of each array task
+    (``engines_per_job`` in its section, ``--engines-per-job``): a batch system places
+    jobs, not hosts, so the user says how many engines share one (usually a node's cores).
+
+    Raises:
+        LauncherError: it is missing or not a positive whole number.
+    """
+    value = str(options.extra.get("engines_per_job", "")).strip()
+    if not value:
+        raise LauncherError(
+            f"--relay with the {launcher} launcher needs --engines-per-job K (or "
+            f"engines_per_job = K in [{launcher}] of pxcluster.toml): each array task runs "
+            "one pxrelay with K engines behind it, e.g. K = the cores of a node"
+        )
+    if not value.isdigit() or int(value) < 1:
+        raise LauncherError(f"engines_per_job must be a whole number of at least 1, not {value!r}")
+    return int(value)
 
 
 def relayed(spec: LaunchSpec, engines: int) -> LaunchSpec:

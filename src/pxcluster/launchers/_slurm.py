@@ -80,6 +80,9 @@ class SlurmLauncher(BatchLauncher):
     def account_directive(self, account: str) -> str:
         return f"--account={account}"
 
+    def cpus_directive(self, cpus: int) -> str:
+        return f"--cpus-per-task={cpus}"
+
     def output_pattern(self, jobs: Path, stem: str, array: bool) -> str:
         return str(jobs / (f"{stem}-%A_%a.out" if array else f"{stem}-%j.out"))
 

@@ -46,6 +46,8 @@ only allowed in ``[NAME]`` and go to ``LauncherConfig.extra`` for that launcher 
 
     [slurm]
     template = "~/my-slurm-engines.sh"   # a job-script template instead of the built-in one
+    relay = true             # each array task: one pxrelay and engines_per_job engines
+    engines_per_job = 16     # (--relay --engines-per-job 16)
 """
 
 from __future__ import annotations
