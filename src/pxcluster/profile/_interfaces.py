@@ -12,13 +12,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-import psutil
-
 EVERY_INTERFACE = ("0.0.0.0", "*", "")
 
 
 def interface_addresses() -> dict[str, str]:
     """Each interface that is up and has an IPv4 address: name -> that address."""
+    import psutil  # here: every engine imports this module, few resolve an interface
+
     stats = psutil.net_if_stats()
     found = {}
     for name, addrs in psutil.net_if_addrs().items():
