@@ -114,6 +114,15 @@ def test_relay_runs_one_relay_per_array_task_with_its_engines_behind_it(profile:
     assert len(set(relays)) == 3  # one relay per array task, its engines its children
     for relay in set(relays):
         assert "pxcluster.cli.relay" in " ".join(psutil.Process(relay).cmdline())
+    # an array task is a relay and its engines: ending it for one engine would end them all
+    for refused in (["restart", "0"], ["signal", "0", "TERM"]):
+        done = pxcluster(*refused, "--profile-dir", str(profile))
+        assert done.returncode == 1, done.stdout
+        assert "runs behind a relay with the other engines of slurm job" in done.stderr
+    with MultiEngineClient(profile_dir=profile, timeout=30) as mec:
+        assert mec.get_ids() == [0, 1, 2, 3, 4]
+        mec.kill(targets=0, block=True, timeout=30)  # what to do instead: its relay ends it
+        assert mec.get_ids() == [1, 2, 3, 4]
 
     stopped = pxcluster("stop", "--profile-dir", str(profile))
     assert stopped.returncode == 0, stopped.stderr

@@ -34,7 +34,7 @@ from typing import ClassVar
 
 from pxcluster._errors import BatchSubmitError, LauncherError
 from pxcluster.launchers._launcher import JobState, JobStatus, Launcher, LaunchHandle, LaunchSpec
-from pxcluster.launchers._relayed import engines_per_job, relayed, wants_relay
+from pxcluster.launchers._relayed import RELAY_KEY, engines_per_job, relayed, wants_relay
 from pxcluster.profile import LauncherConfig, ProfilePaths
 
 log = logging.getLogger("pxcluster.launchers")
@@ -200,7 +200,10 @@ class BatchLauncher(Launcher):
             raise BatchSubmitError(
                 f"{shlex.join(argv)} refused the job (exit code {done.returncode}): {said}"
             )
-        indices = range(self.array_shape(spec)[0]) if array else [-1]
+        tasks, per_task = self.array_shape(spec) if array else (1, 1)
+        extra = {"script": str(script)}
+        if array and wants_relay(self.options):
+            extra[RELAY_KEY] = str(per_task)  # one handle, a relay and its engines
         return [
             LaunchHandle(
                 self.name,
@@ -208,9 +211,9 @@ class BatchLauncher(Launcher):
                 job_id=job_id,
                 array_index=i,
                 output=self.output_file(pattern, job_id, i),
-                extra={"script": str(script)},
+                extra=extra,
             )
-            for i in indices
+            for i in (range(tasks) if array else [-1])
         ]
 
     def job_script(self, spec: LaunchSpec, output: str) -> str:

@@ -45,7 +45,7 @@ from pxcluster.launchers._launcher import (
     match_handle,
 )
 from pxcluster.launchers._record import ClusterRecord, handle_alive, running_controller
-from pxcluster.launchers._relayed import wants_relay
+from pxcluster.launchers._relayed import refuse_for_relayed, wants_relay
 from pxcluster.launchers._startup import (
     Progress,
     StatusReport,
@@ -408,6 +408,7 @@ class Cluster:
                 f"engine {engine_id} was not started by this cluster's launchers; "
                 "pxcluster cannot start another like it"
             )
+        refuse_for_relayed(stored, engine_id, "restarting")
         client = self._own_client()
         client.kill(targets=engine_id, block=True, timeout=10.0)
         self.launcher(handle.launcher).stop([handle], timeout=10.0)
@@ -431,6 +432,7 @@ class Cluster:
         if handle is None:
             raise LauncherError(f"engine {engine_id} was not started by this cluster's launchers")
         stored = match_handle(self.engine_handles, engine.launch, engine.pid, engine.hostname)
+        refuse_for_relayed(stored or handle, engine_id, "signalling")
         if stored is not None and signum in ENDING_SIGNALS:
             note_released(self.paths, stored)  # ended on purpose: the keeper leaves it
         self.launcher(handle.launcher).signal(handle, signum)

@@ -15,10 +15,13 @@ from __future__ import annotations
 import dataclasses
 
 from pxcluster._errors import LauncherError
-from pxcluster.launchers._launcher import LaunchSpec
+from pxcluster.launchers._launcher import LaunchHandle, LaunchSpec
 from pxcluster.profile import LauncherConfig
 
 RELAY_MODULE = "pxcluster.cli.relay"
+#: The key, in a batch handle's ``extra``, marking the array task as a relay with that many
+#: engines behind it: what ends or signals the task does it to all of them.
+RELAY_KEY = "relay"
 #: Flags of an engine's command line that the relay takes too (with a value / without).
 _SHARED_WITH_VALUE = (
     "--profile",
@@ -79,3 +82,18 @@ def relayed(spec: LaunchSpec, engines: int) -> LaunchSpec:
         args=(*shared, "--engines", str(engines), "--", *spec.args),
         count=1,
     )
+
+
+def refuse_for_relayed(handle: LaunchHandle, engine_id: int, action: str) -> None:
+    """Raise if ``handle`` is a relay's array task: ``action`` through the launcher would
+    reach every engine behind it, not engine ``engine_id`` alone.
+
+    Raises:
+        LauncherError: it is one.
+    """
+    if handle.extra.get(RELAY_KEY):
+        raise LauncherError(
+            f"engine {engine_id} runs behind a relay with the other engines of "
+            f"{handle.describe()}: {action} it through its launcher would end them all; "
+            f"kill it from a client instead (mec.kill(targets={engine_id})): its relay ends it"
+        )
