@@ -702,7 +702,7 @@ def test_controller_dead_of_an_exception_is_taken_over_like_after_kill_9(tmp_pat
     code = CRASHING_CONTROLLER.format(gate=str(gate), profile=str(profile))
     procs = [spawn("-c", code)]
     try:
-        wait_for(paths.engine_file.exists, 30, message="the controller's connection files")
+        wait_for(paths.client_file.exists, 30, message="the controller's connection files")
         procs += [spawn("-m", "pxcluster.cli.engine", "--profile-dir", str(profile))
                   for _ in range(2)]
         mec = MultiEngineClient(profile_dir=profile, timeout=30)
@@ -737,7 +737,7 @@ def test_a_controller_taking_over_never_gives_a_dead_engines_id_again(tmp_path):
     engine = ("-m", "pxcluster.cli.engine", "--profile-dir", str(profile))
     procs = [spawn("-m", "pxcluster.cli.controller", "--profile-dir", str(profile))]
     try:
-        wait_for(paths.engine_file.exists, 30, message="the controller's connection files")
+        wait_for(paths.client_file.exists, 30, message="the controller's connection files")
         procs += [spawn(*engine) for _ in range(3)]
         mec = MultiEngineClient(profile_dir=profile, timeout=30)
         wait_for(lambda: mec.get_ids(timeout=5) == [0, 1, 2], 30, message="3 engines")
@@ -804,7 +804,7 @@ def test_a_full_disk_loses_no_result_and_is_reported(tmp_path):
     code = FULL_DISK_CONTROLLER.format(limit=256 * 1024, profile=str(profile))
     procs = [spawn("-c", code)]
     try:
-        wait_for(paths.engine_file.exists, 30, message="the controller's connection files")
+        wait_for(paths.client_file.exists, 30, message="the controller's connection files")
         procs += [spawn("-m", "pxcluster.cli.engine", "--profile-dir", str(profile))
                   for _ in range(2)]
         with TaskClient(profile_dir=profile, timeout=30) as tc:

@@ -256,16 +256,18 @@ class ControllerServer:
         )
 
     def write_connection_files(self) -> None:
-        """Write the client and engine connection files (mode 0600) into security/."""
+        """Write the engine and client connection files (mode 0600) into security/.
+
+        The client file goes last: its appearance (with this controller's pid) is what
+        launchers, ``pxcluster start`` and tools wait for before they start engines or
+        read the engine file, which must then be this controller's, not missing or a
+        previous one's.
+        """
         pid = os.getpid()
         server_key = ""
         if self._curve is not None:
             write_curve_keys(self.paths.curve_file, *self._curve)
             server_key = self._curve[0].decode("ascii")
-        write_connection(
-            self.paths.client_file,
-            ClientConnection(self.client_url, self._client_key, pid, self.paths.name, server_key),
-        )
         write_connection(
             self.paths.engine_file,
             EngineConnection(
@@ -277,6 +279,10 @@ class ControllerServer:
                 self._pong_port,
                 server_key,
             ),
+        )
+        write_connection(
+            self.paths.client_file,
+            ClientConnection(self.client_url, self._client_key, pid, self.paths.name, server_key),
         )
 
     def remove_connection_files(self) -> None:
