@@ -25,6 +25,7 @@ from pxcluster.launchers import (
     make_launcher,
 )
 from pxcluster.launchers._engines import engine_logs
+from pxcluster.launchers._launcher import BATCH_LAUNCHERS
 from pxcluster.launchers._relayed import engines_per_job, wants_relay
 from pxcluster.launchers._startup import summarize
 from pxcluster.launchers._watcher import keeper_running
@@ -103,15 +104,16 @@ def launcher_options(
         if getattr(args, "relay", False):  # --relay (launchers/_relayed.py)
             out[name] = out[name].replace(extra={**out[name].extra, "relay": "1"})
         if getattr(args, "engines_per_job", None) is not None:
-            if not args.relay or names[0] not in ("slurm", "sge", "pbs"):
-                raise LauncherError(
-                    "--engines-per-job goes with --relay and a batch launcher "
-                    "(--engines slurm, sge or pbs)"
-                )
             per_job = {"engines_per_job": args.engines_per_job}
             out[name] = out[name].replace(extra={**out[name].extra, **per_job})
     engines = names[0]
-    if engines in ("slurm", "sge", "pbs") and wants_relay(out[engines]):
+    batch = engines in BATCH_LAUNCHERS
+    if getattr(args, "engines_per_job", None) is not None and not (args.relay and batch):
+        raise LauncherError(
+            "--engines-per-job goes with --relay and a batch launcher "
+            "(--engines slurm, sge or pbs)"
+        )
+    if batch and wants_relay(out[engines]):
         engines_per_job(out[engines], engines)  # refused before anything starts
     return out
 

@@ -38,6 +38,7 @@ from pxcluster.launchers._keeper_files import (
     released_file,
 )
 from pxcluster.launchers._launcher import (
+    BATCH_LAUNCHERS,
     Launcher,
     LaunchHandle,
     LaunchSpec,
@@ -62,7 +63,7 @@ from pxcluster.profile import LauncherConfig, ProfilePaths, load_launcher_config
 from pxcluster.serialize import sweep_stale
 
 #: Launchers whose engines run on other hosts than the controller's, as a rule.
-REMOTE_LAUNCHERS = frozenset({"ssh", "slurm", "sge", "pbs"})
+REMOTE_LAUNCHERS = frozenset({"ssh"}) | BATCH_LAUNCHERS
 
 
 class Cluster:

@@ -251,6 +251,8 @@ LAUNCHERS: dict[str, str] = {
     "sge": "pxcluster.launchers._sge:SgeLauncher",
     "pbs": "pxcluster.launchers._pbs:PbsLauncher",
 }
+#: The launchers that submit job arrays to a batch system (``_batch.BatchLauncher``).
+BATCH_LAUNCHERS = frozenset({"slurm", "sge", "pbs"})
 
 
 def launcher_class(name: str) -> type[Launcher]:
